@@ -1,0 +1,99 @@
+//! The one mapping from every error a request can meet to an HTTP response:
+//! `{"error": {"code", "title", "message"}}`. Internal details are logged, never sent.
+
+use crate::store::{InventoryError, StoreError};
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("Policy does not allow this request (rule {0})")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("A service dcbackup depends on is unavailable; try again shortly")]
+    Unavailable,
+    #[error("Internal error; the request id identifies it in the logs")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let body = json!({
+            "error": {
+                "code": status.as_u16(),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "message": self.to_string(),
+            }
+        });
+        let mut response = super::json_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store request failed");
+        match e {
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            StoreError::Failed(_) => ApiError::Internal,
+        }
+    }
+}
+
+impl From<InventoryError> for ApiError {
+    fn from(e: InventoryError) -> Self {
+        use InventoryError as E;
+        let message = e.to_string();
+        match e {
+            E::SubcloudNotFound(_) | E::GroupNotFound(_) => ApiError::NotFound(message),
+            E::UnknownGroup(_)
+            | E::DefaultGroupProtected(_)
+            | E::SubcloudManaged(_)
+            | E::NoAgentUrl => ApiError::BadRequest(message),
+            E::SubcloudExists(_)
+            | E::GroupExists(_)
+            | E::GroupNotEmpty { .. }
+            | E::Contended(_) => ApiError::Conflict(message),
+            E::Store(store) => store.into(),
+        }
+    }
+}

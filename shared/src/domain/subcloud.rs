@@ -1,0 +1,154 @@
+//! A subcloud as dcbackup stores it, and the commands that create and change one.
+
+use super::{
+    AgentUrl, AvailabilityStatus, BackupStatus, DeployStatus, Invalid, ManagementState, Name, Ref,
+    Release,
+};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The stored subcloud. Attribute names are snake_case; `wire` renders dcmanager's keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subcloud {
+    pub id: u64,
+    pub name: Name,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    pub software_version: Release,
+    pub management_state: ManagementState,
+    pub availability_status: AvailabilityStatus,
+    pub deploy_status: DeployStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_status: Option<BackupStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_datetime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    pub region_name: String,
+    pub group_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_subnet: Option<NetworkAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_start_ip: Option<NetworkAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_end_ip: Option<NetworkAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_gateway_ip: Option<NetworkAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemcontroller_gateway_ip: Option<NetworkAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_url: Option<AgentUrl>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An IP address or, for `management-subnet`, a CIDR block, checked on the way in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NetworkAddress(String);
+
+impl NetworkAddress {
+    pub fn parse_ip(field: &str, value: &str) -> Result<NetworkAddress, Invalid> {
+        value
+            .parse::<IpAddr>()
+            .map(|ip| NetworkAddress(ip.to_string()))
+            .map_err(|_| Invalid::field(field, format!("'{value}' is not an IPv4 or IPv6 address")))
+    }
+
+    pub fn parse_subnet(field: &str, value: &str) -> Result<NetworkAddress, Invalid> {
+        let bad = || {
+            Invalid::field(
+                field,
+                format!("'{value}' is not a subnet; expected a form like 192.168.101.0/24"),
+            )
+        };
+        let (ip, prefix) = value.split_once('/').ok_or_else(bad)?;
+        let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(NetworkAddress(format!("{ip}/{prefix}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The register command: what a caller gave, parsed; defaults are applied by the store.
+#[derive(Debug, Clone)]
+pub struct NewSubcloud {
+    pub name: Name,
+    pub software_version: Release,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub group: Option<Ref>,
+    pub management_state: Option<ManagementState>,
+    pub availability_status: Option<AvailabilityStatus>,
+    pub deploy_status: Option<DeployStatus>,
+    pub region_name: Option<String>,
+    pub management_subnet: Option<NetworkAddress>,
+    pub management_start_ip: Option<NetworkAddress>,
+    pub management_end_ip: Option<NetworkAddress>,
+    pub management_gateway_ip: Option<NetworkAddress>,
+    pub systemcontroller_gateway_ip: Option<NetworkAddress>,
+    pub agent_url: Option<AgentUrl>,
+}
+
+/// The update command (PATCH): only what the caller gave is changed.
+#[derive(Debug, Clone, Default)]
+pub struct SubcloudPatch {
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub management_state: Option<ManagementState>,
+    pub availability_status: Option<AvailabilityStatus>,
+    pub deploy_status: Option<DeployStatus>,
+    pub backup_status: Option<BackupStatus>,
+    pub group: Option<Ref>,
+    pub agent_url: Option<AgentUrl>,
+    /// A new address for the agent on its registered port (dcmanager's bootstrap address).
+    pub bootstrap_address: Option<IpAddr>,
+}
+
+impl SubcloudPatch {
+    pub fn is_empty(&self) -> bool {
+        self.description.is_none()
+            && self.location.is_none()
+            && self.management_state.is_none()
+            && self.availability_status.is_none()
+            && self.deploy_status.is_none()
+            && self.backup_status.is_none()
+            && self.group.is_none()
+            && self.agent_url.is_none()
+            && self.bootstrap_address.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalised() {
+        assert_eq!(
+            NetworkAddress::parse_subnet("s", "192.168.101.0/24")
+                .unwrap()
+                .as_str(),
+            "192.168.101.0/24"
+        );
+        assert_eq!(
+            NetworkAddress::parse_ip("ip", "FD01:0::1")
+                .unwrap()
+                .as_str(),
+            "fd01::1"
+        );
+        for bad in ["192.168.1.0", "192.168.1.0/33", "x/24", "fd00::/129"] {
+            assert!(NetworkAddress::parse_subnet("s", bad).is_err(), "{bad}");
+        }
+        assert!(NetworkAddress::parse_ip("ip", "300.1.1.1").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! dcbackup: backup and restore orchestration for distributed clouds, on AWS Lambda,
+//! DynamoDB and SQS. This crate holds everything the functions share: the domain and its
+//! rules, the DynamoDB adapter, the dcmanager wire format, the HTTP API handlers,
+//! configuration and resource definitions. The functions under `functions/` only wire it.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod provision;
+pub mod resources;
+pub mod runtime;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,251 @@
+//! The one definition of dcbackup's AWS resources: tables (keys and indexes), the jobs queue
+//! with its dead-letter queue, and the backup bucket. `provision` creates them from this
+//! definition (idempotently: a second run changes nothing); the SAM template is checked
+//! against it by a test so the two cannot drift.
+
+use crate::config::ConfigError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+
+/// Names of every resource, all derived from one prefix (a stack name in AWS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub subclouds_table: String,
+    pub groups_table: String,
+    pub names_table: String,
+    pub counters_table: String,
+    pub jobs_queue: String,
+    pub jobs_dead_letter_queue: String,
+    pub backup_bucket: String,
+}
+
+/// The index of the subclouds table that lists a group's members without a scan.
+pub const GROUP_MEMBERS_INDEX: &str = "group-members";
+
+/// Jobs are retried this many times before they land on the dead-letter queue.
+pub const JOBS_MAX_RECEIVE_COUNT: u32 = 5;
+/// Longer than a worker invocation may run, so a job in flight is not delivered twice.
+pub const JOBS_VISIBILITY_TIMEOUT_SECONDS: u32 = 120;
+pub const JOBS_RETENTION_SECONDS: u32 = 4 * 24 * 3600;
+pub const DEAD_LETTER_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    S,
+    N,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub hash: (&'static str, AttrType),
+    pub range: Option<(&'static str, AttrType)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: &'static str,
+    pub key: Key,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The name of the table's logical resource in the SAM template.
+    pub logical_id: &'static str,
+    pub name: String,
+    pub key: Key,
+    /// Global secondary indexes, each projecting every attribute.
+    pub indexes: Vec<Index>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub logical_id: &'static str,
+    pub name: String,
+    pub visibility_timeout_seconds: u32,
+    pub retention_seconds: u32,
+    /// The dead-letter queue (its name) and how many receives send a message there.
+    pub redrive: Option<(String, u32)>,
+}
+
+impl Resources {
+    pub const DEFAULT_PREFIX: &'static str = "dcbackup";
+
+    /// Every name is `<prefix>-<what>`; the prefix must suit both table and bucket naming.
+    pub fn with_prefix(prefix: &str) -> Result<Resources, ConfigError> {
+        let valid = (3..=40).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !prefix.starts_with('-')
+            && !prefix.ends_with('-');
+        if !valid {
+            return Err(ConfigError(format!(
+                "resource prefix {prefix:?} must be 3-40 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+            )));
+        }
+        Ok(Resources {
+            subclouds_table: format!("{prefix}-subclouds"),
+            groups_table: format!("{prefix}-groups"),
+            names_table: format!("{prefix}-names"),
+            counters_table: format!("{prefix}-counters"),
+            jobs_queue: format!("{prefix}-jobs"),
+            jobs_dead_letter_queue: format!("{prefix}-jobs-dlq"),
+            backup_bucket: format!("{prefix}-backups"),
+        })
+    }
+
+    pub fn tables(&self) -> Vec<Table> {
+        use AttrType::{N, S};
+        vec![
+            Table {
+                logical_id: "SubcloudsTable",
+                name: self.subclouds_table.clone(),
+                key: Key {
+                    hash: ("id", N),
+                    range: None,
+                },
+                indexes: vec![Index {
+                    name: GROUP_MEMBERS_INDEX,
+                    key: Key {
+                        hash: ("group_id", N),
+                        range: Some(("id", N)),
+                    },
+                }],
+            },
+            Table {
+                logical_id: "GroupsTable",
+                name: self.groups_table.clone(),
+                key: Key {
+                    hash: ("id", N),
+                    range: None,
+                },
+                indexes: vec![],
+            },
+            Table {
+                logical_id: "NamesTable",
+                name: self.names_table.clone(),
+                key: Key {
+                    hash: ("name_key", S),
+                    range: None,
+                },
+                indexes: vec![],
+            },
+            Table {
+                logical_id: "CountersTable",
+                name: self.counters_table.clone(),
+                key: Key {
+                    hash: ("counter", S),
+                    range: None,
+                },
+                indexes: vec![],
+            },
+        ]
+    }
+
+    pub fn queues(&self) -> Vec<Queue> {
+        vec![
+            Queue {
+                logical_id: "JobsDeadLetterQueue",
+                name: self.jobs_dead_letter_queue.clone(),
+                visibility_timeout_seconds: JOBS_VISIBILITY_TIMEOUT_SECONDS,
+                retention_seconds: DEAD_LETTER_RETENTION_SECONDS,
+                redrive: None,
+            },
+            Queue {
+                logical_id: "JobsQueue",
+                name: self.jobs_queue.clone(),
+                visibility_timeout_seconds: JOBS_VISIBILITY_TIMEOUT_SECONDS,
+                retention_seconds: JOBS_RETENTION_SECONDS,
+                redrive: Some((self.jobs_dead_letter_queue.clone(), JOBS_MAX_RECEIVE_COUNT)),
+            },
+        ]
+    }
+}
+
+impl AttrType {
+    fn scalar(self) -> ScalarAttributeType {
+        match self {
+            AttrType::S => ScalarAttributeType::S,
+            AttrType::N => ScalarAttributeType::N,
+        }
+    }
+}
+
+impl Key {
+    fn schema(&self) -> Vec<KeySchemaElement> {
+        let element = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .expect("name and key type are set")
+        };
+        let mut schema = vec![element(self.hash.0, KeyType::Hash)];
+        if let Some((name, _)) = self.range {
+            schema.push(element(name, KeyType::Range));
+        }
+        schema
+    }
+
+    fn attributes(&self) -> impl Iterator<Item = (&'static str, AttrType)> {
+        std::iter::once(self.hash).chain(self.range)
+    }
+}
+
+impl Table {
+    /// The attribute definitions of the table's keys and its indexes' keys, each once.
+    pub fn attribute_definitions(&self) -> Vec<AttributeDefinition> {
+        let mut seen: Vec<(&str, AttrType)> = Vec::new();
+        for attr in self
+            .key
+            .attributes()
+            .chain(self.indexes.iter().flat_map(|i| i.key.attributes()))
+        {
+            if !seen.iter().any(|(name, _)| *name == attr.0) {
+                seen.push(attr);
+            }
+        }
+        seen.into_iter()
+            .map(|(name, ty)| {
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ty.scalar())
+                    .build()
+                    .expect("name and type are set")
+            })
+            .collect()
+    }
+
+    pub fn key_schema(&self) -> Vec<KeySchemaElement> {
+        self.key.schema()
+    }
+
+    pub fn global_secondary_indexes(&self) -> Option<Vec<GlobalSecondaryIndex>> {
+        if self.indexes.is_empty() {
+            return None;
+        }
+        Some(
+            self.indexes
+                .iter()
+                .map(|index| {
+                    GlobalSecondaryIndex::builder()
+                        .index_name(index.name)
+                        .set_key_schema(Some(index.key.schema()))
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .build()
+                        .expect("name, key schema and projection are set")
+                })
+                .collect(),
+        )
+    }
+
+    pub fn billing_mode(&self) -> BillingMode {
+        BillingMode::PayPerRequest
+    }
+}

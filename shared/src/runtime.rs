@@ -1,0 +1,68 @@
+//! What a function's `main` calls: structured JSON logs, AWS clients from the environment
+//! (no network I/O at start), and the Lambda runtime loop around the shared handler.
+
+use crate::api::{self, App, Route};
+use crate::config::Config;
+use crate::store::Inventory;
+use lambda_http::{service_fn, Error, Request};
+use std::sync::Arc;
+
+/// Structured JSON logs, one object a line; level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// The AWS clients every function and tool shares, from the SDK's standard environment
+/// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL*`).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    pub async fn from_env() -> Clients {
+        let shared = aws_config::load_from_env().await;
+        // Emulators serve buckets by path, not by virtual host.
+        let path_style = std::env::var("DCBACKUP_S3_PATH_STYLE").is_ok_and(|v| v == "true");
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            .build();
+        Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+        }
+    }
+}
+
+impl App {
+    pub fn new(clients: &Clients, config: &Config) -> App {
+        App {
+            inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+}
+
+/// Runs one HTTP route as a Lambda function.
+pub async fn serve_http(route: Route) -> Result<(), Error> {
+    init_tracing();
+    let config = Config::from_env()?;
+    let app = Arc::new(App::new(&Clients::from_env().await, &config));
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, std::convert::Infallible>(api::handle(&app, route, req).await) }
+    }))
+    .await
+}

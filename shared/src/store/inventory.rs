@@ -1,0 +1,652 @@
+//! Subclouds and groups in DynamoDB.
+//!
+//! Names are unique through reservation items in the names table (`subcloud#<name>`,
+//! `group#<name>`) written in the same transaction as the thing they name; ids come from
+//! atomic counters; a group's member count is kept by the transactions that add, move and
+//! remove members, so "delete only an empty group" is a condition, not a racy read.
+
+use super::{from_item, n, s, to_item, Item, StoreError, Updates};
+use crate::domain::{
+    AvailabilityStatus, DeployStatus, Group, GroupPatch, ManagementState, Name, NewGroup,
+    NewSubcloud, Ref, Subcloud, SubcloudPatch, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
+};
+use crate::resources::{Resources, GROUP_MEMBERS_INDEX};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
+
+/// What can go wrong with an inventory request, each variant something the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("Subcloud not found: {0}")]
+    SubcloudNotFound(Ref),
+    #[error("Subcloud group not found: {0}")]
+    GroupNotFound(Ref),
+    #[error("Invalid group_id: there is no subcloud group {0}")]
+    UnknownGroup(Ref),
+    #[error("A subcloud named {0} already exists")]
+    SubcloudExists(Name),
+    #[error("A subcloud group named {0} already exists")]
+    GroupExists(Name),
+    #[error("Subcloud group {name} still has {members} subcloud(s); move or delete them first")]
+    GroupNotEmpty { name: Name, members: u64 },
+    #[error("The Default subcloud group cannot be {0}")]
+    DefaultGroupProtected(&'static str),
+    #[error("Cannot delete subcloud {0} while it is managed; unmanage it first")]
+    SubcloudManaged(Name),
+    #[error("bootstrap-address needs the subcloud's agent-url (for its scheme and port); set agent-url instead")]
+    NoAgentUrl,
+    #[error("{0} changed while it was being updated; try again")]
+    Contended(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Subcloud,
+    Group,
+}
+
+impl Kind {
+    fn name_key(self, name: &Name) -> AttributeValue {
+        let kind = match self {
+            Kind::Subcloud => "subcloud",
+            Kind::Group => "group",
+        };
+        s(format!("{kind}#{name}"))
+    }
+}
+
+/// How many times a write that lost a race with another writer is re-read and re-tried.
+const ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    ddb: aws_sdk_dynamodb::Client,
+    res: Resources,
+}
+
+impl Inventory {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, res: Resources) -> Self {
+        Inventory { ddb, res }
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    async fn name_id(&self, kind: Kind, name: &Name) -> Result<Option<u64>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.res.names_table)
+            .key("name_key", kind.name_key(name))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetItem names", e))?;
+        out.item
+            .and_then(|item| item.get("id").cloned())
+            .map(|id| {
+                id.as_n()
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| StoreError::decode("name reservation", "id is not a number"))
+            })
+            .transpose()
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+        id: u64,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(table)
+            .key("id", n(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetItem", e))?;
+        out.item.map(|item| from_item(what, item)).transpose()
+    }
+
+    async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
+        match r {
+            Ref::Id(id) => Ok(Some(*id)),
+            Ref::Name(name) => self.name_id(kind, name).await,
+        }
+    }
+
+    pub async fn subcloud(&self, r: &Ref) -> Result<Subcloud, InventoryError> {
+        let id = self.resolve(Kind::Subcloud, r).await?;
+        let found = match id {
+            Some(id) => self.get(&self.res.subclouds_table, "subcloud", id).await?,
+            None => None,
+        };
+        found.ok_or_else(|| InventoryError::SubcloudNotFound(r.clone()))
+    }
+
+    pub async fn group(&self, r: &Ref) -> Result<Group, InventoryError> {
+        let id = self.resolve(Kind::Group, r).await?;
+        let found = match id {
+            Some(id) => self.get(&self.res.groups_table, "group", id).await?,
+            None => None,
+        };
+        found.ok_or_else(|| InventoryError::GroupNotFound(r.clone()))
+    }
+
+    /// A group named in a request body: an unknown one is a bad field (400), not a
+    /// missing resource (404).
+    async fn group_for_field(&self, r: &Ref) -> Result<Group, InventoryError> {
+        self.group(r).await.map_err(|e| match e {
+            InventoryError::GroupNotFound(r) => InventoryError::UnknownGroup(r),
+            other => other,
+        })
+    }
+
+    async fn scan_all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut all = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .ddb
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                all.push(from_item(what, item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn subclouds(&self) -> Result<Vec<Subcloud>, InventoryError> {
+        let mut all: Vec<Subcloud> = self.scan_all(&self.res.subclouds_table, "subcloud").await?;
+        all.sort_by_key(|s| s.id);
+        Ok(all)
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>, InventoryError> {
+        let mut all: Vec<Group> = self.scan_all(&self.res.groups_table, "group").await?;
+        all.sort_by_key(|g| g.id);
+        Ok(all)
+    }
+
+    /// The members of a group, through the group-members index (no table scan).
+    pub async fn members(&self, group_id: u64) -> Result<Vec<Subcloud>, InventoryError> {
+        let mut all = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.res.subclouds_table)
+                .index_name(GROUP_MEMBERS_INDEX)
+                .key_condition_expression("group_id = :g")
+                .expression_attribute_values(":g", n(group_id))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Query group-members", e))?;
+            for item in out.items.unwrap_or_default() {
+                all.push(from_item("subcloud", item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    // ---- ids and seeding ---------------------------------------------------------------
+
+    /// The next id of a kind, from an atomic counter (ids are never reused).
+    async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.counters_table)
+            .key("counter", s(counter))
+            .update_expression("ADD #v :one")
+            .expression_attribute_names("#v", "value")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UpdateItem counters", e))?;
+        out.attributes
+            .and_then(|a| a.get("value").and_then(|v| v.as_n().ok()?.parse().ok()))
+            .ok_or_else(|| StoreError::decode("counter", "value is not a number"))
+    }
+
+    /// Makes sure group 1 `Default` exists and group ids continue after it. Idempotent.
+    pub async fn ensure_default_group(&self) -> Result<(), StoreError> {
+        let now = crate::domain::timestamp_now();
+        let default = Group {
+            id: DEFAULT_GROUP_ID,
+            name: Name::parse("name", DEFAULT_GROUP_NAME).expect("the default name is valid"),
+            description: "Default Subcloud Group".to_owned(),
+            update_apply_type: crate::domain::ApplyType::Parallel,
+            max_parallel_subclouds: 2,
+            subcloud_count: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let mut name_item = Item::new();
+        name_item.insert("name_key".into(), Kind::Group.name_key(&default.name));
+        name_item.insert("id".into(), n(DEFAULT_GROUP_ID));
+        let mut counter = Item::new();
+        counter.insert("counter".into(), s("group"));
+        counter.insert("value".into(), n(DEFAULT_GROUP_ID));
+        let puts = [
+            (&self.res.groups_table, to_item("group", &default)?, "id"),
+            (&self.res.names_table, name_item, "name_key"),
+            (&self.res.counters_table, counter, "counter"),
+        ];
+        for (table, item, key) in puts {
+            let put = self
+                .ddb
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", key)
+                .send()
+                .await;
+            match put {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(StoreError::from_sdk("PutItem", e)),
+            }
+        }
+        Ok(())
+    }
+
+    // ---- subclouds ---------------------------------------------------------------------
+
+    pub async fn register(&self, new: NewSubcloud) -> Result<Subcloud, InventoryError> {
+        let group_id = match &new.group {
+            Some(r) => self.group_for_field(r).await?.id,
+            None => DEFAULT_GROUP_ID,
+        };
+        let id = self.allocate_id("subcloud").await?;
+        let now = crate::domain::timestamp_now();
+        let subcloud = Subcloud {
+            id,
+            name: new.name,
+            description: new.description,
+            location: new.location,
+            software_version: new.software_version,
+            management_state: new.management_state.unwrap_or(ManagementState::Unmanaged),
+            availability_status: new
+                .availability_status
+                .unwrap_or(AvailabilityStatus::Offline),
+            deploy_status: new.deploy_status.unwrap_or_else(DeployStatus::complete),
+            backup_status: None,
+            backup_datetime: None,
+            error_description: None,
+            region_name: new
+                .region_name
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+            group_id,
+            management_subnet: new.management_subnet,
+            management_start_ip: new.management_start_ip,
+            management_end_ip: new.management_end_ip,
+            management_gateway_ip: new.management_gateway_ip,
+            systemcontroller_gateway_ip: new.systemcontroller_gateway_ip,
+            agent_url: new.agent_url,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(self.reserve_name(Kind::Subcloud, &subcloud.name, id)?)
+            .transact_items(put_new(
+                &self.res.subclouds_table,
+                to_item("subcloud", &subcloud)?,
+                "id",
+            )?)
+            .transact_items(self.count_member(group_id, 1, &now)?)
+            .send()
+            .await;
+        match failed_conditions(result)? {
+            None => Ok(subcloud),
+            Some(failed) if failed[0] => Err(InventoryError::SubcloudExists(subcloud.name)),
+            Some(_) => Err(InventoryError::UnknownGroup(Ref::Id(group_id))),
+        }
+    }
+
+    pub async fn update_subcloud(
+        &self,
+        r: &Ref,
+        patch: SubcloudPatch,
+    ) -> Result<Subcloud, InventoryError> {
+        let new_group = match &patch.group {
+            Some(g) => Some(self.group_for_field(g).await?.id),
+            None => None,
+        };
+        for _ in 0..ATTEMPTS {
+            let current = self.subcloud(r).await?;
+            let agent_url = match (&patch.agent_url, patch.bootstrap_address) {
+                (Some(url), None) => Some(url.clone()),
+                (given, Some(ip)) => {
+                    let base = given.as_ref().or(current.agent_url.as_ref());
+                    Some(base.ok_or(InventoryError::NoAgentUrl)?.with_host(ip))
+                }
+                (None, None) => None,
+            };
+            let now = crate::domain::timestamp_now();
+            let mut updates = Updates::new()
+                .set("updated_at", s(&now))
+                .set_opt("description", patch.description.as_deref().map(s))
+                .set_opt("location", patch.location.as_deref().map(s))
+                .set_opt(
+                    "management_state",
+                    patch.management_state.map(|v| s(v.as_str())),
+                )
+                .set_opt(
+                    "availability_status",
+                    patch.availability_status.map(|v| s(v.as_str())),
+                )
+                .set_opt(
+                    "deploy_status",
+                    patch.deploy_status.as_ref().map(|v| s(v.as_str())),
+                )
+                .set_opt("backup_status", patch.backup_status.map(|v| s(v.as_str())))
+                .set_opt("agent_url", agent_url.as_ref().map(|v| s(v.as_str())))
+                .set_opt("group_id", new_group.map(n));
+            let condition =
+                updates.condition("{a0} = {v0}", &["group_id"], vec![n(current.group_id)]);
+            let update = Update::builder()
+                .table_name(&self.res.subclouds_table)
+                .key("id", n(current.id))
+                .update_expression(updates.expression())
+                .condition_expression(condition)
+                .set_expression_attribute_names(updates.names())
+                .set_expression_attribute_values(updates.values())
+                .build()
+                .map_err(|e| StoreError::Failed(e.to_string()))?;
+            let mut tx = self
+                .ddb
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(update).build());
+            if let Some(to) = new_group.filter(|g| *g != current.group_id) {
+                tx = tx
+                    .transact_items(self.count_member(current.group_id, -1, &now)?)
+                    .transact_items(self.count_member(to, 1, &now)?);
+            }
+            match failed_conditions(tx.send().await)? {
+                None => return self.subcloud(&Ref::Id(current.id)).await,
+                Some(failed) if failed.get(2).copied().unwrap_or(false) => {
+                    return Err(InventoryError::UnknownGroup(Ref::Id(
+                        new_group.unwrap_or_default(),
+                    )))
+                }
+                // Deleted or moved by someone else meanwhile: read again and retry.
+                Some(_) => continue,
+            }
+        }
+        Err(InventoryError::Contended(format!("Subcloud {r}")))
+    }
+
+    pub async fn delete_subcloud(&self, r: &Ref) -> Result<Subcloud, InventoryError> {
+        for _ in 0..ATTEMPTS {
+            let current = self.subcloud(r).await?;
+            if current.management_state == ManagementState::Managed {
+                return Err(InventoryError::SubcloudManaged(current.name));
+            }
+            let now = crate::domain::timestamp_now();
+            let delete = Delete::builder()
+                .table_name(&self.res.subclouds_table)
+                .key("id", n(current.id))
+                .condition_expression("management_state = :unmanaged AND group_id = :g")
+                .expression_attribute_values(":unmanaged", s("unmanaged"))
+                .expression_attribute_values(":g", n(current.group_id))
+                .build()
+                .map_err(|e| StoreError::Failed(e.to_string()))?;
+            let result = self
+                .ddb
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete).build())
+                .transact_items(self.release_name(Kind::Subcloud, &current.name, current.id)?)
+                .transact_items(self.count_member(current.group_id, -1, &now)?)
+                .send()
+                .await;
+            match failed_conditions(result)? {
+                None => return Ok(current),
+                Some(_) => continue,
+            }
+        }
+        Err(InventoryError::Contended(format!("Subcloud {r}")))
+    }
+
+    // ---- groups ------------------------------------------------------------------------
+
+    pub async fn create_group(&self, new: NewGroup) -> Result<Group, InventoryError> {
+        let id = self.allocate_id("group").await?;
+        let now = crate::domain::timestamp_now();
+        let group = Group {
+            id,
+            name: new.name,
+            description: new.description,
+            update_apply_type: new.update_apply_type,
+            max_parallel_subclouds: new.max_parallel_subclouds,
+            subcloud_count: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(self.reserve_name(Kind::Group, &group.name, id)?)
+            .transact_items(put_new(
+                &self.res.groups_table,
+                to_item("group", &group)?,
+                "id",
+            )?)
+            .send()
+            .await;
+        match failed_conditions(result)? {
+            None => Ok(group),
+            Some(_) => Err(InventoryError::GroupExists(group.name)),
+        }
+    }
+
+    pub async fn update_group(&self, r: &Ref, patch: GroupPatch) -> Result<Group, InventoryError> {
+        let current = self.group(r).await?;
+        let rename = patch.name.as_ref().filter(|name| **name != current.name);
+        if rename.is_some() && current.is_default() {
+            return Err(InventoryError::DefaultGroupProtected("renamed"));
+        }
+        let now = crate::domain::timestamp_now();
+        let mut updates = Updates::new()
+            .set("updated_at", s(&now))
+            .set_opt("name", rename.map(|v| s(v.as_str())))
+            .set_opt("description", patch.description.as_deref().map(s))
+            .set_opt(
+                "update_apply_type",
+                patch.update_apply_type.map(|v| s(v.as_str())),
+            )
+            .set_opt(
+                "max_parallel_subclouds",
+                patch.max_parallel_subclouds.map(n),
+            );
+        let condition = updates.condition("{a0} = {v0}", &["name"], vec![s(current.name.as_str())]);
+        let update = Update::builder()
+            .table_name(&self.res.groups_table)
+            .key("id", n(current.id))
+            .update_expression(updates.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(updates.names())
+            .set_expression_attribute_values(updates.values())
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let mut tx = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if let Some(new_name) = rename {
+            tx = tx
+                .transact_items(self.release_name(Kind::Group, &current.name, current.id)?)
+                .transact_items(self.reserve_name(Kind::Group, new_name, current.id)?);
+        }
+        match failed_conditions(tx.send().await)? {
+            None => self.group(&Ref::Id(current.id)).await,
+            Some(failed) if failed.get(2).copied().unwrap_or(false) => {
+                Err(InventoryError::GroupExists(
+                    rename.cloned().expect("only a rename has a third item"),
+                ))
+            }
+            Some(_) => Err(InventoryError::Contended(format!("Subcloud group {r}"))),
+        }
+    }
+
+    pub async fn delete_group(&self, r: &Ref) -> Result<Group, InventoryError> {
+        let current = self.group(r).await?;
+        if current.is_default() {
+            return Err(InventoryError::DefaultGroupProtected("deleted"));
+        }
+        let delete = Delete::builder()
+            .table_name(&self.res.groups_table)
+            .key("id", n(current.id))
+            .condition_expression("subcloud_count = :zero")
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.release_name(Kind::Group, &current.name, current.id)?)
+            .send()
+            .await;
+        match failed_conditions(result)? {
+            None => Ok(current),
+            Some(_) => match self.group(&Ref::Id(current.id)).await {
+                Ok(now) if now.subcloud_count > 0 => Err(InventoryError::GroupNotEmpty {
+                    name: now.name,
+                    members: now.subcloud_count,
+                }),
+                Ok(_) => Err(InventoryError::Contended(format!("Subcloud group {r}"))),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    // ---- transaction items -------------------------------------------------------------
+
+    fn reserve_name(
+        &self,
+        kind: Kind,
+        name: &Name,
+        id: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = Item::new();
+        item.insert("name_key".into(), kind.name_key(name));
+        item.insert("id".into(), n(id));
+        put_new(&self.res.names_table, item, "name_key")
+    }
+
+    fn release_name(
+        &self,
+        kind: Kind,
+        name: &Name,
+        id: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.res.names_table)
+            .key("name_key", kind.name_key(name))
+            .condition_expression("id = :id")
+            .expression_attribute_values(":id", n(id))
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Adds `delta` members to a group that must exist.
+    fn count_member(
+        &self,
+        group_id: u64,
+        delta: i64,
+        now: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut updates = Updates::new()
+            .increment("subcloud_count", delta)
+            .set("updated_at", s(now));
+        let condition = updates.condition("attribute_exists({a0})", &["id"], vec![]);
+        let update = Update::builder()
+            .table_name(&self.res.groups_table)
+            .key("id", n(group_id))
+            .update_expression(updates.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(updates.names())
+            .set_expression_attribute_values(updates.values())
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#k)")
+        .expression_attribute_names("#k", key)
+        .build()
+        .map_err(|e| StoreError::Failed(e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// `None` when the transaction committed; otherwise which of its items failed their
+/// condition, in order. Any other failure is a store error.
+fn failed_conditions<R: std::fmt::Debug>(
+    result: Result<
+        R,
+        SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+) -> Result<Option<Vec<bool>>, StoreError> {
+    match result {
+        Ok(_) => Ok(None),
+        Err(SdkError::ServiceError(e)) => match e.err() {
+            TransactWriteItemsError::TransactionCanceledException(cancelled)
+                if cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+            {
+                Ok(Some(
+                    cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                ))
+            }
+            _ => Err(StoreError::from_sdk(
+                "TransactWriteItems",
+                SdkError::ServiceError(e),
+            )),
+        },
+        Err(e) => Err(StoreError::from_sdk("TransactWriteItems", e)),
+    }
+}

@@ -1,0 +1,80 @@
+//! The DynamoDB adapter: how the domain is kept in tables. Every write that depends on what
+//! is stored is a conditional write or a transaction; nothing here reads and then writes
+//! unguarded.
+
+mod expr;
+mod inventory;
+
+pub use expr::Updates;
+pub use inventory::{Inventory, InventoryError};
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A failure of the storage service itself, never of what a caller sent.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled, unreachable or timed out: worth retrying later (503).
+    #[error("the database is unavailable ({0})")]
+    Unavailable(String),
+    /// Anything else: a defect or a misconfiguration (500, details logged only).
+    #[error("database request failed ({0})")]
+    Failed(String),
+}
+
+impl StoreError {
+    pub fn from_sdk<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        const TRANSIENT: [&str; 6] = [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "TransactionInProgressException",
+        ];
+        let detail = format!(
+            "{operation}: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+        );
+        match &err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                StoreError::Unavailable(detail)
+            }
+            SdkError::ServiceError(e) if TRANSIENT.contains(&e.err().code().unwrap_or("")) => {
+                StoreError::Unavailable(detail)
+            }
+            _ => StoreError::Failed(detail),
+        }
+    }
+
+    pub(crate) fn decode(what: &str, err: impl std::fmt::Display) -> StoreError {
+        StoreError::Failed(format!("stored {what} does not decode: {err}"))
+    }
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn to_item<T: serde::Serialize>(what: &str, value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value)
+        .map_err(|e| StoreError::Failed(format!("{what} does not encode: {e}")))
+}
+
+pub(crate) fn from_item<T: serde::de::DeserializeOwned>(
+    what: &str,
+    item: Item,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::decode(what, e))
+}

@@ -1,0 +1,76 @@
+//! The dcmanager wire format. Stock dcmanager clients build their objects from these keys
+//! positionally, so every key is always present (null where unknown).
+
+use crate::domain::{Group, Subcloud};
+use serde_json::{json, Value};
+
+pub fn subcloud(sc: &Subcloud) -> Value {
+    json!({
+        "id": sc.id,
+        "name": sc.name,
+        "description": sc.description,
+        "location": sc.location,
+        "software-version": sc.software_version,
+        "management-state": sc.management_state,
+        "availability-status": sc.availability_status,
+        "deploy-status": sc.deploy_status,
+        "backup-status": sc.backup_status,
+        "backup-datetime": sc.backup_datetime,
+        "error-description": sc.error_description,
+        "region-name": sc.region_name,
+        "group_id": sc.group_id,
+        "management-subnet": sc.management_subnet,
+        "management-start-ip": sc.management_start_ip,
+        "management-end-ip": sc.management_end_ip,
+        "management-gateway-ip": sc.management_gateway_ip,
+        "systemcontroller-gateway-ip": sc.systemcontroller_gateway_ip,
+        "created-at": sc.created_at,
+        "updated-at": sc.updated_at,
+        "agent-url": sc.agent_url,
+    })
+}
+
+pub fn group(g: &Group) -> Value {
+    json!({
+        "id": g.id,
+        "name": g.name,
+        "description": g.description,
+        "update_apply_type": g.update_apply_type,
+        "max_parallel_subclouds": g.max_parallel_subclouds,
+        "created-at": g.created_at,
+        "updated-at": g.updated_at,
+    })
+}
+
+pub fn subcloud_list(subclouds: &[Subcloud]) -> Value {
+    json!({ "subclouds": subclouds.iter().map(subcloud).collect::<Vec<_>>() })
+}
+
+pub fn group_list(groups: &[Group]) -> Value {
+    json!({ "subcloud_groups": groups.iter().map(group).collect::<Vec<_>>() })
+}
+
+/// The keys every subcloud object carries (SPEC §1), for clients and tests to check against.
+pub const SUBCLOUD_KEYS: [&str; 21] = [
+    "id",
+    "name",
+    "description",
+    "location",
+    "software-version",
+    "management-state",
+    "availability-status",
+    "deploy-status",
+    "backup-status",
+    "backup-datetime",
+    "error-description",
+    "region-name",
+    "group_id",
+    "management-subnet",
+    "management-start-ip",
+    "management-end-ip",
+    "management-gateway-ip",
+    "systemcontroller-gateway-ip",
+    "created-at",
+    "updated-at",
+    "agent-url",
+];

@@ -1,0 +1,74 @@
+//! Every sample event in `events/` runs through its function's handler, so the samples used
+//! with `cargo lambda invoke` cannot rot: each must parse as an API Gateway HTTP API event,
+//! reach its route and succeed against a seeded stack.
+
+use dcbackup::api::Route;
+use dcbackup_tests::Stack;
+use http::StatusCode;
+use serde_json::json;
+use std::path::PathBuf;
+
+fn event_path(route: Route) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(format!("{}.json", route.function()))
+}
+
+/// The inventory the samples refer to: group `edge` holding `subcloud1`, empty group `spare`.
+async fn seeded() -> Stack {
+    let stack = Stack::new().await;
+    stack.create_group("edge").await;
+    stack.create_group("spare").await;
+    stack
+        .register("subcloud1", json!({"group_id": "edge"}))
+        .await;
+    stack
+}
+
+#[tokio::test]
+async fn every_route_has_a_sample_event_that_succeeds() {
+    for route in Route::ALL {
+        let path = event_path(route);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{} is missing: {e}", path.display()));
+        let request = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not an API Gateway event: {e}", path.display()));
+        assert_eq!(request.method(), route.method(), "{}", path.display());
+        let stack = seeded().await;
+        let reply = stack.request(route, request).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {:?}",
+            path.display(),
+            reply.body
+        );
+    }
+}
+
+#[test]
+fn every_function_has_a_crate_and_a_router_entry() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    for route in Route::ALL {
+        let function = route.function();
+        assert!(
+            root.join("functions")
+                .join(function)
+                .join("Cargo.toml")
+                .exists(),
+            "functions/{function} is missing"
+        );
+        let path = format!("\"{}\" = ", route.pattern());
+        let entry = format!(
+            "{{ method = \"{}\", function = \"{function}\" }}",
+            route.method()
+        );
+        assert!(
+            manifest
+                .lines()
+                .any(|line| line.starts_with(&path) && line.contains(&entry)),
+            "the watch router has no {path}[{entry}]"
+        );
+    }
+}
