@@ -4,6 +4,7 @@
 //! configuration and resource definitions. The functions under `functions/` only wire it.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod provision;

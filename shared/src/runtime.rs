@@ -2,6 +2,7 @@
 //! (no network I/O at start), and the Lambda runtime loop around the shared handler.
 
 use crate::api::{self, App, Route};
+use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Config;
 use crate::store::Inventory;
 use lambda_http::{service_fn, Error, Request};
@@ -47,8 +48,9 @@ impl Clients {
 }
 
 impl App {
-    pub fn new(clients: &Clients, config: &Config) -> App {
+    pub fn new(clients: &Clients, config: &Config, auth: Arc<Authenticator>) -> App {
         App {
+            auth,
             inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
             max_body_bytes: config.max_body_bytes,
         }
@@ -59,7 +61,8 @@ impl App {
 pub async fn serve_http(route: Route) -> Result<(), Error> {
     init_tracing();
     let config = Config::from_env()?;
-    let app = Arc::new(App::new(&Clients::from_env().await, &config));
+    let auth = Arc::new(Authenticator::new(AuthConfig::from_env()?)?);
+    let app = Arc::new(App::new(&Clients::from_env().await, &config, auth));
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, std::convert::Infallible>(api::handle(&app, route, req).await) }

@@ -3,15 +3,26 @@
 //! starts — so tests run in parallel without seeing each other's data.
 
 use dcbackup::api::{self, App, Route};
+use dcbackup::auth::{AuthConfig, Authenticator, SigningAlgorithm};
 use dcbackup::config::Config;
 use dcbackup::resources::Resources;
 use dcbackup::runtime::Clients;
 use http::StatusCode;
 use lambda_http::{Body, Request};
 use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const ISSUER: &str = "dcbackup-test";
+pub const AUDIENCE: &str = "dcbackup";
+/// The tests' HS256 secret; every token and secret a test uses is also grepped for in logs.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
 pub struct Stack {
     pub app: App,
+    /// An admin token of the admin project, sent by `call`.
+    pub admin_token: String,
     pub clients: Clients,
     pub resources: Resources,
 }
@@ -44,8 +55,33 @@ fn require_engines() {
     }
 }
 
+fn auth_config(policy_file: Option<&Path>) -> AuthConfig {
+    let mut builder = AuthConfig::builder(ISSUER, AUDIENCE)
+        .algorithms([SigningAlgorithm::Hs256])
+        .hs256_secret(SECRET);
+    if let Some(path) = policy_file {
+        builder = builder.policy_file(path);
+    }
+    builder
+        .build()
+        .expect("the test auth configuration is valid")
+}
+
+/// A token for a subject with these roles in this project.
+pub fn token(roles: &[&str], project: &str) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    auth_config(None)
+        .mint_local_token("tester", &roles, project, Duration::from_secs(600))
+        .expect("minting a test token")
+}
+
 impl Stack {
     pub async fn new() -> Stack {
+        Stack::with_policy(None).await
+    }
+
+    /// A stack whose functions read a policy override file.
+    pub async fn with_policy(policy_file: Option<&Path>) -> Stack {
         require_engines();
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
         let resources = Resources::with_prefix(&prefix).expect("test prefix is valid");
@@ -57,8 +93,10 @@ impl Stack {
             resources: resources.clone(),
             max_body_bytes: 64 * 1024,
         };
+        let auth = Authenticator::new(auth_config(policy_file)).expect("test authenticator");
         Stack {
-            app: App::new(&clients, &config),
+            app: App::new(&clients, &config, Arc::new(auth)),
+            admin_token: token(&["admin"], "admin"),
             clients,
             resources,
         }
@@ -81,10 +119,38 @@ impl Stack {
         }
     }
 
-    /// Calls a route on `path` with an optional JSON body, using the route's own method.
+    /// Calls a route on `path` with an optional JSON body, using the route's own method, as
+    /// an admin.
     pub async fn call(&self, route: Route, path: &str, body: Option<Value>) -> Reply {
-        self.request(route, json_request(route.method(), path, body))
-            .await
+        self.call_as(&self.admin_token, route, path, body).await
+    }
+
+    /// The same, with the given token in `X-Auth-Token` as dcmanager clients send it.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        route: Route,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = json_request(route.method(), path, body);
+        request.headers_mut().insert(
+            "x-auth-token",
+            token.parse().expect("a token is a valid header value"),
+        );
+        self.request(route, request).await
+    }
+
+    /// Sends a raw body with any method as an admin, for malformed and oversized inputs.
+    pub async fn raw(&self, route: Route, method: http::Method, path: &str, body: &str) -> Reply {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-auth-token", &self.admin_token)
+            .body(Body::Text(body.to_owned()))
+            .expect("a valid test request");
+        self.request(route, request).await
     }
 
     /// Registers a subcloud with the given extra fields and returns its wire object.
@@ -129,14 +195,4 @@ pub fn json_request(method: http::Method, path: &str, body: Option<Value>) -> Re
         None => builder.body(Body::Empty),
     }
     .expect("a valid test request")
-}
-
-/// A request with a raw body, for malformed and oversized inputs.
-pub fn raw_request(method: http::Method, path: &str, body: &str) -> Request {
-    http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(body.to_owned()))
-        .expect("a valid test request")
 }

@@ -31,10 +31,14 @@ async fn every_route_has_a_sample_event_that_succeeds() {
         let path = event_path(route);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{} is missing: {e}", path.display()));
-        let request = lambda_http::request::from_str(&text)
+        let mut request = lambda_http::request::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not an API Gateway event: {e}", path.display()));
         assert_eq!(request.method(), route.method(), "{}", path.display());
         let stack = seeded().await;
+        let bearer = format!("Bearer {}", stack.admin_token);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
         let reply = stack.request(route, request).await;
         assert_eq!(
             reply.status,

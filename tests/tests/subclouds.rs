@@ -2,7 +2,7 @@
 
 use dcbackup::api::Route;
 use dcbackup::wire::SUBCLOUD_KEYS;
-use dcbackup_tests::{raw_request, Stack};
+use dcbackup_tests::Stack;
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -183,9 +183,11 @@ async fn bad_register_fields_are_400_naming_the_field() {
 async fn malformed_and_oversized_bodies() {
     let stack = Stack::new().await;
     let malformed = stack
-        .request(
+        .raw(
             Route::SubcloudsRegister,
-            raw_request(Method::POST, "/v1.0/subclouds", "{\"name\":"),
+            Method::POST,
+            "/v1.0/subclouds",
+            "{\"name\":",
         )
         .await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
@@ -193,9 +195,11 @@ async fn malformed_and_oversized_bodies() {
         .message()
         .starts_with("Request body is not valid JSON"));
     let array = stack
-        .request(
+        .raw(
             Route::SubcloudsRegister,
-            raw_request(Method::POST, "/v1.0/subclouds", "[]"),
+            Method::POST,
+            "/v1.0/subclouds",
+            "[]",
         )
         .await;
     assert_eq!(array.status, StatusCode::BAD_REQUEST);
@@ -204,16 +208,20 @@ async fn malformed_and_oversized_bodies() {
         "a".repeat(70 * 1024)
     );
     let too_large = stack
-        .request(
+        .raw(
             Route::SubcloudsRegister,
-            raw_request(Method::POST, "/v1.0/subclouds", &huge),
+            Method::POST,
+            "/v1.0/subclouds",
+            &huge,
         )
         .await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
     let wrong_method = stack
-        .request(
+        .raw(
             Route::SubcloudsRegister,
-            raw_request(Method::PUT, "/v1.0/subclouds", "{}"),
+            Method::PUT,
+            "/v1.0/subclouds",
+            "{}",
         )
         .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);

@@ -1,6 +1,7 @@
 //! The one mapping from every error a request can meet to an HTTP response:
 //! `{"error": {"code", "title", "message"}}`. Internal details are logged, never sent.
 
+use crate::auth::{AuthError, Denied};
 use crate::store::{InventoryError, StoreError};
 use http::StatusCode;
 use lambda_http::{Body, Response};
@@ -11,9 +12,9 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
-    Unauthorized(String),
-    #[error("Policy does not allow this request (rule {0})")]
-    Forbidden(String),
+    Unauthorized(AuthError),
+    #[error("{0}")]
+    Forbidden(Denied),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -32,7 +33,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(e) => e.status(),
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -53,10 +54,10 @@ impl ApiError {
             }
         });
         let mut response = super::json_response(status, &body);
-        if status == StatusCode::UNAUTHORIZED {
+        if let ApiError::Unauthorized(e) = self {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
+                http::HeaderValue::from_static(e.www_authenticate()),
             );
         }
         response

@@ -10,15 +10,18 @@ mod subclouds;
 pub use error::ApiError;
 pub use fields::Fields;
 
+use crate::auth::{policy::rules, Authenticator, Principal};
 use crate::domain::Ref;
 use crate::store::Inventory;
 use http::{Method, StatusCode};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Everything a handler needs, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct App {
+    pub auth: Arc<Authenticator>,
     pub inventory: Inventory,
     pub max_body_bytes: usize,
 }
@@ -77,6 +80,23 @@ impl Route {
             Route::SubcloudsRegister | Route::GroupsCreate => Method::POST,
             Route::SubcloudsUpdate | Route::GroupsUpdate => Method::PATCH,
             Route::SubcloudsDelete | Route::GroupsDelete => Method::DELETE,
+        }
+    }
+
+    /// The policy rule a caller must pass. A subcloud update that only manages or unmanages
+    /// needs the weaker `manage_unmanage` rule instead (checked once the body is parsed).
+    pub fn policy_rule(self) -> &'static str {
+        match self {
+            Route::SubcloudsList | Route::SubcloudsShow => rules::SUBCLOUDS_GET,
+            Route::SubcloudsRegister => rules::SUBCLOUDS_CREATE,
+            Route::SubcloudsUpdate => rules::SUBCLOUDS_MODIFY,
+            Route::SubcloudsDelete => rules::SUBCLOUDS_DELETE,
+            Route::GroupsList | Route::GroupsShow | Route::GroupsMembers => {
+                rules::SUBCLOUD_GROUPS_GET
+            }
+            Route::GroupsCreate => rules::SUBCLOUD_GROUPS_CREATE,
+            Route::GroupsUpdate => rules::SUBCLOUD_GROUPS_MODIFY,
+            Route::GroupsDelete => rules::SUBCLOUD_GROUPS_DELETE,
         }
     }
 
@@ -158,20 +178,18 @@ pub(crate) fn empty_response(status: StatusCode) -> Response<Body> {
         .expect("status is valid")
 }
 
-/// Serves one request on one route. Never fails: every error becomes its HTTP answer.
+/// Serves one request on one route. Never fails: every error becomes its HTTP answer. Log
+/// lines carry the Lambda request id through the runtime's span.
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
-    let request_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
-    let span =
-        tracing::info_span!("request", request_id = %request_id, function = route.function());
-    let _enter = span.enter();
     let response = match serve(app, route, req).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
-    tracing::info!(status = response.status().as_u16(), "request served");
+    tracing::info!(
+        function = route.function(),
+        status = response.status().as_u16(),
+        "request served"
+    );
     response
 }
 
@@ -184,6 +202,12 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
             route.method()
         )));
     }
+    let principal = app
+        .auth
+        .authenticate(req.headers())
+        .await
+        .map_err(ApiError::Unauthorized)?;
+    authorize_route(app, route, &principal)?;
     let target = route.path_ref(req.uri().path())?;
     let body: &[u8] = req.body().as_ref();
     if body.len() > app.max_body_bytes {
@@ -194,7 +218,7 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         Route::SubcloudsList => subclouds::list(app).await,
         Route::SubcloudsRegister => subclouds::register(app, body).await,
         Route::SubcloudsShow => subclouds::show(app, &target()).await,
-        Route::SubcloudsUpdate => subclouds::update(app, &target(), body).await,
+        Route::SubcloudsUpdate => subclouds::update(app, &principal, &target(), body).await,
         Route::SubcloudsDelete => subclouds::delete(app, &target()).await,
         Route::GroupsList => groups::list(app).await,
         Route::GroupsCreate => groups::create(app, body).await,
@@ -203,6 +227,24 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         Route::GroupsDelete => groups::delete(app, &target()).await,
         Route::GroupsMembers => groups::members(app, &target()).await,
     }
+}
+
+/// Checks the route's rule before anything is read. A subcloud update may instead pass on
+/// `manage_unmanage` alone; the handler then checks the rule its parsed command needs.
+fn authorize_route(app: &App, route: Route, principal: &Principal) -> Result<(), ApiError> {
+    let denied = match app.auth.authorize(route.policy_rule(), principal) {
+        Ok(()) => return Ok(()),
+        Err(denied) => denied,
+    };
+    if route == Route::SubcloudsUpdate
+        && app
+            .auth
+            .authorize(rules::SUBCLOUDS_MANAGE_UNMANAGE, principal)
+            .is_ok()
+    {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(denied))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The subcloud inventory routes: register, list, show, update, delete.
 
 use super::{empty_response, json_response, ApiError, App, Fields};
+use crate::auth::{policy::rules, Principal};
 use crate::domain::{
     AgentUrl, AvailabilityStatus, BackupStatus, DeployStatus, Invalid, ManagementState, Name,
     NetworkAddress, NewSubcloud, Ref, Release, SubcloudPatch,
@@ -28,8 +29,21 @@ pub(super) async fn register(app: &App, body: &[u8]) -> Result<Response<Body>, A
     Ok(json_response(StatusCode::OK, &wire::subcloud(&subcloud)))
 }
 
-pub(super) async fn update(app: &App, r: &Ref, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub(super) async fn update(
+    app: &App,
+    principal: &Principal,
+    r: &Ref,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let patch = parse_patch(Fields::from_json(body)?)?;
+    let rule = if patch.only_manages() {
+        rules::SUBCLOUDS_MANAGE_UNMANAGE
+    } else {
+        rules::SUBCLOUDS_MODIFY
+    };
+    app.auth
+        .authorize(rule, principal)
+        .map_err(ApiError::Forbidden)?;
     let subcloud = app.inventory.update_subcloud(r, patch).await?;
     Ok(json_response(StatusCode::OK, &wire::subcloud(&subcloud)))
 }

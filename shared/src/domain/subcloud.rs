@@ -115,6 +115,16 @@ pub struct SubcloudPatch {
 }
 
 impl SubcloudPatch {
+    /// Only manages or unmanages (dcmanager's `manage_unmanage` rule covers that alone).
+    pub fn only_manages(&self) -> bool {
+        self.management_state.is_some()
+            && SubcloudPatch {
+                management_state: None,
+                ..self.clone()
+            }
+            .is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.description.is_none()
             && self.location.is_none()

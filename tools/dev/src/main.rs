@@ -1,9 +1,14 @@
 //! Developer commands for the local stack:
 //!   dcbackup-dev provision    create the tables, queues and bucket where missing
 //!   dcbackup-dev seed-demo    provision, then add the demo groups and subclouds (idempotent)
-//! Resource names and endpoints come from the same environment the functions read.
+//!   dcbackup-dev mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]
+//!                             an HS256 token from the local secret (refused unless the
+//!                             configured algorithm is HS256)
+//! Resource names, endpoints and token settings come from the same environment the
+//! functions read.
 
 use anyhow::{bail, Context};
+use dcbackup::auth::AuthConfig;
 use dcbackup::config::Config;
 use dcbackup::domain::{
     ApplyType, AvailabilityStatus, ManagementState, Name, NewGroup, NewSubcloud, Ref, Release,
@@ -11,11 +16,15 @@ use dcbackup::domain::{
 use dcbackup::runtime::Clients;
 use dcbackup::store::{Inventory, InventoryError};
 
-const USAGE: &str = "usage: dcbackup-dev <provision | seed-demo>";
+const USAGE: &str = "usage: dcbackup-dev provision | seed-demo | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command = std::env::args().nth(1).unwrap_or_default();
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    if command == "mint-token" {
+        return mint_token(args);
+    }
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
     match command.as_str() {
@@ -30,6 +39,36 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => bail!(USAGE),
     }
+}
+
+fn mint_token(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let (mut subject, mut roles, mut project, mut ttl) = (
+        "admin".to_owned(),
+        "admin".to_owned(),
+        "admin".to_owned(),
+        3600u64,
+    );
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value; {USAGE}"))?;
+        match flag.as_str() {
+            "--sub" => subject = value,
+            "--roles" => roles = value,
+            "--project" => project = value,
+            "--ttl-seconds" => ttl = value.parse().context("--ttl-seconds takes a number")?,
+            _ => bail!("unknown option {flag}; {USAGE}"),
+        }
+    }
+    let roles: Vec<String> = roles.split(',').map(|r| r.trim().to_owned()).collect();
+    let token = AuthConfig::from_env()?.mint_local_token(
+        &subject,
+        &roles,
+        &project,
+        std::time::Duration::from_secs(ttl),
+    )?;
+    println!("{token}");
+    Ok(())
 }
 
 async fn provision(clients: &Clients, config: &Config) -> anyhow::Result<()> {
