@@ -13,26 +13,62 @@ pub struct Config {
     pub resources: Resources,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// How long a claimed slot is held before the sweeper may recover it (workers extend it).
+    pub lease_seconds: u64,
+    /// How many members of a group are claimed at once.
+    pub claim_concurrency: usize,
+    /// The jobs queue's URL as deployed; looked up by name on first use when absent.
+    pub jobs_queue_url: Option<String>,
 }
 
 impl Config {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+    pub const DEFAULT_LEASE_SECONDS: u64 = 900;
+    pub const DEFAULT_CLAIM_CONCURRENCY: usize = 32;
+
+    /// The defaults for everything but the resources.
+    pub fn new(resources: Resources) -> Config {
+        Config {
+            resources,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            lease_seconds: Self::DEFAULT_LEASE_SECONDS,
+            claim_concurrency: Self::DEFAULT_CLAIM_CONCURRENCY,
+            jobs_queue_url: None,
+        }
+    }
 
     pub fn from_env() -> Result<Config, ConfigError> {
         let prefix = env_or("DCBACKUP_RESOURCE_PREFIX", Resources::DEFAULT_PREFIX);
-        let resources = Resources::with_prefix(&prefix)?;
-        let max_body_bytes = match std::env::var("DCBACKUP_MAX_BODY_BYTES") {
-            Ok(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ConfigError(format!(
-                    "DCBACKUP_MAX_BODY_BYTES must be a positive number of bytes, not {v:?}"
-                ))
-            })?,
-            Err(_) => Self::DEFAULT_MAX_BODY_BYTES,
-        };
         Ok(Config {
-            resources,
-            max_body_bytes,
+            resources: Resources::with_prefix(&prefix)?,
+            max_body_bytes: positive("DCBACKUP_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES)?,
+            lease_seconds: positive("DCBACKUP_LEASE_SECONDS", Self::DEFAULT_LEASE_SECONDS)?,
+            claim_concurrency: positive(
+                "DCBACKUP_CLAIM_CONCURRENCY",
+                Self::DEFAULT_CLAIM_CONCURRENCY,
+            )?,
+            jobs_queue_url: std::env::var("DCBACKUP_JOBS_QUEUE_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
         })
+    }
+}
+
+/// A positive number from the environment, or its default when unset.
+fn positive<T>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => {
+            v.parse()
+                .ok()
+                .filter(|n: &T| *n > T::default())
+                .ok_or_else(|| {
+                    ConfigError(format!("{name} must be a positive whole number, not {v:?}"))
+                })
+        }
+        _ => Ok(default),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod jobs;
 pub mod provision;
 pub mod resources;
 pub mod runtime;

@@ -7,6 +7,7 @@ use crate::resources::{Queue, Resources, Table};
 use crate::runtime::Clients;
 use crate::store::{Inventory, StoreError};
 use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::types::TimeToLiveSpecification;
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::collections::HashMap;
 
@@ -81,6 +82,19 @@ async fn ensure_table(ddb: &aws_sdk_dynamodb::Client, table: &Table) -> Result<(
         .wait(std::time::Duration::from_secs(120))
         .await
         .map_err(|e| fail(format!("did not become active: {e}")))?;
+    if let Some(attribute) = table.ttl_attribute {
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        ddb.update_time_to_live()
+            .table_name(&table.name)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| fail(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    }
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub struct Resources {
     pub groups_table: String,
     pub names_table: String,
     pub counters_table: String,
+    pub operations_table: String,
+    pub idempotency_table: String,
     pub jobs_queue: String,
     pub jobs_dead_letter_queue: String,
     pub backup_bucket: String,
@@ -23,6 +25,9 @@ pub struct Resources {
 
 /// The index of the subclouds table that lists a group's members without a scan.
 pub const GROUP_MEMBERS_INDEX: &str = "group-members";
+
+/// The index of the operations table that lists a subcloud's operations, newest first.
+pub const SUBCLOUD_OPERATIONS_INDEX: &str = "subcloud-operations";
 
 /// Jobs are retried this many times before they land on the dead-letter queue.
 pub const JOBS_MAX_RECEIVE_COUNT: u32 = 5;
@@ -57,6 +62,8 @@ pub struct Table {
     pub key: Key,
     /// Global secondary indexes, each projecting every attribute.
     pub indexes: Vec<Index>,
+    /// The attribute holding each item's expiry (Unix seconds), if items expire.
+    pub ttl_attribute: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +97,8 @@ impl Resources {
             groups_table: format!("{prefix}-groups"),
             names_table: format!("{prefix}-names"),
             counters_table: format!("{prefix}-counters"),
+            operations_table: format!("{prefix}-operations"),
+            idempotency_table: format!("{prefix}-idempotency"),
             jobs_queue: format!("{prefix}-jobs"),
             jobs_dead_letter_queue: format!("{prefix}-jobs-dlq"),
             backup_bucket: format!("{prefix}-backups"),
@@ -113,6 +122,7 @@ impl Resources {
                         range: Some(("id", N)),
                     },
                 }],
+                ttl_attribute: None,
             },
             Table {
                 logical_id: "GroupsTable",
@@ -122,6 +132,7 @@ impl Resources {
                     range: None,
                 },
                 indexes: vec![],
+                ttl_attribute: None,
             },
             Table {
                 logical_id: "NamesTable",
@@ -131,6 +142,7 @@ impl Resources {
                     range: None,
                 },
                 indexes: vec![],
+                ttl_attribute: None,
             },
             Table {
                 logical_id: "CountersTable",
@@ -140,6 +152,33 @@ impl Resources {
                     range: None,
                 },
                 indexes: vec![],
+                ttl_attribute: None,
+            },
+            Table {
+                logical_id: "OperationsTable",
+                name: self.operations_table.clone(),
+                key: Key {
+                    hash: ("op_id", S),
+                    range: None,
+                },
+                indexes: vec![Index {
+                    name: SUBCLOUD_OPERATIONS_INDEX,
+                    key: Key {
+                        hash: ("subcloud_id", N),
+                        range: Some(("created_at", S)),
+                    },
+                }],
+                ttl_attribute: None,
+            },
+            Table {
+                logical_id: "IdempotencyTable",
+                name: self.idempotency_table.clone(),
+                key: Key {
+                    hash: ("idem_key", S),
+                    range: None,
+                },
+                indexes: vec![],
+                ttl_attribute: Some("expires_at"),
             },
         ]
     }

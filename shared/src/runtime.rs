@@ -4,6 +4,7 @@
 use crate::api::{self, App, Route};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Config;
+use crate::jobs::JobQueue;
 use crate::store::Inventory;
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
@@ -52,7 +53,14 @@ impl App {
         App {
             auth,
             inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+            jobs: JobQueue::new(
+                clients.sqs.clone(),
+                config.resources.jobs_queue.clone(),
+                config.jobs_queue_url.clone(),
+            ),
             max_body_bytes: config.max_body_bytes,
+            lease_seconds: config.lease_seconds,
+            claim_concurrency: config.claim_concurrency,
         }
     }
 }

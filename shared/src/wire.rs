@@ -1,7 +1,7 @@
 //! The dcmanager wire format. Stock dcmanager clients build their objects from these keys
 //! positionally, so every key is always present (null where unknown).
 
-use crate::domain::{Group, Subcloud};
+use crate::domain::{epoch_now, timestamp_of_epoch, Group, Operation, Subcloud};
 use serde_json::{json, Value};
 
 pub fn subcloud(sc: &Subcloud) -> Value {
@@ -27,6 +27,31 @@ pub fn subcloud(sc: &Subcloud) -> Value {
         "created-at": sc.created_at,
         "updated-at": sc.updated_at,
         "agent-url": sc.agent_url,
+        "operation": sc.slot_holder(epoch_now()).map(|holder| json!({
+            "id": holder.op_id,
+            "kind": holder.kind,
+            "since": holder.since,
+            "lease-expires-at": timestamp_of_epoch(holder.lease_expires_at),
+        })),
+    })
+}
+
+pub fn operation(op: &Operation) -> Value {
+    json!({
+        "id": op.op_id,
+        "kind": op.kind,
+        "subcloud": op.subcloud_name,
+        "subcloud_id": op.subcloud_id,
+        "release": op.release,
+        "group": op.group,
+        "local_only": op.options.local_only,
+        "registry_images": op.options.registry_images,
+        "values": op.options.values,
+        "requested-by": op.requested_by,
+        "state": op.state,
+        "error": op.error,
+        "created-at": op.created_at,
+        "updated-at": op.updated_at,
     })
 }
 
@@ -51,7 +76,7 @@ pub fn group_list(groups: &[Group]) -> Value {
 }
 
 /// The keys every subcloud object carries (SPEC §1), for clients and tests to check against.
-pub const SUBCLOUD_KEYS: [&str; 21] = [
+pub const SUBCLOUD_KEYS: [&str; 22] = [
     "id",
     "name",
     "description",
@@ -73,4 +98,5 @@ pub const SUBCLOUD_KEYS: [&str; 21] = [
     "created-at",
     "updated-at",
     "agent-url",
+    "operation",
 ];

@@ -2,6 +2,7 @@
 //! and bucket under a unique prefix, provisioned on the local engines that `make test`
 //! starts — so tests run in parallel without seeing each other's data.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::{self, App, Route};
 use dcbackup::auth::{AuthConfig, Authenticator, SigningAlgorithm};
 use dcbackup::config::Config;
@@ -10,6 +11,7 @@ use dcbackup::runtime::Clients;
 use http::StatusCode;
 use lambda_http::{Body, Request};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,8 +92,8 @@ impl Stack {
             .await
             .expect("provisioning the test stack");
         let config = Config {
-            resources: resources.clone(),
             max_body_bytes: 64 * 1024,
+            ..Config::new(resources.clone())
         };
         let auth = Authenticator::new(auth_config(policy_file)).expect("test authenticator");
         Stack {
@@ -169,6 +171,105 @@ impl Stack {
             reply.body
         );
         reply.body
+    }
+
+    /// Records that a backup of `release` exists for a subcloud, centrally or on the
+    /// subcloud, as a finished backup operation leaves it.
+    pub async fn add_backup(&self, subcloud_id: u64, release: &str, local: bool) {
+        let attribute = if local {
+            "local_backups"
+        } else {
+            "central_backups"
+        };
+        self.clients
+            .dynamodb
+            .update_item()
+            .table_name(&self.resources.subclouds_table)
+            .key("id", AttributeValue::N(subcloud_id.to_string()))
+            .update_expression(format!("ADD {attribute} :r"))
+            .expression_attribute_values(":r", AttributeValue::Ss(vec![release.to_owned()]))
+            .send()
+            .await
+            .expect("recording a backup");
+    }
+
+    /// The raw stored subcloud item, as the table holds it.
+    pub async fn item(&self, subcloud_id: u64) -> HashMap<String, AttributeValue> {
+        self.clients
+            .dynamodb
+            .get_item()
+            .table_name(&self.resources.subclouds_table)
+            .key("id", AttributeValue::N(subcloud_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("reading a subcloud item")
+            .item
+            .unwrap_or_default()
+    }
+
+    /// Every job message on the jobs queue (received, then deleted).
+    pub async fn drain_jobs(&self) -> Vec<Value> {
+        let sqs = &self.clients.sqs;
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&self.resources.jobs_queue)
+            .send()
+            .await
+            .expect("the jobs queue exists")
+            .queue_url
+            .unwrap_or_default();
+        let mut jobs = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receiving jobs");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return jobs;
+            }
+            for m in messages {
+                jobs.push(
+                    serde_json::from_str(m.body().unwrap_or_default()).expect("a job is JSON"),
+                );
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("deleting a job");
+            }
+        }
+    }
+
+    /// Every operation record, from the table itself.
+    pub async fn operations(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(&self.resources.operations_table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .expect("scanning operations");
+            for item in out.items.unwrap_or_default() {
+                all.push(serde_dynamo::from_item(item).expect("an operation record"));
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return all,
+            }
+        }
     }
 
     pub async fn create_group(&self, name: &str) -> Value {

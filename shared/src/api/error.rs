@@ -5,7 +5,18 @@ use crate::auth::{AuthError, Denied};
 use crate::store::{InventoryError, StoreError};
 use http::StatusCode;
 use lambda_http::{Body, Response};
+use serde::Serialize;
 use serde_json::json;
+
+/// Why one subcloud of a request was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubcloudReason {
+    pub id: u64,
+    pub name: String,
+    /// `busy`, `invalid` or `failed`.
+    pub status: &'static str,
+    pub reason: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,6 +34,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("Request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A request about subclouds, refused as a whole, with each subcloud's reason.
+    #[error("{message}")]
+    Subclouds {
+        status: StatusCode,
+        message: String,
+        subclouds: Vec<SubcloudReason>,
+    },
     #[error("A service dcbackup depends on is unavailable; try again shortly")]
     Unavailable,
     #[error("Internal error; the request id identifies it in the logs")]
@@ -39,6 +61,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Subclouds { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -46,13 +71,16 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        let body = json!({
+        let mut body = json!({
             "error": {
                 "code": status.as_u16(),
                 "title": status.canonical_reason().unwrap_or("Error"),
                 "message": self.to_string(),
             }
         });
+        if let ApiError::Subclouds { subclouds, .. } = &self {
+            body["error"]["subclouds"] = json!(subclouds);
+        }
         let mut response = super::json_response(status, &body);
         if let ApiError::Unauthorized(e) = self {
             response.headers_mut().insert(
@@ -93,6 +121,7 @@ impl From<InventoryError> for ApiError {
             E::SubcloudExists(_)
             | E::GroupExists(_)
             | E::GroupNotEmpty { .. }
+            | E::Busy { .. }
             | E::Contended(_) => ApiError::Conflict(message),
             E::Store(store) => store.into(),
         }

@@ -105,6 +105,42 @@ impl Fields {
         }
     }
 
+    /// A boolean: a JSON boolean or the strings "true"/"false" in any case (multipart
+    /// sends strings).
+    pub fn boolean(&mut self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some((_, Value::Bool(b))) => Ok(Some(b)),
+            Some((_, Value::String(s))) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some((_, Value::String(s))) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some((given, _)) => Err(ApiError::BadRequest(format!(
+                "Invalid {given} value, should be boolean"
+            ))),
+        }
+    }
+
+    /// A mapping: a JSON object, or a string holding a YAML mapping (a file's contents).
+    pub fn mapping(&mut self, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+        let value = match self.take(key) {
+            None => return Ok(None),
+            Some((given, Value::String(text))) => {
+                super::multipart::yaml_mapping(&given, text.as_bytes())?
+            }
+            Some((_, value)) => value,
+        };
+        match value {
+            Value::Object(map) => Ok(Some(map)),
+            _ => Err(ApiError::BadRequest(format!(
+                "{key} must be a mapping of keys to values"
+            ))),
+        }
+    }
+
+    /// Whether the field was given (it is then taken).
+    pub fn present(&mut self, key: &str) -> bool {
+        self.take(key).is_some()
+    }
+
     /// A subcloud or group reference: an id (number or digits) or a name.
     pub fn reference(&mut self, key: &str) -> Result<Option<Ref>, ApiError> {
         match self.take(key) {

@@ -2,28 +2,36 @@
 //! runs. A route knows its method, its path pattern and its policy rule; `handle` checks
 //! those, parses the request into a typed command, runs it and renders the answer.
 
+mod backup;
 mod error;
 mod fields;
 mod groups;
+mod multipart;
+mod operations;
 mod subclouds;
 
-pub use error::ApiError;
+pub use backup::{Command, Target};
+pub use error::{ApiError, SubcloudReason};
 pub use fields::Fields;
 
 use crate::auth::{policy::rules, Authenticator, Principal};
-use crate::domain::Ref;
-use crate::store::Inventory;
+use crate::domain::{epoch_now, OpId, OpKind, Ref, Release};
+use crate::jobs::JobQueue;
+use crate::store::{Begin, Inventory};
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use std::sync::Arc;
 
 /// Everything a handler needs, built once per cold start.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct App {
     pub auth: Arc<Authenticator>,
     pub inventory: Inventory,
+    pub jobs: JobQueue,
     pub max_body_bytes: usize,
+    pub lease_seconds: u64,
+    pub claim_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +47,15 @@ pub enum Route {
     GroupsUpdate,
     GroupsDelete,
     GroupsMembers,
+    BackupCreate,
+    BackupDelete,
+    BackupRestore,
+    OperationsShow,
+    OperationsHistory,
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 16] = [
         Route::SubcloudsList,
         Route::SubcloudsRegister,
         Route::SubcloudsShow,
@@ -54,6 +67,11 @@ impl Route {
         Route::GroupsUpdate,
         Route::GroupsDelete,
         Route::GroupsMembers,
+        Route::BackupCreate,
+        Route::BackupDelete,
+        Route::BackupRestore,
+        Route::OperationsShow,
+        Route::OperationsHistory,
     ];
 
     /// The Lambda function (and crate under `functions/`) serving this route.
@@ -70,6 +88,11 @@ impl Route {
             Route::GroupsUpdate => "groups-update",
             Route::GroupsDelete => "groups-delete",
             Route::GroupsMembers => "groups-members",
+            Route::BackupCreate => "subcloud-backup-create",
+            Route::BackupDelete => "subcloud-backup-delete",
+            Route::BackupRestore => "subcloud-backup-restore",
+            Route::OperationsShow => "operations-show",
+            Route::OperationsHistory => "operations-history",
         }
     }
 
@@ -77,8 +100,10 @@ impl Route {
         match self {
             Route::SubcloudsList | Route::SubcloudsShow => Method::GET,
             Route::GroupsList | Route::GroupsShow | Route::GroupsMembers => Method::GET,
-            Route::SubcloudsRegister | Route::GroupsCreate => Method::POST,
+            Route::OperationsShow | Route::OperationsHistory => Method::GET,
+            Route::SubcloudsRegister | Route::GroupsCreate | Route::BackupCreate => Method::POST,
             Route::SubcloudsUpdate | Route::GroupsUpdate => Method::PATCH,
+            Route::BackupDelete | Route::BackupRestore => Method::PATCH,
             Route::SubcloudsDelete | Route::GroupsDelete => Method::DELETE,
         }
     }
@@ -97,6 +122,10 @@ impl Route {
             Route::GroupsCreate => rules::SUBCLOUD_GROUPS_CREATE,
             Route::GroupsUpdate => rules::SUBCLOUD_GROUPS_MODIFY,
             Route::GroupsDelete => rules::SUBCLOUD_GROUPS_DELETE,
+            Route::BackupCreate => rules::SUBCLOUD_BACKUP_CREATE,
+            Route::BackupDelete => rules::SUBCLOUD_BACKUP_DELETE,
+            Route::BackupRestore => rules::SUBCLOUD_BACKUP_RESTORE,
+            Route::OperationsShow | Route::OperationsHistory => rules::SUBCLOUD_BACKUP_GET,
         }
     }
 
@@ -112,12 +141,27 @@ impl Route {
                 "/v1.0/subcloud-groups/{ref}"
             }
             Route::GroupsMembers => "/v1.0/subcloud-groups/{ref}/subclouds",
+            Route::BackupCreate => "/v1.0/subcloud-backup",
+            Route::BackupDelete => "/v1.0/subcloud-backup/delete/{release_version}",
+            Route::BackupRestore => "/v1.0/subcloud-backup/restore",
+            Route::OperationsShow => "/v1.0/subcloud-backup/operations/{op_id}",
+            Route::OperationsHistory => "/v1.0/subclouds/{ref}/operations",
         }
     }
 
-    /// The `{ref}` of a request path. The pattern is matched against the end of the path,
-    /// so an API Gateway stage prefix does not matter; a segment is percent-decoded.
-    fn path_ref(self, path: &str) -> Result<Option<Ref>, ApiError> {
+    /// The operation kind of a subcloud-backup route.
+    fn op_kind(self) -> Option<OpKind> {
+        match self {
+            Route::BackupCreate => Some(OpKind::Create),
+            Route::BackupDelete => Some(OpKind::Delete),
+            Route::BackupRestore => Some(OpKind::Restore),
+            _ => None,
+        }
+    }
+
+    /// The `{...}` segment of a request path, percent-decoded. The pattern is matched
+    /// against the end of the path, so an API Gateway stage prefix does not matter.
+    fn path_param(self, path: &str) -> Result<Option<String>, ApiError> {
         let not_found = || ApiError::NotFound(format!("No route for {path}"));
         let pattern: Vec<&str> = self.pattern().trim_matches('/').split('/').collect();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
@@ -127,23 +171,25 @@ impl Route {
         let tail = &segments[segments.len() - pattern.len()..];
         let mut found = None;
         for (want, got) in pattern.iter().zip(tail) {
-            if *want == "{ref}" {
-                let decoded = percent_decode(got).ok_or_else(not_found)?;
-                let field = if self.function().starts_with("groups") {
-                    "group"
-                } else {
-                    "subcloud"
-                };
-                found = Some(Ref::parse(field, &decoded).map_err(|_| match field {
-                    "group" => ApiError::NotFound(format!("Subcloud group not found: {decoded}")),
-                    _ => ApiError::NotFound(format!("Subcloud not found: {decoded}")),
-                })?);
+            if want.starts_with('{') {
+                found = Some(percent_decode(got).ok_or_else(not_found)?);
             } else if want != got {
                 return Err(not_found());
             }
         }
         Ok(found)
     }
+}
+
+/// A path's subcloud or group reference; one that cannot name anything is simply not found.
+fn path_ref(route: Route, param: Option<&str>) -> Result<Ref, ApiError> {
+    let value = param.unwrap_or_default();
+    let what = if route.function().starts_with("groups") {
+        "Subcloud group"
+    } else {
+        "Subcloud"
+    };
+    Ref::parse("ref", value).map_err(|_| ApiError::NotFound(format!("{what} not found: {value}")))
 }
 
 fn percent_decode(segment: &str) -> Option<String> {
@@ -208,25 +254,148 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         .await
         .map_err(ApiError::Unauthorized)?;
     authorize_route(app, route, &principal)?;
-    let target = route.path_ref(req.uri().path())?;
+    let param = route.path_param(req.uri().path())?;
+    let param = param.as_deref();
     let body: &[u8] = req.body().as_ref();
     if body.len() > app.max_body_bytes {
         return Err(ApiError::PayloadTooLarge(app.max_body_bytes));
     }
-    let target = || target.clone().expect("routes with {ref} always capture it");
+    if let Some(kind) = route.op_kind() {
+        let release = match param {
+            Some(release) => Some(Release::parse("release_version", release)?),
+            None => None,
+        };
+        let yaml_files: &[&str] = match kind {
+            OpKind::Create => &["backup_values"],
+            OpKind::Restore => &["restore_values"],
+            OpKind::Delete => &[],
+        };
+        let command = Command::parse(kind, release, request_fields(&req, yaml_files)?)?;
+        return idempotent(app, route, &req, &principal, &command).await;
+    }
+    let target = || path_ref(route, param);
     match route {
         Route::SubcloudsList => subclouds::list(app).await,
         Route::SubcloudsRegister => subclouds::register(app, body).await,
-        Route::SubcloudsShow => subclouds::show(app, &target()).await,
-        Route::SubcloudsUpdate => subclouds::update(app, &principal, &target(), body).await,
-        Route::SubcloudsDelete => subclouds::delete(app, &target()).await,
+        Route::SubcloudsShow => subclouds::show(app, &target()?).await,
+        Route::SubcloudsUpdate => subclouds::update(app, &principal, &target()?, body).await,
+        Route::SubcloudsDelete => subclouds::delete(app, &target()?).await,
         Route::GroupsList => groups::list(app).await,
         Route::GroupsCreate => groups::create(app, body).await,
-        Route::GroupsShow => groups::show(app, &target()).await,
-        Route::GroupsUpdate => groups::update(app, &target(), body).await,
-        Route::GroupsDelete => groups::delete(app, &target()).await,
-        Route::GroupsMembers => groups::members(app, &target()).await,
+        Route::GroupsShow => groups::show(app, &target()?).await,
+        Route::GroupsUpdate => groups::update(app, &target()?, body).await,
+        Route::GroupsDelete => groups::delete(app, &target()?).await,
+        Route::GroupsMembers => groups::members(app, &target()?).await,
+        Route::OperationsShow => {
+            let op_id = OpId::parse("op_id", param.unwrap_or_default()).map_err(|_| {
+                ApiError::NotFound(format!(
+                    "Operation not found: {}",
+                    param.unwrap_or_default()
+                ))
+            })?;
+            operations::show(app, &op_id).await
+        }
+        Route::OperationsHistory => operations::history(app, &target()?).await,
+        Route::BackupCreate | Route::BackupDelete | Route::BackupRestore => {
+            unreachable!("subcloud-backup routes are served above")
+        }
     }
+}
+
+/// A body's fields: JSON, or `multipart/form-data` whose `yaml_files` parts are YAML.
+fn request_fields(req: &Request, yaml_files: &[&str]) -> Result<Fields, ApiError> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default())
+        .unwrap_or("application/json");
+    let body: &[u8] = req.body().as_ref();
+    if let Some(boundary) = multipart::boundary(content_type) {
+        return Fields::from_map(multipart::parse(body, &boundary?, yaml_files)?);
+    }
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media.eq_ignore_ascii_case("application/json") || media.is_empty() {
+        return Fields::from_json(body);
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "Content-Type {media} is not supported; send application/json or multipart/form-data"
+    )))
+}
+
+/// Runs a subcloud-backup command once per `Idempotency-Key` (scoped to the route and the
+/// caller): the same key and request within a day get the first answer again; the same key
+/// with another request is refused.
+async fn idempotent(
+    app: &App,
+    route: Route,
+    req: &Request,
+    principal: &Principal,
+    command: &Command,
+) -> Result<Response<Body>, ApiError> {
+    let Some(key) = req.headers().get("idempotency-key") else {
+        return backup::execute(app, principal, command).await;
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        })?;
+    let scoped = format!("{}|{}|{key}", route.function(), principal.subject);
+    let fingerprint = command.fingerprint();
+    match app
+        .inventory
+        .begin_idempotent(&scoped, &fingerprint, epoch_now())
+        .await?
+    {
+        Begin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).map_err(|_| ApiError::Internal)?;
+            return Ok(if body.is_empty() {
+                empty_response(status)
+            } else {
+                Response::builder()
+                    .status(status)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Body::Text(body))
+                    .map_err(|_| ApiError::Internal)?
+            });
+        }
+        Begin::Mismatch => {
+            return Err(ApiError::Unprocessable(
+                "This Idempotency-Key was used with a different request; use a new key".into(),
+            ))
+        }
+        Begin::InProgress => {
+            return Err(ApiError::Conflict(
+                "A request with this Idempotency-Key is still being processed; retry shortly"
+                    .into(),
+            ))
+        }
+        Begin::New => {}
+    }
+    let response = match backup::execute(app, principal, command).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    if response.status().is_server_error() {
+        app.inventory
+            .abandon_idempotent(&scoped, &fingerprint)
+            .await?;
+    } else {
+        let bytes: &[u8] = response.body().as_ref();
+        let body = String::from_utf8_lossy(bytes).into_owned();
+        app.inventory
+            .finish_idempotent(
+                &scoped,
+                &fingerprint,
+                response.status().as_u16(),
+                &body,
+                epoch_now(),
+            )
+            .await?;
+    }
+    Ok(response)
 }
 
 /// Checks the route's rule before anything is read. A subcloud update may instead pass on
@@ -252,41 +421,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refs_come_from_the_end_of_the_path() {
-        let r = Route::SubcloudsShow;
+    fn params_come_from_the_end_of_the_path() {
+        let show = Route::SubcloudsShow;
+        let param = |route: Route, path: &str| route.path_param(path);
         assert_eq!(
-            r.path_ref("/v1.0/subclouds/dc1").unwrap(),
-            Some(Ref::parse("s", "dc1").unwrap())
+            param(show, "/v1.0/subclouds/dc1").unwrap().as_deref(),
+            Some("dc1")
         );
         assert_eq!(
-            r.path_ref("/prod/v1.0/subclouds/7/").unwrap(),
-            Some(Ref::Id(7))
+            param(show, "/prod/v1.0/subclouds/7/").unwrap().as_deref(),
+            Some("7")
         );
         assert_eq!(
-            r.path_ref("/v1.0/subclouds/dc%2D1").unwrap(),
-            Some(Ref::parse("s", "dc-1").unwrap())
+            param(show, "/v1.0/subclouds/dc%2D1").unwrap().as_deref(),
+            Some("dc-1")
         );
         assert!(matches!(
-            r.path_ref("/v1.0/other/dc1"),
+            param(show, "/v1.0/other/dc1"),
             Err(ApiError::NotFound(_))
         ));
         assert!(matches!(
-            r.path_ref("/v1.0/subclouds/bad%zz"),
+            param(show, "/v1.0/subclouds/bad%zz"),
             Err(ApiError::NotFound(_))
         ));
         assert!(matches!(
-            r.path_ref("/v1.0/subclouds/a%20b"),
+            path_ref(show, Some("a b")),
             Err(ApiError::NotFound(_))
         ));
-        let m = Route::GroupsMembers;
+        assert_eq!(path_ref(show, Some("12")).unwrap(), Ref::Id(12));
+        let members = Route::GroupsMembers;
         assert_eq!(
-            m.path_ref("/v1.0/subcloud-groups/Default/subclouds")
-                .unwrap(),
-            Some(Ref::parse("g", "Default").unwrap())
+            param(members, "/v1.0/subcloud-groups/Default/subclouds")
+                .unwrap()
+                .as_deref(),
+            Some("Default")
         );
         assert_eq!(
-            Route::GroupsList.path_ref("/v1.0/subcloud-groups").unwrap(),
+            param(Route::GroupsList, "/v1.0/subcloud-groups").unwrap(),
             None
+        );
+        assert_eq!(
+            param(Route::BackupDelete, "/v1.0/subcloud-backup/delete/24.09")
+                .unwrap()
+                .as_deref(),
+            Some("24.09")
         );
     }
 }

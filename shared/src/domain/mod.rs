@@ -4,13 +4,15 @@
 
 mod group;
 mod names;
+mod operation;
 mod state;
 mod subcloud;
 
 pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
 pub use names::{AgentUrl, Name, Ref, Release};
+pub use operation::{without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
-pub use subcloud::{NetworkAddress, NewSubcloud, Subcloud, SubcloudPatch};
+pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
 
 /// Why a value given by a caller is not acceptable. The message names the field and says
 /// what would be accepted.
@@ -24,12 +26,33 @@ impl Invalid {
     }
 }
 
+const TIMESTAMP: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
+);
+
 /// Wall-clock timestamps in the form dcmanager writes them (`2024-05-01 12:00:00.123456`).
 pub fn timestamp_now() -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(FORMAT)
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// A Unix time (seconds) in dcmanager's timestamp form.
+pub fn timestamp_of_epoch(seconds: u64) -> String {
+    let at = i64::try_from(seconds)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    timestamp(at)
+}
+
+fn timestamp(at: time::OffsetDateTime) -> String {
+    at.format(TIMESTAMP)
         .expect("a UTC timestamp always formats")
+}
+
+/// Seconds since the Unix epoch: the clock leases are measured by.
+pub fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }

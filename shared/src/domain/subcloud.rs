@@ -1,10 +1,11 @@
 //! A subcloud as dcbackup stores it, and the commands that create and change one.
 
 use super::{
-    AgentUrl, AvailabilityStatus, BackupStatus, DeployStatus, Invalid, ManagementState, Name, Ref,
-    Release,
+    AgentUrl, AvailabilityStatus, BackupStatus, DeployStatus, Invalid, ManagementState, Name, OpId,
+    OpKind, Ref, Release,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// The stored subcloud. Attribute names are snake_case; `wire` renders dcmanager's keys.
@@ -42,6 +43,49 @@ pub struct Subcloud {
     pub agent_url: Option<AgentUrl>,
     pub created_at: String,
     pub updated_at: String,
+    /// The operation slot (SPEC §3): held while `op_id` is set and its lease has not expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_id: Option<OpId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_kind: Option<OpKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_since: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<u64>,
+    /// Raised by every claim; every later write of an operation is conditional on it.
+    #[serde(default)]
+    pub fence: u64,
+    /// Releases with a backup in central storage, and on the subcloud itself.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub central_backups: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub local_backups: BTreeSet<String>,
+}
+
+/// The operation holding a subcloud's slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotHolder {
+    pub op_id: OpId,
+    pub kind: OpKind,
+    pub since: String,
+    pub lease_expires_at: u64,
+}
+
+impl Subcloud {
+    /// The operation holding the slot at `now` (Unix seconds), if any: an expired lease
+    /// holds nothing.
+    pub fn slot_holder(&self, now: u64) -> Option<SlotHolder> {
+        match (&self.op_id, self.op_kind, self.lease_expires_at) {
+            (Some(op_id), Some(kind), Some(lease)) if lease > now => Some(SlotHolder {
+                op_id: op_id.clone(),
+                kind,
+                since: self.op_since.clone().unwrap_or_default(),
+                lease_expires_at: lease,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// An IP address or, for `management-subnet`, a CIDR block, checked on the way in.
@@ -115,6 +159,14 @@ pub struct SubcloudPatch {
 }
 
 impl SubcloudPatch {
+    /// Changes a state an operation drives or depends on: allowed only while no operation
+    /// holds the slot.
+    pub fn touches_operation_state(&self) -> bool {
+        self.management_state.is_some()
+            || self.deploy_status.is_some()
+            || self.backup_status.is_some()
+    }
+
     /// Only manages or unmanages (dcmanager's `manage_unmanage` rule covers that alone).
     pub fn only_manages(&self) -> bool {
         self.management_state.is_some()

@@ -8,7 +8,7 @@
 use super::{from_item, n, s, to_item, Item, StoreError, Updates};
 use crate::domain::{
     AvailabilityStatus, DeployStatus, Group, GroupPatch, ManagementState, Name, NewGroup,
-    NewSubcloud, Ref, Subcloud, SubcloudPatch, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
+    NewSubcloud, Ref, SlotHolder, Subcloud, SubcloudPatch, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
 };
 use crate::resources::{Resources, GROUP_MEMBERS_INDEX};
 use aws_sdk_dynamodb::error::SdkError;
@@ -38,6 +38,8 @@ pub enum InventoryError {
     SubcloudManaged(Name),
     #[error("bootstrap-address needs the subcloud's agent-url (for its scheme and port); set agent-url instead")]
     NoAgentUrl,
+    #[error("Subcloud {name} is busy: {} operation {} in progress since {}", holder.kind, holder.op_id, holder.since)]
+    Busy { name: Name, holder: SlotHolder },
     #[error("{0} changed while it was being updated; try again")]
     Contended(String),
     #[error(transparent)]
@@ -65,8 +67,8 @@ const ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
-    ddb: aws_sdk_dynamodb::Client,
-    res: Resources,
+    pub(super) ddb: aws_sdk_dynamodb::Client,
+    pub(super) res: Resources,
 }
 
 impl Inventory {
@@ -315,6 +317,13 @@ impl Inventory {
             agent_url: new.agent_url,
             created_at: now.clone(),
             updated_at: now.clone(),
+            op_id: None,
+            op_kind: None,
+            op_since: None,
+            lease_expires_at: None,
+            fence: 0,
+            central_backups: Default::default(),
+            local_backups: Default::default(),
         };
         let result = self
             .ddb
@@ -344,8 +353,18 @@ impl Inventory {
             Some(g) => Some(self.group_for_field(g).await?.id),
             None => None,
         };
+        let guards_slot = patch.touches_operation_state();
         for _ in 0..ATTEMPTS {
             let current = self.subcloud(r).await?;
+            let epoch = crate::domain::epoch_now();
+            if guards_slot {
+                if let Some(holder) = current.slot_holder(epoch) {
+                    return Err(InventoryError::Busy {
+                        name: current.name,
+                        holder,
+                    });
+                }
+            }
             let agent_url = match (&patch.agent_url, patch.bootstrap_address) {
                 (Some(url), None) => Some(url.clone()),
                 (given, Some(ip)) => {
@@ -374,8 +393,17 @@ impl Inventory {
                 .set_opt("backup_status", patch.backup_status.map(|v| s(v.as_str())))
                 .set_opt("agent_url", agent_url.as_ref().map(|v| s(v.as_str())))
                 .set_opt("group_id", new_group.map(n));
-            let condition =
-                updates.condition("{a0} = {v0}", &["group_id"], vec![n(current.group_id)]);
+            // Changing what an operation drives is decided by the write itself: only while
+            // no operation holds the slot (SPEC §3).
+            let condition = if guards_slot {
+                updates.condition(
+                    "{a0} = {v0} AND (attribute_not_exists({a1}) OR {a2} <= {v1})",
+                    &["group_id", "op_id", "lease_expires_at"],
+                    vec![n(current.group_id), n(epoch)],
+                )
+            } else {
+                updates.condition("{a0} = {v0}", &["group_id"], vec![n(current.group_id)])
+            };
             let update = Update::builder()
                 .table_name(&self.res.subclouds_table)
                 .key("id", n(current.id))
@@ -411,6 +439,13 @@ impl Inventory {
     pub async fn delete_subcloud(&self, r: &Ref) -> Result<Subcloud, InventoryError> {
         for _ in 0..ATTEMPTS {
             let current = self.subcloud(r).await?;
+            let epoch = crate::domain::epoch_now();
+            if let Some(holder) = current.slot_holder(epoch) {
+                return Err(InventoryError::Busy {
+                    name: current.name,
+                    holder,
+                });
+            }
             if current.management_state == ManagementState::Managed {
                 return Err(InventoryError::SubcloudManaged(current.name));
             }
@@ -418,9 +453,13 @@ impl Inventory {
             let delete = Delete::builder()
                 .table_name(&self.res.subclouds_table)
                 .key("id", n(current.id))
-                .condition_expression("management_state = :unmanaged AND group_id = :g")
+                .condition_expression(
+                    "management_state = :unmanaged AND group_id = :g \
+                     AND (attribute_not_exists(op_id) OR lease_expires_at <= :now)",
+                )
                 .expression_attribute_values(":unmanaged", s("unmanaged"))
                 .expression_attribute_values(":g", n(current.group_id))
+                .expression_attribute_values(":now", n(epoch))
                 .build()
                 .map_err(|e| StoreError::Failed(e.to_string()))?;
             let result = self

@@ -3,10 +3,15 @@
 //! unguarded.
 
 mod expr;
+mod idempotency;
 mod inventory;
+mod operations;
+mod slot;
 
 pub use expr::Updates;
+pub use idempotency::Begin;
 pub use inventory::{Inventory, InventoryError};
+pub use slot::{explain, ClaimOutcome, ClaimRequest, PriorState};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;

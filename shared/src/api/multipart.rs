@@ -1,0 +1,187 @@
+//! `multipart/form-data` bodies, as stock dcmanager clients send them: string fields, and
+//! the YAML files `backup_values` / `restore_values` as file parts. The body is already
+//! whole in memory (API Gateway hands it over base64-decoded), so this is a plain parser.
+
+use super::ApiError;
+use serde_json::{Map, Value};
+
+/// The boundary of a `multipart/form-data` content type, if that is what it is.
+pub fn boundary(content_type: &str) -> Option<Result<String, ApiError>> {
+    let mut parts = content_type.split(';');
+    let media = parts.next()?.trim();
+    if !media.eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    let boundary = parts
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        .filter(|b| !b.is_empty() && b.len() <= 200);
+    Some(boundary.ok_or_else(|| {
+        ApiError::BadRequest("multipart/form-data body without a boundary parameter".to_owned())
+    }))
+}
+
+fn malformed(why: &str) -> ApiError {
+    ApiError::BadRequest(format!("Malformed multipart/form-data body: {why}"))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The parts of the body, by field name: text as strings; the parts named in `yaml_files`
+/// parsed as YAML documents (which must be mappings).
+pub fn parse(
+    body: &[u8],
+    boundary: &str,
+    yaml_files: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    let delimiter = format!("--{boundary}");
+    let start = find(body, delimiter.as_bytes()).ok_or_else(|| malformed("no boundary line"))?;
+    let mut rest = &body[start + delimiter.len()..];
+    let separator = format!("\r\n--{boundary}");
+    let mut fields = Map::new();
+    loop {
+        if rest.starts_with(b"--") {
+            return Ok(fields);
+        }
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or_else(|| malformed("a boundary line must end with CRLF"))?;
+        let end = find(rest, separator.as_bytes())
+            .ok_or_else(|| malformed("a part is not terminated by the boundary"))?;
+        let (part, tail) = rest.split_at(end);
+        rest = &tail[separator.len()..];
+        let header_end =
+            find(part, b"\r\n\r\n").ok_or_else(|| malformed("a part has no header section"))?;
+        let headers = std::str::from_utf8(&part[..header_end])
+            .map_err(|_| malformed("part headers are not UTF-8"))?;
+        let content = &part[header_end + 4..];
+        let name = part_name(headers)?;
+        let value =
+            if yaml_files.contains(&name.as_str()) {
+                yaml_mapping(&name, content)?
+            } else {
+                Value::String(String::from_utf8(content.to_vec()).map_err(|_| {
+                    ApiError::BadRequest(format!("Field '{name}' is not UTF-8 text"))
+                })?)
+            };
+        if fields.insert(name.clone(), value).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "Field '{name}' is given twice; give it once"
+            )));
+        }
+    }
+}
+
+/// The `name` of a part's `Content-Disposition: form-data; name="..."` header.
+fn part_name(headers: &str) -> Result<String, ApiError> {
+    let disposition = headers
+        .split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
+        .map(|(_, v)| v)
+        .ok_or_else(|| malformed("a part has no Content-Disposition header"))?;
+    disposition
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("name"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| malformed("a part's Content-Disposition has no name"))
+}
+
+/// A YAML document that must be a mapping (an empty file is an empty mapping).
+pub fn yaml_mapping(field: &str, text: &[u8]) -> Result<Value, ApiError> {
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    let value: Value = serde_yaml::from_slice(text)
+        .map_err(|e| ApiError::BadRequest(format!("{field} is not valid YAML: {e}")))?;
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(ApiError::BadRequest(format!(
+            "{field} must be a YAML mapping of keys to values"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[(&str, Option<&str>, &str)]) -> Vec<u8> {
+        let mut out = String::new();
+        for (name, file, content) in parts {
+            out.push_str("--XyZ\r\n");
+            match file {
+                Some(f) => out.push_str(&format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )),
+                None => out.push_str(&format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n")),
+            }
+            out.push_str(content);
+            out.push_str("\r\n");
+        }
+        out.push_str("--XyZ--\r\n");
+        out.into_bytes()
+    }
+
+    #[test]
+    fn fields_and_yaml_files() {
+        let b = body(&[
+            ("subcloud", None, "subcloud1"),
+            ("local_only", None, "true"),
+            (
+                "backup_values",
+                Some("values.yaml"),
+                "backup_dir: /opt/backups\nkeep: 3\n",
+            ),
+        ]);
+        let fields = parse(&b, "XyZ", &["backup_values"]).unwrap();
+        assert_eq!(fields["subcloud"], "subcloud1");
+        assert_eq!(fields["local_only"], "true");
+        assert_eq!(fields["backup_values"]["keep"], 3);
+    }
+
+    #[test]
+    fn boundaries_from_content_types() {
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"ab c\"")
+                .unwrap()
+                .unwrap(),
+            "ab c"
+        );
+        assert!(boundary("multipart/form-data").unwrap().is_err());
+        assert!(boundary("application/json").is_none());
+    }
+
+    #[test]
+    fn malformed_bodies_are_400() {
+        let cases: [&[u8]; 4] = [
+            b"no boundary here",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+            b"--XyZ\r\nX: y\r\n\r\nv\r\n--XyZ--",
+            b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nv\r\n--XyZ--",
+        ];
+        for case in cases {
+            assert!(matches!(
+                parse(case, "XyZ", &[]),
+                Err(ApiError::BadRequest(_))
+            ));
+        }
+        let bad_yaml = body(&[("restore_values", Some("r.yaml"), "a: [unclosed")]);
+        let err = parse(&bad_yaml, "XyZ", &["restore_values"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("restore_values is not valid YAML"),
+            "{err}"
+        );
+        let list = body(&[("restore_values", Some("r.yaml"), "- 1\n- 2")]);
+        assert!(parse(&list, "XyZ", &["restore_values"]).is_err());
+        let twice = body(&[("a", None, "1"), ("a", None, "2")]);
+        assert!(parse(&twice, "XyZ", &[]).is_err());
+    }
+}

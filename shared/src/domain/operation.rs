@@ -1,0 +1,167 @@
+//! Backup/restore operations: what kind, which options, and the record kept of each one.
+
+use super::{BackupStatus, DeployStatus, Release};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    Create,
+    Delete,
+    Restore,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Delete => "delete",
+            OpKind::Restore => "restore",
+        }
+    }
+
+    /// The in-progress state a claim sets: backup-status for create and delete,
+    /// deploy-status for restore.
+    pub fn claimed_state(self) -> ClaimedState {
+        match self {
+            OpKind::Create => ClaimedState::Backup(BackupStatus::Validating),
+            OpKind::Delete => ClaimedState::Backup(BackupStatus::DeletingBackup),
+            OpKind::Restore => ClaimedState::Deploy(DeployStatus::pre_restore()),
+        }
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "subcloud-backup {}", self.as_str())
+    }
+}
+
+/// The state attribute a claim moves, and to what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimedState {
+    Backup(BackupStatus),
+    Deploy(DeployStatus),
+}
+
+/// An operation id: a UUID, so ids never collide across function instances.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpId(String);
+
+impl OpId {
+    pub fn new() -> OpId {
+        OpId(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn parse(field: &str, value: &str) -> Result<OpId, super::Invalid> {
+        uuid::Uuid::parse_str(value)
+            .map(|u| OpId(u.to_string()))
+            .map_err(|_| super::Invalid::field(field, "is not an operation id"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for OpId {
+    fn default() -> Self {
+        OpId::new()
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a caller asked for besides the target, secrets removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpOptions {
+    pub local_only: bool,
+    pub registry_images: bool,
+    /// `backup_values` (create) or `restore_values` (restore), with secret-looking keys
+    /// removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Map<String, Value>>,
+}
+
+/// Keys whose values are never stored or queued (compared case-insensitively by substring).
+const SECRET_KEY_PARTS: [&str; 5] = ["pass", "secret", "token", "private", "credential"];
+
+/// Removes, at any depth, every entry whose key looks like it holds a secret.
+pub fn without_secrets(values: Map<String, Value>) -> Map<String, Value> {
+    fn clean(value: Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(without_secrets(map)),
+            Value::Array(items) => Value::Array(items.into_iter().map(clean).collect()),
+            other => other,
+        }
+    }
+    values
+        .into_iter()
+        .filter(|(key, _)| {
+            let key = key.to_ascii_lowercase();
+            !SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+        })
+        .map(|(key, value)| (key, clean(value)))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpState {
+    /// Claimed and on the jobs queue.
+    Queued,
+    /// The job could not be queued; the claim was rolled back.
+    Failed,
+}
+
+/// The record kept of every claimed operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub op_id: OpId,
+    pub kind: OpKind,
+    pub subcloud_id: u64,
+    pub subcloud_name: String,
+    pub release: Release,
+    pub fence: u64,
+    pub options: OpOptions,
+    /// The `sub` of the caller (or the schedule) that asked for it.
+    pub requested_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub state: OpState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_removed_at_any_depth() {
+        let values = json!({
+            "bootstrap_address": {"sc1": "10.0.0.1"},
+            "ansible_ssh_pass": "x",
+            "sysadmin_password": "x",
+            "nested": {"api_token": "x", "keep": 1, "list": [{"Client_Secret": "x", "ok": 2}]},
+        });
+        let cleaned = without_secrets(values.as_object().unwrap().clone());
+        assert_eq!(
+            Value::Object(cleaned),
+            json!({
+                "bootstrap_address": {"sc1": "10.0.0.1"},
+                "nested": {"keep": 1, "list": [{"ok": 2}]},
+            })
+        );
+    }
+}

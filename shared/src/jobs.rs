@@ -1,0 +1,143 @@
+//! The job message handed from the API to the worker through SQS, and the queue it goes on.
+//! The message is versioned and carries no secret: the worker re-reads everything else.
+
+use crate::domain::{OpId, OpKind, OpOptions, Release};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+/// SendMessageBatch takes at most 10 entries a call.
+const SEND_BATCH_MAX: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// The schema version; a worker refuses versions it does not know.
+    pub version: u32,
+    pub op_id: OpId,
+    pub kind: OpKind,
+    pub subcloud_id: u64,
+    pub subcloud_name: String,
+    pub release: Release,
+    /// The fencing version the claim set: the worker may write only while it still holds.
+    pub fence: u64,
+    pub options: OpOptions,
+}
+
+impl JobMessage {
+    pub const VERSION: u32 = 1;
+}
+
+#[derive(Debug)]
+pub struct JobQueue {
+    sqs: aws_sdk_sqs::Client,
+    name: String,
+    url: OnceCell<String>,
+}
+
+impl JobQueue {
+    /// A queue known by name; its URL is `url` if given (as deployed), else looked up once
+    /// on first use, so a cold start does no network I/O.
+    pub fn new(sqs: aws_sdk_sqs::Client, name: String, url: Option<String>) -> JobQueue {
+        JobQueue {
+            sqs,
+            name,
+            url: url.map(OnceCell::from).unwrap_or_default(),
+        }
+    }
+
+    pub async fn url(&self) -> Result<&str, String> {
+        self.url
+            .get_or_try_init(|| async {
+                self.sqs
+                    .get_queue_url()
+                    .queue_name(&self.name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "GetQueueUrl {}: {}",
+                            self.name,
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        )
+                    })?
+                    .queue_url
+                    .ok_or_else(|| format!("GetQueueUrl {} returned no URL", self.name))
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Sends every job, ten a call. Returns, for each job in order, `Err(why)` when the
+    /// queue did not take it.
+    pub async fn send_all(&self, jobs: &[JobMessage]) -> Vec<Result<(), String>> {
+        let url = match self.url().await {
+            Ok(url) => url.to_owned(),
+            Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut results = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(SEND_BATCH_MAX) {
+            let entries: Result<Vec<_>, String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    let body = serde_json::to_string(job).map_err(|e| e.to_string())?;
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| e.to_string())
+                })
+                .collect();
+            let sent = match entries {
+                Ok(entries) => self
+                    .sqs
+                    .send_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(out) => {
+                    let mut outcome: Vec<Result<(), String>> =
+                        vec![Err("the queue did not acknowledge the job".to_owned()); chunk.len()];
+                    for ok in out.successful() {
+                        if let Some(slot) = ok
+                            .id()
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| outcome.get_mut(i))
+                        {
+                            *slot = Ok(());
+                        }
+                    }
+                    for failed in out.failed() {
+                        if let Some(slot) = failed
+                            .id()
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| outcome.get_mut(i))
+                        {
+                            *slot = Err(format!(
+                                "the queue refused the job ({})",
+                                failed.message().unwrap_or(failed.code())
+                            ));
+                        }
+                    }
+                    results.extend(outcome);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SendMessageBatch failed");
+                    results.extend(
+                        chunk
+                            .iter()
+                            .map(|_| Err("the jobs queue is unavailable".to_owned())),
+                    );
+                }
+            }
+        }
+        results
+    }
+}

@@ -1,0 +1,134 @@
+//! Operation records: one per claimed operation, written right after its claim, listed per
+//! subcloud through the subcloud-operations index.
+
+use super::{from_item, n, s, to_item, Item, StoreError};
+use crate::domain::{timestamp_now, OpId, OpState, Operation};
+use crate::resources::SUBCLOUD_OPERATIONS_INDEX;
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+
+/// BatchWriteItem takes at most 25 items a call.
+const BATCH_WRITE_MAX: usize = 25;
+/// Unprocessed items are retried this many times, with a short growing pause.
+const BATCH_RETRIES: u32 = 5;
+
+impl super::Inventory {
+    /// Writes operation records in batches; returns the ids whose record could not be written.
+    pub async fn put_operations(&self, ops: &[Operation]) -> Result<Vec<OpId>, StoreError> {
+        let mut failed = Vec::new();
+        for chunk in ops.chunks(BATCH_WRITE_MAX) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|op| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(to_item("operation", op)?))
+                        .build()
+                        .map_err(|e| StoreError::Failed(e.to_string()))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<_, StoreError>>()?;
+            for attempt in 0..=BATCH_RETRIES {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.res.operations_table, pending.clone())
+                    .send()
+                    .await;
+                pending = match out {
+                    Ok(out) => out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&self.res.operations_table))
+                        .unwrap_or_default(),
+                    Err(e) => match StoreError::from_sdk("BatchWriteItem operations", e) {
+                        StoreError::Unavailable(_) => pending,
+                        failed => return Err(failed),
+                    },
+                };
+            }
+            for request in pending {
+                let id = request
+                    .put_request
+                    .and_then(|p| p.item.get("op_id").and_then(|v| v.as_s().ok()).cloned());
+                if let Some(id) = id {
+                    failed.push(
+                        OpId::parse("op_id", &id).map_err(|e| StoreError::decode("op_id", e))?,
+                    );
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    pub async fn operation(&self, op_id: &OpId) -> Result<Option<Operation>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetItem operations", e))?;
+        out.item
+            .map(|item| from_item("operation", item))
+            .transpose()
+    }
+
+    /// A subcloud's operations, newest first.
+    pub async fn operation_history(&self, subcloud_id: u64) -> Result<Vec<Operation>, StoreError> {
+        let mut all = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.res.operations_table)
+                .index_name(SUBCLOUD_OPERATIONS_INDEX)
+                .key_condition_expression("subcloud_id = :id")
+                .expression_attribute_values(":id", n(subcloud_id))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Query subcloud-operations", e))?;
+            for item in out.items.unwrap_or_default() {
+                all.push(from_item("operation", item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Marks an operation failed (its job never ran) with the reason.
+    pub async fn fail_operation(&self, op_id: &OpId, error: &str) -> Result<(), StoreError> {
+        self.ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression("SET #state = :failed, #error = :error, updated_at = :now")
+            .condition_expression("attribute_exists(op_id)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":failed", s(op_state_name(OpState::Failed)))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":now", s(timestamp_now()))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UpdateItem operations", e))?;
+        Ok(())
+    }
+}
+
+fn op_state_name(state: OpState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}

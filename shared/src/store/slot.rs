@@ -1,0 +1,296 @@
+//! The operation slot (SPEC §3): the one conditional write that claims a subcloud for an
+//! operation, and the conditional write that gives it back. Whether the subcloud is free
+//! *and* valid for the operation is decided inside the write's condition; when it fails,
+//! the item as it was (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a
+//! second read. `explain` mirrors each condition in Rust for that purpose only.
+
+use super::{from_item, n, s, Item, StoreError};
+use crate::domain::{
+    timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus, ManagementState,
+    Name, OpId, OpKind, Release, SlotHolder, Subcloud,
+};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+
+/// What a claim asks for, beyond the operation kind.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub op_id: OpId,
+    pub kind: OpKind,
+    pub local_only: bool,
+    /// Restore: the release the subcloud must be at and have a backup of (its
+    /// software-version when it was read).
+    pub release: Release,
+    /// Restore: whether an address was given for this subcloud in `restore_values`; if not,
+    /// its registered agent address must exist.
+    pub has_bootstrap_address: bool,
+    /// Unix seconds the claim is made at, and how long its lease lasts.
+    pub now: u64,
+    pub lease_seconds: u64,
+}
+
+/// The state a claim replaced, so a claim whose job cannot be queued can be undone exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriorState {
+    Backup(Option<BackupStatus>),
+    Deploy(DeployStatus),
+}
+
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The slot is ours; the subcloud as the claim left it, and the state it replaced.
+    Claimed {
+        subcloud: Box<Subcloud>,
+        prior: PriorState,
+    },
+    /// Another operation holds the slot.
+    Busy { name: Name, holder: SlotHolder },
+    /// The subcloud is not valid for the operation (dcmanager's reason).
+    Invalid { name: Name, reason: String },
+    /// The subcloud was deleted meanwhile.
+    Gone,
+}
+
+/// The condition under which a subcloud may be claimed: it exists, its slot is free (or
+/// its lease expired), and it is valid for the operation (SPEC §1).
+struct ClaimCondition {
+    expression: String,
+    values: Item,
+}
+
+impl ClaimCondition {
+    fn for_request(req: &ClaimRequest) -> ClaimCondition {
+        let mut values: Item = HashMap::new();
+        values.insert(":now".into(), n(req.now));
+        let mut clauses = vec![
+            "attribute_exists(id)".to_owned(),
+            "(attribute_not_exists(op_id) OR lease_expires_at <= :now)".to_owned(),
+        ];
+        let managed_online = |values: &mut Item, clauses: &mut Vec<String>| {
+            values.insert(":managed".into(), s(ManagementState::Managed.as_str()));
+            values.insert(":online".into(), s(AvailabilityStatus::Online.as_str()));
+            clauses.push("management_state = :managed AND availability_status = :online".into());
+        };
+        match req.kind {
+            OpKind::Create => {
+                managed_online(&mut values, &mut clauses);
+                values.insert(":complete".into(), s(DeployStatus::COMPLETE));
+                clauses.push("deploy_status = :complete".into());
+            }
+            OpKind::Delete if req.local_only => managed_online(&mut values, &mut clauses),
+            OpKind::Delete => {}
+            OpKind::Restore => {
+                values.insert(":unmanaged".into(), s(ManagementState::Unmanaged.as_str()));
+                clauses.push("management_state = :unmanaged".into());
+                let mut forbidden = Vec::new();
+                for (i, state) in DeployStatus::FORBID_RESTORE.iter().enumerate() {
+                    values.insert(format!(":f{i}"), s(*state));
+                    forbidden.push(format!(":f{i}"));
+                }
+                clauses.push(format!("NOT deploy_status IN ({})", forbidden.join(", ")));
+                values.insert(":release".into(), s(req.release.as_str()));
+                let store = if req.local_only {
+                    "local_backups"
+                } else {
+                    "central_backups"
+                };
+                clauses.push(format!(
+                    "software_version = :release AND contains({store}, :release)"
+                ));
+                if !req.has_bootstrap_address {
+                    clauses.push("attribute_exists(agent_url)".into());
+                }
+            }
+        }
+        ClaimCondition {
+            expression: clauses.join(" AND "),
+            values,
+        }
+    }
+}
+
+/// Why `sc` is not valid for the claim, in dcmanager's words; `None` if it is. The Rust
+/// twin of the validity part of `ClaimCondition`, used only to explain a failed claim.
+pub fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
+    let managed_online = sc.management_state == ManagementState::Managed
+        && sc.availability_status == AvailabilityStatus::Online;
+    match req.kind {
+        OpKind::Create => (!managed_online || sc.deploy_status.as_str() != DeployStatus::COMPLETE)
+            .then(|| {
+                format!(
+                    "Subcloud {} must be deployed, online and managed for the subcloud-backup create operation.",
+                    sc.name
+                )
+            }),
+        OpKind::Delete => (req.local_only && !managed_online).then(|| {
+            format!(
+                "Subcloud {} must be online and managed for the subcloud-backup delete operation with the local_only option.",
+                sc.name
+            )
+        }),
+        OpKind::Restore => {
+            let backups = if req.local_only { &sc.local_backups } else { &sc.central_backups };
+            if sc.management_state != ManagementState::Unmanaged || sc.deploy_status.forbids_restore() {
+                Some(format!(
+                    "Subcloud {} must be unmanaged and in a valid deploy state for the subcloud-backup restore operation.",
+                    sc.name
+                ))
+            } else if !backups.contains(sc.software_version.as_str()) {
+                let location = if req.local_only { "local" } else { "central" };
+                Some(format!(
+                    "Subcloud {}: no {location} backup found for release {}.",
+                    sc.name, sc.software_version.as_str()
+                ))
+            } else if !req.has_bootstrap_address && sc.agent_url.is_none() {
+                Some(format!(
+                    "Subcloud {}: no address to reach it; give restore_values.bootstrap_address.{} or register its agent-url.",
+                    sc.name, sc.name
+                ))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+impl super::Inventory {
+    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem.
+    pub async fn claim(&self, id: u64, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let condition = ClaimCondition::for_request(req);
+        let since = timestamp_now();
+        let lease = req.now + req.lease_seconds;
+        let (state_attr, state_value) = match req.kind.claimed_state() {
+            ClaimedState::Backup(b) => ("backup_status", b.as_str().to_owned()),
+            ClaimedState::Deploy(d) => ("deploy_status", d.as_str().to_owned()),
+        };
+        let mut values = condition.values;
+        values.insert(":op".into(), s(req.op_id.as_str()));
+        values.insert(":kind".into(), s(req.kind.as_str()));
+        values.insert(":since".into(), s(&since));
+        values.insert(":lease".into(), n(lease));
+        values.insert(":zero".into(), n(0));
+        values.insert(":one".into(), n(1));
+        values.insert(":state".into(), s(&state_value));
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(id))
+            .update_expression(format!(
+                "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
+                 fence = if_not_exists(fence, :zero) + :one, updated_at = :since, {state_attr} = :state"
+            ))
+            .condition_expression(condition.expression)
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                // The condition held, so the write applied to exactly this item: the state
+                // it left follows from the old one without another read.
+                let mut sc: Subcloud = from_item("subcloud", out.attributes.unwrap_or_default())?;
+                let prior = match req.kind.claimed_state() {
+                    ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
+                    ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
+                };
+                sc.op_id = Some(req.op_id.clone());
+                sc.op_kind = Some(req.kind);
+                sc.op_since = Some(since.clone());
+                sc.lease_expires_at = Some(lease);
+                sc.fence += 1;
+                sc.updated_at = since;
+                match req.kind.claimed_state() {
+                    ClaimedState::Backup(b) => sc.backup_status = Some(b),
+                    ClaimedState::Deploy(d) => sc.deploy_status = d,
+                }
+                Ok(ClaimOutcome::Claimed {
+                    subcloud: Box::new(sc),
+                    prior,
+                })
+            }
+            Err(e) => {
+                let old = match e.as_service_error() {
+                    Some(service) if service.is_conditional_check_failed_exception() => {
+                        match service {
+                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
+                            _ => None,
+                        }
+                    }
+                    _ => return Err(StoreError::from_sdk("UpdateItem claim", e)),
+                };
+                let Some(old) = old.filter(|item| !item.is_empty()) else {
+                    return Ok(ClaimOutcome::Gone);
+                };
+                let old: Subcloud = from_item("subcloud", old)?;
+                if let Some(holder) = old.slot_holder(req.now) {
+                    return Ok(ClaimOutcome::Busy {
+                        name: old.name,
+                        holder,
+                    });
+                }
+                let reason = explain(req, &old).unwrap_or_else(|| {
+                    format!(
+                        "Subcloud {} changed while it was being claimed; try again.",
+                        old.name
+                    )
+                });
+                Ok(ClaimOutcome::Invalid {
+                    name: old.name,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Gives a claimed slot back, restoring the state the claim replaced. Conditional on the
+    /// operation still holding it with the same fence: a claim that was lost changes nothing.
+    /// Returns whether the slot was released.
+    pub async fn release_claim(
+        &self,
+        claimed: &Subcloud,
+        prior: &PriorState,
+    ) -> Result<bool, StoreError> {
+        let (Some(op_id), fence) = (&claimed.op_id, claimed.fence) else {
+            return Ok(false);
+        };
+        let mut values: Item = HashMap::new();
+        values.insert(":op".into(), s(op_id.as_str()));
+        values.insert(":fence".into(), n(fence));
+        values.insert(":now".into(), s(timestamp_now()));
+        let expression = match prior {
+            PriorState::Backup(Some(b)) => {
+                values.insert(":state".into(), s(b.as_str()));
+                "SET backup_status = :state, updated_at = :now REMOVE op_id, op_kind, op_since, lease_expires_at"
+            }
+            PriorState::Backup(None) => {
+                "SET updated_at = :now REMOVE backup_status, op_id, op_kind, op_since, lease_expires_at"
+            }
+            PriorState::Deploy(d) => {
+                values.insert(":state".into(), s(d.as_str()));
+                "SET deploy_status = :state, updated_at = :now REMOVE op_id, op_kind, op_since, lease_expires_at"
+            }
+        };
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(claimed.id))
+            .update_expression(expression)
+            .condition_expression("op_id = :op AND fence = :fence")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from_sdk("UpdateItem release", e)),
+        }
+    }
+}

@@ -1,0 +1,902 @@
+//! The subcloud-backup routes and the operation slot (SPEC §2, §3) against DynamoDB Local
+//! and the SQS emulator: the seed's six scenarios, the cross-kind exclusions, lease expiry,
+//! fencing, rollback of a job the queue refuses, and every input rule.
+
+use dcbackup::api::Route;
+use dcbackup::domain::{epoch_now, OpId, OpKind, Release};
+use dcbackup::jobs::JobQueue;
+use dcbackup::store::{ClaimOutcome, ClaimRequest, PriorState};
+use dcbackup_tests::{token, Stack};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const CREATE: &str = "/v1.0/subcloud-backup";
+const RESTORE: &str = "/v1.0/subcloud-backup/restore";
+
+/// A managed, online, deployed subcloud: valid for create.
+async fn backup_ready(stack: &Stack, name: &str, group: &str) -> u64 {
+    let body =
+        json!({"group_id": group, "management-state": "managed", "availability-status": "online"});
+    stack.register(name, body).await["id"].as_u64().unwrap()
+}
+
+/// An unmanaged subcloud with a central backup of its release and an agent: valid for restore.
+async fn restore_ready(stack: &Stack, name: &str, group: &str) -> u64 {
+    let body = json!({"group_id": group, "agent-url": "http://127.0.0.1:18001"});
+    let id = stack.register(name, body).await["id"].as_u64().unwrap();
+    stack.add_backup(id, "24.09", false).await;
+    id
+}
+
+async fn create(stack: &Stack, body: Value) -> dcbackup_tests::Reply {
+    stack.call(Route::BackupCreate, CREATE, Some(body)).await
+}
+
+async fn restore(stack: &Stack, body: Value) -> dcbackup_tests::Reply {
+    stack.call(Route::BackupRestore, RESTORE, Some(body)).await
+}
+
+fn names(reply: &Value, key: &str) -> Vec<String> {
+    reply[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The operation records of a subcloud, from the table.
+async fn records_of(stack: &Stack, subcloud_id: u64) -> Vec<Value> {
+    stack
+        .operations()
+        .await
+        .into_iter()
+        .filter(|op| op["subcloud_id"] == subcloud_id)
+        .collect()
+}
+
+// ---- the seed's test plan ------------------------------------------------------------
+
+#[tokio::test]
+async fn concurrent_backup_create_cannot_be_triggered_on_one_subcloud() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "sc1", "Default").await;
+    let attempts = (0..30).map(|_| create(&stack, json!({"subcloud": "sc1"})));
+    let replies = futures::future::join_all(attempts).await;
+    let accepted: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert_eq!(accepted.len(), 1, "exactly one create starts");
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        assert!(
+            r.message()
+                .starts_with("Subcloud sc1 is busy: subcloud-backup create operation"),
+            "{}",
+            r.message()
+        );
+    }
+    let sc = &accepted[0].body["subclouds"][0];
+    assert_eq!(sc["backup-status"], "validating");
+    assert_eq!(sc["operation"]["kind"], "create");
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["op_id"], sc["operation"]["id"]);
+    assert_eq!(stack.drain_jobs().await.len(), 1, "one job on the queue");
+}
+
+#[tokio::test]
+async fn the_api_returns_an_error_when_all_specified_subclouds_have_a_backup_create_in_progress() {
+    let stack = Stack::new().await;
+    stack.create_group("busy").await;
+    for name in ["b1", "b2", "b3"] {
+        backup_ready(&stack, name, "busy").await;
+        assert_eq!(
+            create(&stack, json!({"subcloud": name})).await.status,
+            StatusCode::OK
+        );
+    }
+    let reply = create(&stack, json!({"group": "busy"})).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert_eq!(
+        reply.message(),
+        "Every subcloud in group busy has an operation in progress"
+    );
+    let reasons = reply.body["error"]["subclouds"].as_array().unwrap();
+    assert_eq!(reasons.len(), 3);
+    assert!(reasons.iter().all(|r| r["status"] == "busy"));
+    assert_eq!(
+        stack.operations().await.len(),
+        3,
+        "no new operation was recorded"
+    );
+}
+
+#[tokio::test]
+async fn with_group_no_concurrent_create_starts_on_a_busy_member_and_free_members_start() {
+    let stack = Stack::new().await;
+    stack.create_group("mixed").await;
+    for name in ["m1", "m2", "m3", "m4"] {
+        backup_ready(&stack, name, "mixed").await;
+    }
+    let first = create(&stack, json!({"subcloud": "m2"})).await;
+    let busy_op = first.body["subclouds"][0]["operation"]["id"].clone();
+    let reply = create(&stack, json!({"group": "mixed"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(names(&reply.body, "subclouds"), ["m1", "m3", "m4"]);
+    assert_eq!(names(&reply.body, "skipped"), ["m2"]);
+    assert_eq!(reply.body["skipped"][0]["status"], "busy");
+    let m2 = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/m2", None)
+        .await;
+    assert_eq!(
+        m2.body["operation"]["id"], busy_op,
+        "the busy member kept its operation"
+    );
+    assert_eq!(stack.operations().await.len(), 4);
+    assert_eq!(stack.drain_jobs().await.len(), 4);
+}
+
+#[tokio::test]
+async fn concurrent_restore_cannot_be_triggered_on_one_subcloud() {
+    let stack = Stack::new().await;
+    let id = restore_ready(&stack, "r1", "Default").await;
+    let attempts = (0..30).map(|_| restore(&stack, json!({"subcloud": "r1"})));
+    let replies = futures::future::join_all(attempts).await;
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count(),
+        1
+    );
+    assert!(replies
+        .iter()
+        .filter(|r| r.status != StatusCode::OK)
+        .all(|r| r.status == StatusCode::CONFLICT
+            && r.message().contains("subcloud-backup restore operation")));
+    assert_eq!(records_of(&stack, id).await.len(), 1);
+    let shown = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/r1", None)
+        .await;
+    assert_eq!(shown.body["deploy-status"], "pre-restore");
+}
+
+#[tokio::test]
+async fn the_api_returns_an_error_when_all_specified_subclouds_have_a_restore_in_progress() {
+    let stack = Stack::new().await;
+    stack.create_group("rgroup").await;
+    for name in ["r1", "r2"] {
+        restore_ready(&stack, name, "rgroup").await;
+        assert_eq!(
+            restore(&stack, json!({"subcloud": name})).await.status,
+            StatusCode::OK
+        );
+    }
+    let reply = restore(&stack, json!({"group": "rgroup"})).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert_eq!(stack.operations().await.len(), 2);
+}
+
+#[tokio::test]
+async fn with_group_no_concurrent_restore_starts_on_a_busy_member_and_free_members_start() {
+    let stack = Stack::new().await;
+    stack.create_group("rmixed").await;
+    for name in ["r1", "r2", "r3"] {
+        restore_ready(&stack, name, "rmixed").await;
+    }
+    assert_eq!(
+        restore(&stack, json!({"subcloud": "r3"})).await.status,
+        StatusCode::OK
+    );
+    let reply = restore(&stack, json!({"group": "rmixed"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(names(&reply.body, "subclouds"), ["r1", "r2"]);
+    assert_eq!(names(&reply.body, "skipped"), ["r3"]);
+    assert_eq!(stack.operations().await.len(), 3);
+}
+
+// ---- exclusions across kinds, leases and fencing ---------------------------------------
+
+#[tokio::test]
+async fn create_is_refused_while_a_restore_runs_and_the_reverse() {
+    let stack = Stack::new().await;
+    restore_ready(&stack, "x1", "Default").await;
+    assert_eq!(
+        restore(&stack, json!({"subcloud": "x1"})).await.status,
+        StatusCode::OK
+    );
+    let refused = create(&stack, json!({"subcloud": "x1"})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(
+        refused
+            .message()
+            .contains("subcloud-backup restore operation"),
+        "{}",
+        refused.message()
+    );
+
+    backup_ready(&stack, "x2", "Default").await;
+    assert_eq!(
+        create(&stack, json!({"subcloud": "x2"})).await.status,
+        StatusCode::OK
+    );
+    // Unmanaging would make x2 valid for a restore, but its backup holds the slot.
+    let unmanage = stack
+        .call(
+            Route::SubcloudsUpdate,
+            "/v1.0/subclouds/x2",
+            Some(json!({"management-state": "unmanaged"})),
+        )
+        .await;
+    assert_eq!(unmanage.status, StatusCode::CONFLICT, "{:?}", unmanage.body);
+    let refused = restore(&stack, json!({"subcloud": "x2"})).await;
+    assert!(matches!(
+        refused.status,
+        StatusCode::CONFLICT | StatusCode::BAD_REQUEST
+    ));
+    assert_eq!(stack.operations().await.len(), 2);
+}
+
+#[tokio::test]
+async fn delete_is_refused_while_a_backup_runs() {
+    let stack = Stack::new().await;
+    backup_ready(&stack, "d1", "Default").await;
+    assert_eq!(
+        create(&stack, json!({"subcloud": "d1"})).await.status,
+        StatusCode::OK
+    );
+    let reply = stack
+        .call(
+            Route::BackupDelete,
+            "/v1.0/subcloud-backup/delete/24.09",
+            Some(json!({"subcloud": "d1"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert!(reply.message().contains("subcloud-backup create operation"));
+}
+
+#[tokio::test]
+async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
+    let stack = Stack::new().await;
+    backup_ready(&stack, "u1", "Default").await;
+    let op = create(&stack, json!({"subcloud": "u1"})).await.body["subclouds"][0]["operation"]
+        ["id"]
+        .clone();
+    for patch in [
+        json!({"management-state": "unmanaged"}),
+        json!({"deploy-status": "config-failed"}),
+        json!({"backup-status": "failed"}),
+    ] {
+        let reply = stack
+            .call(
+                Route::SubcloudsUpdate,
+                "/v1.0/subclouds/u1",
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{patch}");
+        assert!(
+            reply.message().contains(op.as_str().unwrap()),
+            "{}",
+            reply.message()
+        );
+    }
+    let description = stack
+        .call(
+            Route::SubcloudsUpdate,
+            "/v1.0/subclouds/u1",
+            Some(json!({"description": "still editable"})),
+        )
+        .await;
+    assert_eq!(
+        description.status,
+        StatusCode::OK,
+        "fields no operation depends on stay editable"
+    );
+    let shown = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/u1", None)
+        .await;
+    assert_eq!(shown.body["management-state"], "managed");
+    assert_eq!(shown.body["backup-status"], "validating");
+}
+
+fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
+    ClaimRequest {
+        op_id: OpId::new(),
+        kind,
+        local_only: false,
+        release: Release::parse("release", "24.09").unwrap(),
+        has_bootstrap_address: false,
+        now,
+        lease_seconds,
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_nothing() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "e1", "Default").await;
+    // A claim made long ago whose lease has run out (its worker died).
+    let old = claim_request(OpKind::Create, epoch_now() - 3600, 60);
+    let ClaimOutcome::Claimed {
+        subcloud: stale,
+        prior,
+    } = stack.app.inventory.claim(id, &old).await.unwrap()
+    else {
+        panic!("the first claim succeeds");
+    };
+    assert_eq!(prior, PriorState::Backup(None));
+
+    let reply = create(&stack, json!({"subcloud": "e1"})).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the expired lease is claimed again: {:?}",
+        reply.body
+    );
+    let fresh_op = reply.body["subclouds"][0]["operation"]["id"].clone();
+
+    // The stale holder's op id and fence no longer match: its write is refused.
+    let released = stack
+        .app
+        .inventory
+        .release_claim(&stale, &prior)
+        .await
+        .unwrap();
+    assert!(!released, "a stale claim cannot release the slot");
+    let item = stack.item(id).await;
+    assert_eq!(item["op_id"].as_s().unwrap(), fresh_op.as_str().unwrap());
+    assert_eq!(item["fence"].as_n().unwrap(), "2");
+    assert_eq!(item["backup_status"].as_s().unwrap(), "validating");
+}
+
+#[tokio::test]
+async fn a_job_the_queue_refuses_leaves_the_slot_free() {
+    let mut stack = Stack::new().await;
+    let id = backup_ready(&stack, "q1", "Default").await;
+    stack.add_backup(id, "24.09", false).await;
+    // A queue that does not exist: the emulator refuses every send.
+    stack.app.jobs = JobQueue::new(
+        stack.clients.sqs.clone(),
+        "missing".into(),
+        Some("http://sqs.us-east-1.localhost:1/000000000000/missing".into()),
+    );
+    let before = stack.item(id).await;
+    let reply = create(&stack, json!({"subcloud": "q1"})).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["error"]["subclouds"][0]["status"], "failed");
+    let after = stack.item(id).await;
+    assert!(!after.contains_key("op_id"), "the claim was rolled back");
+    assert!(
+        !after.contains_key("backup_status"),
+        "backup-status is as it was"
+    );
+    assert_eq!(after["management_state"], before["management_state"]);
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["state"], "failed");
+    assert!(records[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("job not queued"));
+}
+
+// ---- answers, records, jobs ------------------------------------------------------------
+
+#[tokio::test]
+async fn jobs_and_records_carry_no_secret() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "j1", "Default").await;
+    let password = "U3VwZXJTZWNyZXQtOTk="; // base64 of a password
+    let reply = create(
+        &stack,
+        json!({
+            "subcloud": "j1",
+            "sysadmin_password": password,
+            "backup_values": {"backup_dir": "/opt/backups", "ansible_become_pass": "hunter2"}
+        }),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let op_id = reply.body["subclouds"][0]["operation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jobs = stack.drain_jobs().await;
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job["version"], 1);
+    assert_eq!(job["op_id"], op_id.as_str());
+    assert_eq!(job["kind"], "create");
+    assert_eq!(job["subcloud_id"], id);
+    assert_eq!(job["subcloud_name"], "j1");
+    assert_eq!(job["release"], "24.09");
+    assert_eq!(job["fence"], 1);
+    assert_eq!(
+        job["options"]["values"],
+        json!({"backup_dir": "/opt/backups"})
+    );
+    let everything = format!(
+        "{jobs:?} {:?} {:?}",
+        stack.operations().await,
+        stack.item(id).await
+    );
+    for secret in [password, "hunter2", "SuperSecret"] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+
+    let shown = stack
+        .call(
+            Route::OperationsShow,
+            &format!("/v1.0/subcloud-backup/operations/{op_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body["id"], op_id.as_str());
+    assert_eq!(shown.body["requested-by"], "tester");
+    assert_eq!(shown.body["state"], "queued");
+    let history = stack
+        .call(
+            Route::OperationsHistory,
+            "/v1.0/subclouds/j1/operations",
+            None,
+        )
+        .await;
+    assert_eq!(history.body["operations"][0]["id"], op_id.as_str());
+    let unknown = stack
+        .call(
+            Route::OperationsShow,
+            &format!("/v1.0/subcloud-backup/operations/{}", OpId::new()),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let garbage = stack
+        .call(
+            Route::OperationsShow,
+            "/v1.0/subcloud-backup/operations/nope",
+            None,
+        )
+        .await;
+    assert_eq!(garbage.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn delete_answers_204_when_every_member_is_taken_and_207_otherwise() {
+    let stack = Stack::new().await;
+    stack.create_group("del").await;
+    for name in ["d1", "d2"] {
+        backup_ready(&stack, name, "del").await;
+    }
+    let path = "/v1.0/subcloud-backup/delete/24.09";
+    let all = stack
+        .call(Route::BackupDelete, path, Some(json!({"group": "del"})))
+        .await;
+    assert_eq!(all.status, StatusCode::NO_CONTENT, "{:?}", all.body);
+    let jobs = stack.drain_jobs().await;
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs
+        .iter()
+        .all(|j| j["kind"] == "delete" && j["release"] == "24.09"));
+
+    backup_ready(&stack, "d3", "del").await;
+    let partial = stack
+        .call(Route::BackupDelete, path, Some(json!({"group": "del"})))
+        .await;
+    assert_eq!(
+        partial.status,
+        StatusCode::MULTI_STATUS,
+        "{:?}",
+        partial.body
+    );
+    assert_eq!(names(&partial.body, "subclouds"), ["d3"]);
+    assert_eq!(names(&partial.body, "skipped"), ["d1", "d2"]);
+
+    // A central delete works on an offline subcloud; a local one needs it online.
+    stack.register("off", json!({})).await;
+    let central = stack
+        .call(Route::BackupDelete, path, Some(json!({"subcloud": "off"})))
+        .await;
+    assert_eq!(central.status, StatusCode::NO_CONTENT);
+    stack.register("off2", json!({})).await;
+    let local = stack
+        .call(
+            Route::BackupDelete,
+            path,
+            Some(json!({"subcloud": "off2", "local_only": "true"})),
+        )
+        .await;
+    assert_eq!(local.status, StatusCode::BAD_REQUEST);
+    assert!(
+        local.message().contains("must be online and managed"),
+        "{}",
+        local.message()
+    );
+}
+
+#[tokio::test]
+async fn invalid_subclouds_get_dcmanager_reasons() {
+    let stack = Stack::new().await;
+    stack.create_group("g").await;
+    stack
+        .register(
+            "offline",
+            json!({"group_id": "g", "management-state": "managed"}),
+        )
+        .await;
+    let reply = create(&stack, json!({"subcloud": "offline"})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.message(),
+        "Subcloud offline must be deployed, online and managed for the subcloud-backup create operation."
+    );
+    let group = create(&stack, json!({"group": "g"})).await;
+    assert_eq!(group.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        group.message(),
+        "None of the subclouds in group g are in a valid state for subcloud-backup create"
+    );
+    assert_eq!(group.body["error"]["subclouds"][0]["name"], "offline");
+
+    // Restore: managed, or no backup of the release, or nowhere to reach it.
+    backup_ready(&stack, "managed", "Default").await;
+    let r = restore(&stack, json!({"subcloud": "managed"})).await;
+    assert!(r.message().contains("must be unmanaged"), "{}", r.message());
+    stack
+        .register("nobackup", json!({"agent-url": "http://127.0.0.1:1"}))
+        .await;
+    let r = restore(&stack, json!({"subcloud": "nobackup"})).await;
+    assert_eq!(
+        r.message(),
+        "Subcloud nobackup: no central backup found for release 24.09."
+    );
+    let id = stack.register("noaddress", json!({})).await["id"]
+        .as_u64()
+        .unwrap();
+    stack.add_backup(id, "24.09", false).await;
+    let r = restore(&stack, json!({"subcloud": "noaddress"})).await;
+    assert!(
+        r.message().contains("no address to reach it"),
+        "{}",
+        r.message()
+    );
+    let with_address = restore(
+        &stack,
+        json!({"subcloud": "noaddress", "restore_values": {"bootstrap_address": {"noaddress": "10.0.0.7"}}}),
+    )
+    .await;
+    assert_eq!(
+        with_address.status,
+        StatusCode::OK,
+        "{:?}",
+        with_address.body
+    );
+    let local = restore(&stack, json!({"subcloud": "nobackup", "local_only": true})).await;
+    assert_eq!(
+        local.message(),
+        "Subcloud nobackup: no local backup found for release 24.09."
+    );
+    let installing = stack
+        .register(
+            "installing",
+            json!({"deploy-status": "installing", "agent-url": "http://127.0.0.1:1"}),
+        )
+        .await;
+    stack
+        .add_backup(installing["id"].as_u64().unwrap(), "24.09", false)
+        .await;
+    let r = restore(&stack, json!({"subcloud": "installing"})).await;
+    assert!(
+        r.message().contains("valid deploy state"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        stack.operations().await.len(),
+        1,
+        "only the valid restore was recorded"
+    );
+}
+
+#[tokio::test]
+async fn every_input_rule_is_a_clear_4xx() {
+    let stack = Stack::new().await;
+    stack.create_group("empty").await;
+    backup_ready(&stack, "ok1", "Default").await;
+    let cases: Vec<(Route, Value, StatusCode, &str)> = vec![
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "group": "empty"}),
+            StatusCode::BAD_REQUEST,
+            "'subcloud' and 'group' parameters should not be given at the same time",
+        ),
+        (
+            Route::BackupCreate,
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "'subcloud' or 'group' parameter is required",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "local_only": "yes"}),
+            StatusCode::BAD_REQUEST,
+            "Invalid local_only value, should be boolean",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "registry_images": true}),
+            StatusCode::BAD_REQUEST,
+            "Option registry_images cannot be used without local_only option.",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+            "Unexpected parameter received: colour",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "restore_values": {}}),
+            StatusCode::BAD_REQUEST,
+            "Unexpected parameter received: restore_values",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "sysadmin_password": "not base64!"}),
+            StatusCode::BAD_REQUEST,
+            "Failed to decode subcloud sysadmin_password",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "sysadmin_password": "//79/A=="}),
+            StatusCode::BAD_REQUEST,
+            "Failed to decode subcloud sysadmin_password",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "backup_values": [1, 2]}),
+            StatusCode::BAD_REQUEST,
+            "backup_values must be a mapping",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "ok1", "backup_values": "a: [x"}),
+            StatusCode::BAD_REQUEST,
+            "backup_values is not valid YAML",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"subcloud": "nope"}),
+            StatusCode::NOT_FOUND,
+            "Subcloud not found: nope",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"group": "nogroup"}),
+            StatusCode::NOT_FOUND,
+            "Subcloud group not found: nogroup",
+        ),
+        (
+            Route::BackupCreate,
+            json!({"group": "empty"}),
+            StatusCode::BAD_REQUEST,
+            "Group empty has no subclouds",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "with_install": true}),
+            StatusCode::BAD_REQUEST,
+            "with_install is not supported",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "factory": "true"}),
+            StatusCode::BAD_REQUEST,
+            "factory is not supported",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "restore_values": {"bootstrap_address": "10.0.0.1"}}),
+            StatusCode::BAD_REQUEST,
+            "The bootstrap_address provided in restore_values is in invalid format.",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "restore_values": {"bootstrap_address": {"ok1": "10.0.0.999"}}}),
+            StatusCode::BAD_REQUEST,
+            "restore_values.bootstrap_address.ok1",
+        ),
+        (
+            Route::BackupDelete,
+            json!({"subcloud": "ok1", "registry_images": true}),
+            StatusCode::BAD_REQUEST,
+            "Unexpected parameter received: registry_images",
+        ),
+    ];
+    for (route, body, status, expected) in cases {
+        let path = match route {
+            Route::BackupDelete => "/v1.0/subcloud-backup/delete/24.09",
+            _ => route.pattern(),
+        };
+        let reply = stack.call(route, path, Some(body.clone())).await;
+        assert_eq!(reply.status, status, "{body}: {:?}", reply.body);
+        assert!(
+            reply.message().contains(expected),
+            "{body}: {}",
+            reply.message()
+        );
+    }
+    let bad_release = stack
+        .call(
+            Route::BackupDelete,
+            "/v1.0/subcloud-backup/delete/latest",
+            Some(json!({"subcloud": "ok1"})),
+        )
+        .await;
+    assert_eq!(bad_release.status, StatusCode::BAD_REQUEST);
+    assert!(bad_release.message().contains("release_version"));
+
+    let malformed = stack
+        .raw(Route::BackupCreate, Method::POST, CREATE, "{\"subcloud\":")
+        .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    let big = format!(
+        "{{\"subcloud\":\"ok1\",\"backup_values\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(70 * 1024)
+    );
+    let too_large = stack
+        .raw(Route::BackupCreate, Method::POST, CREATE, &big)
+        .await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let mut xml = dcbackup_tests::json_request(Method::POST, CREATE, None);
+    xml.headers_mut()
+        .insert("content-type", "application/xml".parse().unwrap());
+    xml.headers_mut()
+        .insert("x-auth-token", stack.admin_token.parse().unwrap());
+    assert_eq!(
+        stack.request(Route::BackupCreate, xml).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert!(
+        stack.operations().await.is_empty(),
+        "no bad request claimed anything"
+    );
+}
+
+#[tokio::test]
+async fn multipart_bodies_as_dcmanager_clients_send_them() {
+    let stack = Stack::new().await;
+    backup_ready(&stack, "mp1", "Default").await;
+    let body = "--B0undary\r\nContent-Disposition: form-data; name=\"subcloud\"\r\n\r\nmp1\r\n\
+                --B0undary\r\nContent-Disposition: form-data; name=\"local_only\"\r\n\r\nFalse\r\n\
+                --B0undary\r\nContent-Disposition: form-data; name=\"backup_values\"; filename=\"v.yaml\"\r\n\
+                Content-Type: application/x-yaml\r\n\r\nbackup_dir: /opt/b\nretain: 2\n\r\n--B0undary--\r\n";
+    let request = http::Request::builder()
+        .method(Method::POST)
+        .uri(CREATE)
+        .header("content-type", "multipart/form-data; boundary=B0undary")
+        .header("x-auth-token", &stack.admin_token)
+        .body(lambda_http::Body::Binary(body.as_bytes().to_vec()))
+        .unwrap();
+    let reply = stack.request(Route::BackupCreate, request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let jobs = stack.drain_jobs().await;
+    assert_eq!(
+        jobs[0]["options"]["values"],
+        json!({"backup_dir": "/opt/b", "retain": 2})
+    );
+    assert_eq!(jobs[0]["options"]["local_only"], false);
+
+    let broken = http::Request::builder()
+        .method(Method::POST)
+        .uri(CREATE)
+        .header("content-type", "multipart/form-data; boundary=B0undary")
+        .header("x-auth-token", &stack.admin_token)
+        .body(lambda_http::Body::Text("--B0undary\r\nno headers".into()))
+        .unwrap();
+    let reply = stack.request(Route::BackupCreate, broken).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply
+            .message()
+            .starts_with("Malformed multipart/form-data body"),
+        "{}",
+        reply.message()
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_answer_without_claiming_again() {
+    let stack = Stack::new().await;
+    backup_ready(&stack, "i1", "Default").await;
+    let send = |body: Value, key: &'static str| {
+        let mut request = dcbackup_tests::json_request(Method::POST, CREATE, Some(body));
+        request
+            .headers_mut()
+            .insert("x-auth-token", stack.admin_token.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        stack.request(Route::BackupCreate, request)
+    };
+    let first = send(json!({"subcloud": "i1"}), "k-1").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let again = send(json!({"subcloud": "i1"}), "k-1").await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "a retry is not a conflict: {:?}",
+        again.body
+    );
+    assert_eq!(again.body, first.body, "the first answer, word for word");
+    assert_eq!(stack.operations().await.len(), 1, "claimed once");
+    assert_eq!(stack.drain_jobs().await.len(), 1, "queued once");
+
+    let other = send(json!({"subcloud": "i1", "local_only": true}), "k-1").await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let new_key = send(json!({"subcloud": "i1"}), "k-2").await;
+    assert_eq!(
+        new_key.status,
+        StatusCode::CONFLICT,
+        "a new key is a new request: the slot is busy"
+    );
+}
+
+#[tokio::test]
+async fn operators_may_create_and_delete_but_not_restore() {
+    let stack = Stack::new().await;
+    backup_ready(&stack, "p1", "Default").await;
+    restore_ready(&stack, "p2", "Default").await;
+    let operator = token(&["operator"], "admin");
+    let reader = token(&["reader"], "admin");
+    let restored = stack
+        .call_as(
+            &operator,
+            Route::BackupRestore,
+            RESTORE,
+            Some(json!({"subcloud": "p2"})),
+        )
+        .await;
+    assert_eq!(restored.status, StatusCode::FORBIDDEN);
+    assert!(restored
+        .message()
+        .contains("dc_api:subcloud_backup:restore"));
+    let created = stack
+        .call_as(
+            &operator,
+            Route::BackupCreate,
+            CREATE,
+            Some(json!({"subcloud": "p1"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK);
+    for (route, path) in [
+        (Route::BackupCreate, CREATE),
+        (Route::BackupRestore, RESTORE),
+        (Route::BackupDelete, "/v1.0/subcloud-backup/delete/24.09"),
+    ] {
+        let reply = stack
+            .call_as(&reader, route, path, Some(json!({"subcloud": "p1"})))
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let admin = stack
+        .call(
+            Route::BackupRestore,
+            RESTORE,
+            Some(json!({"subcloud": "p2"})),
+        )
+        .await;
+    assert_eq!(admin.status, StatusCode::OK);
+}
