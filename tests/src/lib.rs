@@ -3,6 +3,8 @@
 //! starts — so tests run in parallel without seeing each other's data.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+pub mod race;
+
 use dcbackup::api::{self, App, Route};
 use dcbackup::auth::{AuthConfig, Authenticator, SigningAlgorithm};
 use dcbackup::config::Config;
@@ -22,6 +24,8 @@ pub const AUDIENCE: &str = "dcbackup";
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
 pub struct Stack {
+    /// The prefix of every resource of this stack.
+    pub prefix: String,
     pub app: App,
     /// An admin token of the admin project, sent by `call`.
     pub admin_token: String,
@@ -86,11 +90,22 @@ impl Stack {
     pub async fn with_policy(policy_file: Option<&Path>) -> Stack {
         require_engines();
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-        let resources = Resources::with_prefix(&prefix).expect("test prefix is valid");
-        let clients = Clients::from_env().await;
-        dcbackup::provision::provision(&clients, &resources)
+        let stack = Stack::build(&prefix, policy_file).await;
+        dcbackup::provision::provision(&stack.clients, &stack.resources)
             .await
             .expect("provisioning the test stack");
+        stack
+    }
+
+    /// Another process's view of an existing stack (same resources, nothing created).
+    pub async fn attach(prefix: &str) -> Stack {
+        require_engines();
+        Stack::build(prefix, None).await
+    }
+
+    async fn build(prefix: &str, policy_file: Option<&Path>) -> Stack {
+        let resources = Resources::with_prefix(prefix).expect("test prefix is valid");
+        let clients = Clients::from_env().await;
         let config = Config {
             max_body_bytes: 64 * 1024,
             ..Config::new(resources.clone())
@@ -101,6 +116,7 @@ impl Stack {
             admin_token: token(&["admin"], "admin"),
             clients,
             resources,
+            prefix: prefix.to_owned(),
         }
     }
 
