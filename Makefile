@@ -7,11 +7,12 @@ TOOLS := $(CURDIR)/.tools
 CARGO_LAMBDA_VERSION := 1.9.2
 export PATH := $(TOOLS)/venv/bin:$(PATH)
 
-.PHONY: help prerequisites engines-deps cargo-lambda run test lint token invoke
+.PHONY: help prerequisites engines-deps cargo-lambda run test lint token invoke bench
 
 help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines and a demo inventory"
 	@echo "make test   lint, then every test against local engines on free ports"
+	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
 	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json and an admin token"
 
@@ -41,7 +42,11 @@ lint: prerequisites
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test: engines-deps lint
-	@tools/run-tests
+	@tools/with-engines cargo test --workspace --locked
+
+# Not part of make test: the slot's cost against a bare-SDK baseline (see BENCHMARKS.md).
+bench: engines-deps
+	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench
 
 ROLES ?= admin
 PROJECT ?= admin

@@ -143,6 +143,29 @@ pub struct NewSubcloud {
     pub agent_url: Option<AgentUrl>,
 }
 
+impl NewSubcloud {
+    /// A register command with only the required fields; the rest take their defaults.
+    pub fn new(name: Name, software_version: Release) -> NewSubcloud {
+        NewSubcloud {
+            name,
+            software_version,
+            description: None,
+            location: None,
+            group: None,
+            management_state: None,
+            availability_status: None,
+            deploy_status: None,
+            region_name: None,
+            management_subnet: None,
+            management_start_ip: None,
+            management_end_ip: None,
+            management_gateway_ip: None,
+            systemcontroller_gateway_ip: None,
+            agent_url: None,
+        }
+    }
+}
+
 /// The update command (PATCH): only what the caller gave is changed.
 #[derive(Debug, Clone, Default)]
 pub struct SubcloudPatch {

@@ -2,7 +2,7 @@
 //! placeholders for both so no attribute name ever collides with a reserved word.
 
 use super::Item;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use std::collections::HashMap;
 
 #[derive(Debug, Default)]
@@ -85,6 +85,25 @@ impl Updates {
             parts.push(format!("REMOVE {}", self.remove.join(", ")));
         }
         parts.join(" ")
+    }
+
+    /// The update of item `id` of `table`, under `condition`, as a transaction item.
+    pub fn transact(
+        &self,
+        table: &str,
+        id: u64,
+        condition: String,
+    ) -> Result<TransactWriteItem, super::StoreError> {
+        let update = Update::builder()
+            .table_name(table)
+            .key("id", super::n(id))
+            .update_expression(self.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(self.names())
+            .set_expression_attribute_values(self.values())
+            .build()
+            .map_err(|e| super::StoreError::Failed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     pub fn names(&self) -> Option<HashMap<String, String>> {

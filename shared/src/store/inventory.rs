@@ -5,7 +5,7 @@
 //! atomic counters; a group's member count is kept by the transactions that add, move and
 //! remove members, so "delete only an empty group" is a condition, not a racy read.
 
-use super::{from_item, n, s, to_item, Item, StoreError, Updates};
+use super::{all_pages, from_item, n, s, to_item, Item, StoreError, Updates};
 use crate::domain::{
     AvailabilityStatus, DeployStatus, Group, GroupPatch, ManagementState, Name, NewGroup,
     NewSubcloud, Ref, SlotHolder, Subcloud, SubcloudPatch, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
@@ -13,9 +13,7 @@ use crate::domain::{
 use crate::resources::{Resources, GROUP_MEMBERS_INDEX};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 
 /// What can go wrong with an inventory request, each variant something the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -156,26 +154,19 @@ impl Inventory {
         table: &str,
         what: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let mut all = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+        all_pages(what, |start| async move {
             let out = self
                 .ddb
                 .scan()
                 .table_name(table)
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| StoreError::from_sdk("Scan", e))?;
-            for item in out.items.unwrap_or_default() {
-                all.push(from_item(what, item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(all),
-            }
-        }
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await
     }
 
     pub async fn subclouds(&self) -> Result<Vec<Subcloud>, InventoryError> {
@@ -192,9 +183,7 @@ impl Inventory {
 
     /// The members of a group, through the group-members index (no table scan).
     pub async fn members(&self, group_id: u64) -> Result<Vec<Subcloud>, InventoryError> {
-        let mut all = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+        let members = all_pages("subcloud", |start| async move {
             let out = self
                 .ddb
                 .query()
@@ -202,18 +191,14 @@ impl Inventory {
                 .index_name(GROUP_MEMBERS_INDEX)
                 .key_condition_expression("group_id = :g")
                 .expression_attribute_values(":g", n(group_id))
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| StoreError::from_sdk("Query group-members", e))?;
-            for item in out.items.unwrap_or_default() {
-                all.push(from_item("subcloud", item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(all),
-            }
-        }
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await?;
+        Ok(members)
     }
 
     // ---- ids and seeding ---------------------------------------------------------------
@@ -404,19 +389,8 @@ impl Inventory {
             } else {
                 updates.condition("{a0} = {v0}", &["group_id"], vec![n(current.group_id)])
             };
-            let update = Update::builder()
-                .table_name(&self.res.subclouds_table)
-                .key("id", n(current.id))
-                .update_expression(updates.expression())
-                .condition_expression(condition)
-                .set_expression_attribute_names(updates.names())
-                .set_expression_attribute_values(updates.values())
-                .build()
-                .map_err(|e| StoreError::Failed(e.to_string()))?;
-            let mut tx = self
-                .ddb
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(update).build());
+            let update = updates.transact(&self.res.subclouds_table, current.id, condition)?;
+            let mut tx = self.ddb.transact_write_items().transact_items(update);
             if let Some(to) = new_group.filter(|g| *g != current.group_id) {
                 tx = tx
                     .transact_items(self.count_member(current.group_id, -1, &now)?)
@@ -530,19 +504,8 @@ impl Inventory {
                 patch.max_parallel_subclouds.map(n),
             );
         let condition = updates.condition("{a0} = {v0}", &["name"], vec![s(current.name.as_str())]);
-        let update = Update::builder()
-            .table_name(&self.res.groups_table)
-            .key("id", n(current.id))
-            .update_expression(updates.expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(updates.names())
-            .set_expression_attribute_values(updates.values())
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        let mut tx = self
-            .ddb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
+        let update = updates.transact(&self.res.groups_table, current.id, condition)?;
+        let mut tx = self.ddb.transact_write_items().transact_items(update);
         if let Some(new_name) = rename {
             tx = tx
                 .transact_items(self.release_name(Kind::Group, &current.name, current.id)?)
@@ -632,16 +595,7 @@ impl Inventory {
             .increment("subcloud_count", delta)
             .set("updated_at", s(now));
         let condition = updates.condition("attribute_exists({a0})", &["id"], vec![]);
-        let update = Update::builder()
-            .table_name(&self.res.groups_table)
-            .key("id", n(group_id))
-            .update_expression(updates.expression())
-            .condition_expression(condition)
-            .set_expression_attribute_names(updates.names())
-            .set_expression_attribute_values(updates.values())
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        updates.transact(&self.res.groups_table, group_id, condition)
     }
 }
 

@@ -64,6 +64,28 @@ impl StoreError {
     }
 }
 
+/// Every item of a paginated Scan or Query, decoded: `page` sends one request from the
+/// given start key and returns its items and where the next page starts.
+pub(crate) async fn all_pages<T, F, Fut>(what: &str, mut page: F) -> Result<Vec<T>, StoreError>
+where
+    T: serde::de::DeserializeOwned,
+    F: FnMut(Option<Item>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut start = None;
+    loop {
+        let (items, next) = page(start.take()).await?;
+        for item in items {
+            all.push(from_item(what, item)?);
+        }
+        match next {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(all),
+        }
+    }
+}
+
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

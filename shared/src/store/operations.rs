@@ -1,7 +1,7 @@
 //! Operation records: one per claimed operation, written right after its claim, listed per
 //! subcloud through the subcloud-operations index.
 
-use super::{from_item, n, s, to_item, Item, StoreError};
+use super::{all_pages, from_item, n, s, to_item, StoreError};
 use crate::domain::{timestamp_now, OpId, OpState, Operation};
 use crate::resources::SUBCLOUD_OPERATIONS_INDEX;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
@@ -81,9 +81,7 @@ impl super::Inventory {
 
     /// A subcloud's operations, newest first.
     pub async fn operation_history(&self, subcloud_id: u64) -> Result<Vec<Operation>, StoreError> {
-        let mut all = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+        all_pages("operation", |start| async move {
             let out = self
                 .ddb
                 .query()
@@ -92,18 +90,13 @@ impl super::Inventory {
                 .key_condition_expression("subcloud_id = :id")
                 .expression_attribute_values(":id", n(subcloud_id))
                 .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| StoreError::from_sdk("Query subcloud-operations", e))?;
-            for item in out.items.unwrap_or_default() {
-                all.push(from_item("operation", item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(all),
-            }
-        }
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await
     }
 
     /// Marks an operation failed (its job never ran) with the reason.

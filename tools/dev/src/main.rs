@@ -142,21 +142,15 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
     ];
     for (sc, group, location, management, availability) in subclouds {
         let new = NewSubcloud {
-            name: name(sc),
-            software_version: Release::parse("software-version", "24.09").expect("valid release"),
             description: Some(format!("Demo subcloud in {location}")),
             location: Some(location.to_owned()),
             group: Some(Ref::Name(name(group))),
             management_state: Some(management),
             availability_status: Some(availability),
-            deploy_status: None,
-            region_name: None,
-            management_subnet: None,
-            management_start_ip: None,
-            management_end_ip: None,
-            management_gateway_ip: None,
-            systemcontroller_gateway_ip: None,
-            agent_url: None,
+            ..NewSubcloud::new(
+                name(sc),
+                Release::parse("software-version", "24.09").expect("valid release"),
+            )
         };
         match inventory.register(new).await {
             Ok(_) | Err(InventoryError::SubcloudExists(_)) => {}
