@@ -1,7 +1,7 @@
 //! The job message handed from the API to the worker through SQS, and the queue it goes on.
 //! The message is versioned and carries no secret: the worker re-reads everything else.
 
-use crate::domain::{OpId, OpKind, OpOptions, Release};
+use crate::domain::{OpId, OpKind, OpOptions, Operation, Release};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -25,6 +25,20 @@ pub struct JobMessage {
 
 impl JobMessage {
     pub const VERSION: u32 = 1;
+
+    /// The job of a recorded operation.
+    pub fn for_operation(op: &Operation) -> JobMessage {
+        JobMessage {
+            version: Self::VERSION,
+            op_id: op.op_id.clone(),
+            kind: op.kind,
+            subcloud_id: op.subcloud_id,
+            subcloud_name: op.subcloud_name.clone(),
+            release: op.release.clone(),
+            fence: op.fence,
+            options: op.options.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]

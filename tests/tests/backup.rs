@@ -311,6 +311,7 @@ fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
         kind,
         local_only: false,
         release: Release::parse("release", "24.09").unwrap(),
+        group_id: None,
         has_bootstrap_address: false,
         now,
         lease_seconds,
@@ -353,6 +354,44 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     assert_eq!(item["op_id"].as_s().unwrap(), fresh_op.as_str().unwrap());
     assert_eq!(item["fence"].as_n().unwrap(), "2");
     assert_eq!(item["backup_status"].as_s().unwrap(), "validating");
+    let why = item["error_description"].as_s().unwrap();
+    let stale_op = stale.op_id.as_ref().unwrap().as_str();
+    assert!(
+        why.contains(stale_op) && why.contains("lease expired"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_operation_leaves_no_in_progress_state_behind() {
+    let stack = Stack::new().await;
+    let id = restore_ready(&stack, "z1", "Default").await;
+    // A create whose worker died long ago left backup-status `validating` and its slot held.
+    let ready = json!({"management-state": "managed", "availability-status": "online"});
+    stack
+        .call(Route::SubcloudsUpdate, "/v1.0/subclouds/z1", Some(ready))
+        .await;
+    let old = claim_request(OpKind::Create, epoch_now() - 3600, 60);
+    assert!(matches!(
+        stack.app.inventory.claim(id, &old).await.unwrap(),
+        ClaimOutcome::Claimed { .. }
+    ));
+    // Unmanaging first recovers the expired slot: the dead create falls to validate-failed.
+    let unmanage = json!({"management-state": "unmanaged"});
+    let unmanaged = stack
+        .call(Route::SubcloudsUpdate, "/v1.0/subclouds/z1", Some(unmanage))
+        .await;
+    assert_eq!(unmanaged.status, StatusCode::OK, "{:?}", unmanaged.body);
+    assert_eq!(unmanaged.body["backup-status"], "validate-failed");
+    let why = unmanaged.body["error-description"].as_str().unwrap();
+    assert!(why.contains("lease expired"), "{why}");
+    assert_eq!(unmanaged.body["operation"], Value::Null);
+
+    let reply = restore(&stack, json!({"subcloud": "z1"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let item = stack.item(id).await;
+    assert_eq!(item["backup_status"].as_s().unwrap(), "validate-failed");
+    assert_eq!(item["deploy_status"].as_s().unwrap(), "pre-restore");
 }
 
 #[tokio::test]
@@ -385,10 +424,12 @@ async fn a_job_the_queue_refuses_leaves_the_slot_free() {
     let records = records_of(&stack, id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["state"], "failed");
-    assert!(records[0]["error"]
-        .as_str()
-        .unwrap()
-        .starts_with("job not queued"));
+    assert_eq!(records[0]["error"], "the job could not be queued; try again");
+    assert!(
+        !reply.body.to_string().contains("missing"),
+        "no internal name reaches the caller: {:?}",
+        reply.body
+    );
 }
 
 // ---- answers, records, jobs ------------------------------------------------------------

@@ -3,11 +3,11 @@
 //! group's members in parallel, bounded); each claim gets an operation record and a job on
 //! the queue, and a claim whose record or job cannot be written is rolled back at once.
 
-use super::{empty_response, json_response, ApiError, App, Fields, SubcloudReason};
+use super::{empty_response, json_response, ApiError, App, Fields, ReasonStatus, SubcloudReason};
 use crate::auth::Principal;
 use crate::domain::{
-    epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind, OpOptions, OpState,
-    Operation, Ref, Release, Subcloud,
+    digest_hex, epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind, OpOptions,
+    OpState, Operation, Ref, Release, Subcloud,
 };
 use crate::jobs::JobMessage;
 use crate::store::{ClaimOutcome, ClaimRequest, PriorState};
@@ -53,8 +53,8 @@ impl Command {
         release: Option<Release>,
         mut f: Fields,
     ) -> Result<Command, ApiError> {
-        let subcloud = f.reference("subcloud")?;
-        let group = f.reference("group")?;
+        let subcloud = f.target("subcloud", "Subcloud")?;
+        let group = f.target("group", "Subcloud group")?;
         let local_only = f.boolean("local_only")?.unwrap_or(false);
         let registry_images = match kind {
             OpKind::Delete => false,
@@ -125,6 +125,15 @@ impl Command {
         })
     }
 
+    /// The release an operation on `sc` is about: the path's for a delete, else the
+    /// subcloud's own.
+    pub fn release_for(&self, sc: &Subcloud) -> Release {
+        match (&self.release, self.kind) {
+            (Some(release), OpKind::Delete) => release.clone(),
+            _ => sc.software_version.clone(),
+        }
+    }
+
     /// What identifies the request for `Idempotency-Key`: everything but the secret.
     pub fn fingerprint(&self) -> String {
         let target = match &self.target {
@@ -144,9 +153,7 @@ impl Command {
             "release": self.release,
             "bootstrap": bootstrap,
         });
-        let digest =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        digest_hex(&canonical.to_string())
     }
 }
 
@@ -190,12 +197,19 @@ enum Verdict {
     Accepted {
         subcloud: Box<Subcloud>,
         prior: PriorState,
+        op_id: OpId,
     },
     Refused(SubcloudReason),
-    Gone,
 }
 
-fn reason(sc: &Subcloud, status: &'static str, reason: String) -> SubcloudReason {
+/// A claimed subcloud on its way to the queue.
+struct Claimed {
+    subcloud: Subcloud,
+    prior: PriorState,
+    op_id: OpId,
+}
+
+fn reason(sc: &Subcloud, status: ReasonStatus, reason: String) -> SubcloudReason {
     SubcloudReason {
         id: sc.id,
         name: sc.name.to_string(),
@@ -204,7 +218,7 @@ fn reason(sc: &Subcloud, status: &'static str, reason: String) -> SubcloudReason
     }
 }
 
-/// Runs a command for a caller; the answer is rendered by `answer`.
+/// Runs a command for a caller: claims, records, queues, answers.
 pub async fn execute(
     app: &App,
     principal: &Principal,
@@ -221,66 +235,87 @@ pub async fn execute(
                     group.name
                 )));
             }
-            (members, Some(group.name.to_string()))
+            (members, Some(group))
         }
     };
     let now = epoch_now();
+    let group_id = group.as_ref().map(|g| g.id);
     let verdicts: Vec<Verdict> = futures::stream::iter(members)
-        .map(|sc| claim_one(app, command, sc, now))
+        .map(|sc| claim_one(app, command, sc, group_id, now))
         .buffer_unordered(app.claim_concurrency)
         .collect()
         .await;
 
-    let mut accepted = Vec::new();
+    let mut claimed = Vec::new();
     let mut refused = Vec::new();
-    let mut gone = false;
     for verdict in verdicts {
         match verdict {
-            Verdict::Accepted { subcloud, prior } => accepted.push((*subcloud, prior)),
+            Verdict::Accepted {
+                subcloud,
+                prior,
+                op_id,
+            } => claimed.push(Claimed {
+                subcloud: *subcloud,
+                prior,
+                op_id,
+            }),
             Verdict::Refused(r) => refused.push(r),
-            Verdict::Gone => gone = true,
         }
     }
-    let (accepted, failed) = hand_over(app, principal, command, group.as_deref(), accepted).await;
+    let group_name = group.map(|g| g.name.to_string());
+    let (accepted, failed) =
+        hand_over(app, principal, command, group_name.as_deref(), claimed).await;
     refused.extend(failed);
     refused.sort_by_key(|r| r.id);
-    answer(command, group.as_deref(), accepted, refused, gone)
+    answer(command, group_name.as_deref(), accepted, refused)
 }
 
-async fn claim_one(app: &App, command: &Command, sc: Subcloud, now: u64) -> Verdict {
+async fn claim_one(
+    app: &App,
+    command: &Command,
+    sc: Subcloud,
+    group_id: Option<u64>,
+    now: u64,
+) -> Verdict {
     let request = ClaimRequest {
         op_id: OpId::new(),
         kind: command.kind,
         local_only: command.options.local_only,
-        release: match (&command.release, command.kind) {
-            (Some(release), OpKind::Delete) => release.clone(),
-            _ => sc.software_version.clone(),
-        },
+        release: command.release_for(&sc),
+        group_id,
         has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
         now,
         lease_seconds: app.lease_seconds,
     };
+    let refused = |status, why| Verdict::Refused(reason(&sc, status, why));
     match app.inventory.claim(sc.id, &request).await {
-        Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted { subcloud, prior },
-        Ok(ClaimOutcome::Busy { name, holder }) => Verdict::Refused(reason(
-            &sc,
-            "busy",
+        Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
+            subcloud,
+            prior,
+            op_id: request.op_id,
+        },
+        Ok(ClaimOutcome::Busy { name, holder }) => refused(
+            ReasonStatus::Busy,
             format!(
                 "Subcloud {name} is busy: {} operation {} in progress since {}",
                 holder.kind, holder.op_id, holder.since
             ),
-        )),
-        Ok(ClaimOutcome::Invalid { reason: why, .. }) => {
-            Verdict::Refused(reason(&sc, "invalid", why))
-        }
-        Ok(ClaimOutcome::Gone) => Verdict::Gone,
+        ),
+        Ok(ClaimOutcome::Contended { name }) => refused(
+            ReasonStatus::Busy,
+            format!("Subcloud {name} changed while it was being claimed; try again"),
+        ),
+        Ok(ClaimOutcome::Invalid { reason: why, .. }) => refused(ReasonStatus::Invalid, why),
+        Ok(ClaimOutcome::Gone) => refused(
+            ReasonStatus::Gone,
+            format!("Subcloud {} no longer exists", sc.name),
+        ),
         Err(e) => {
             tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
-            Verdict::Refused(reason(
-                &sc,
-                "failed",
+            refused(
+                ReasonStatus::Failed,
                 "the database is unavailable; try again".into(),
-            ))
+            )
         }
     }
 }
@@ -292,7 +327,7 @@ async fn hand_over(
     principal: &Principal,
     command: &Command,
     group: Option<&str>,
-    claimed: Vec<(Subcloud, PriorState)>,
+    claimed: Vec<Claimed>,
 ) -> (Vec<Subcloud>, Vec<SubcloudReason>) {
     if claimed.is_empty() {
         return (Vec::new(), Vec::new());
@@ -300,19 +335,13 @@ async fn hand_over(
     let now = timestamp_now();
     let operations: Vec<Operation> = claimed
         .iter()
-        .map(|(sc, _)| Operation {
-            op_id: sc
-                .op_id
-                .clone()
-                .expect("a claimed subcloud holds its operation"),
+        .map(|c| Operation {
+            op_id: c.op_id.clone(),
             kind: command.kind,
-            subcloud_id: sc.id,
-            subcloud_name: sc.name.to_string(),
-            release: match (&command.release, command.kind) {
-                (Some(release), OpKind::Delete) => release.clone(),
-                _ => sc.software_version.clone(),
-            },
-            fence: sc.fence,
+            subcloud_id: c.subcloud.id,
+            subcloud_name: c.subcloud.name.to_string(),
+            release: command.release_for(&c.subcloud),
+            fence: c.subcloud.fence,
             options: command.options.clone(),
             requested_by: principal.subject.clone(),
             group: group.map(str::to_owned),
@@ -330,74 +359,60 @@ async fn hand_over(
             operations.iter().map(|op| op.op_id.clone()).collect()
         }
     };
-    let mut failed = Vec::new();
-    let mut recorded = Vec::new();
-    for ((sc, prior), op) in claimed.into_iter().zip(operations) {
-        if unrecorded.contains(&op.op_id) {
-            roll_back(app, &sc, &prior).await;
-            failed.push(reason(
-                &sc,
-                "failed",
-                "the operation could not be recorded; try again".into(),
-            ));
-        } else {
-            recorded.push((sc, prior, op));
-        }
-    }
+    let (unrecorded, recorded): (Vec<_>, Vec<_>) = claimed
+        .into_iter()
+        .zip(operations)
+        .partition(|(c, _)| unrecorded.contains(&c.op_id));
+    let mut failed = undo(
+        app,
+        unrecorded,
+        "the operation could not be recorded; try again",
+    )
+    .await;
 
     let jobs: Vec<JobMessage> = recorded
         .iter()
-        .map(|(_, _, op)| JobMessage {
-            version: JobMessage::VERSION,
-            op_id: op.op_id.clone(),
-            kind: op.kind,
-            subcloud_id: op.subcloud_id,
-            subcloud_name: op.subcloud_name.clone(),
-            release: op.release.clone(),
-            fence: op.fence,
-            options: op.options.clone(),
-        })
+        .map(|(_, op)| JobMessage::for_operation(op))
         .collect();
     let sent = app.jobs.send_all(&jobs).await;
     let mut accepted = Vec::new();
-    for ((sc, prior, op), result) in recorded.into_iter().zip(sent) {
+    let mut unsent = Vec::new();
+    for ((c, op), result) in recorded.into_iter().zip(sent) {
         match result {
             Ok(()) => {
-                tracing::info!(op_id = %op.op_id, subcloud = %sc.name, kind = op.kind.as_str(), "operation queued");
-                accepted.push(sc);
+                tracing::info!(op_id = %op.op_id, subcloud = %c.subcloud.name, kind = op.kind.as_str(), "operation queued");
+                accepted.push(c.subcloud);
             }
             Err(why) => {
-                tracing::error!(op_id = %op.op_id, subcloud = %sc.name, error = %why, "job not queued");
-                roll_back(app, &sc, &prior).await;
-                if let Err(e) = app
-                    .inventory
-                    .fail_operation(&op.op_id, &format!("job not queued: {why}"))
-                    .await
-                {
-                    tracing::error!(op_id = %op.op_id, error = %e, "operation record not marked failed");
-                }
-                failed.push(reason(
-                    &sc,
-                    "failed",
-                    format!("the job could not be queued: {why}"),
-                ));
+                tracing::error!(op_id = %op.op_id, subcloud = %c.subcloud.name, error = %why, "job not queued");
+                unsent.push((c, op));
             }
         }
     }
+    failed.extend(undo(app, unsent, "the job could not be queued; try again").await);
     accepted.sort_by_key(|sc| sc.id);
     (accepted, failed)
 }
 
-/// Undoes a claim whose job will never run. If even that fails, the lease expires and the
-/// sweeper recovers the slot.
-async fn roll_back(app: &App, sc: &Subcloud, prior: &PriorState) {
-    match app.inventory.release_claim(sc, prior).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(subcloud = %sc.name, "claim was already gone when rolled back"),
-        Err(e) => {
-            tracing::error!(subcloud = %sc.name, error = %e, "claim not rolled back; its lease will expire")
-        }
-    }
+/// Undoes claims whose jobs will never run, all at once: each claim is released and its
+/// record (if written) marked failed. If a release fails too, the lease expires and the
+/// slot is recovered by the next claim.
+async fn undo(app: &App, claims: Vec<(Claimed, Operation)>, why: &str) -> Vec<SubcloudReason> {
+    futures::stream::iter(claims)
+        .map(|(c, op)| async move {
+            match app.inventory.release_claim(&c.subcloud, &c.prior).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(op_id = %op.op_id, "claim was already gone when rolled back"),
+                Err(e) => tracing::error!(op_id = %op.op_id, error = %e, "claim not rolled back; its lease will expire"),
+            }
+            if let Err(e) = app.inventory.fail_operation(&op.op_id, why).await {
+                tracing::error!(op_id = %op.op_id, error = %e, "operation record not marked failed");
+            }
+            reason(&c.subcloud, ReasonStatus::Failed, why.to_owned())
+        })
+        .buffer_unordered(app.claim_concurrency)
+        .collect()
+        .await
 }
 
 fn answer(
@@ -405,52 +420,36 @@ fn answer(
     group: Option<&str>,
     accepted: Vec<Subcloud>,
     refused: Vec<SubcloudReason>,
-    gone: bool,
 ) -> Result<Response<Body>, ApiError> {
     if accepted.is_empty() {
-        if let (Target::Subcloud(r), true) = (&command.target, gone) {
+        let count = |status: ReasonStatus| refused.iter().filter(|r| r.status == status).count();
+        let (busy, failed) = (count(ReasonStatus::Busy), count(ReasonStatus::Failed));
+        if let (Target::Subcloud(r), 1) = (&command.target, count(ReasonStatus::Gone)) {
             return Err(ApiError::NotFound(format!("Subcloud not found: {r}")));
         }
-        let all_busy = !refused.is_empty() && refused.iter().all(|r| r.status == "busy");
-        let any_invalid = refused.iter().any(|r| r.status == "invalid");
-        let (status, message) = match (&command.target, group) {
-            (Target::Subcloud(_), _) => {
-                let status = if all_busy {
-                    StatusCode::CONFLICT
-                } else if any_invalid {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                let message = refused
-                    .first()
-                    .map(|r| r.reason.clone())
-                    .unwrap_or_default();
-                (status, message)
+        // 409 when every subcloud was busy; 400 when any was not valid; else (only busy and
+        // failed ones) the failure of a dependency: 503.
+        let status = if busy == refused.len() {
+            StatusCode::CONFLICT
+        } else if busy + failed < refused.len() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let message = match group {
+            None => refused
+                .first()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default(),
+            Some(group) if status == StatusCode::CONFLICT => {
+                format!("Every subcloud in group {group} has an operation in progress")
             }
-            (Target::Group(_), group) => {
-                let group = group.unwrap_or_default();
-                if all_busy {
-                    (
-                        StatusCode::CONFLICT,
-                        format!("Every subcloud in group {group} has an operation in progress"),
-                    )
-                } else if any_invalid || refused.iter().any(|r| r.status == "busy") {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "None of the subclouds in group {group} are in a valid state for {}",
-                            command.kind
-                        ),
-                    )
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "No subcloud in group {group} could be handed to a worker; try again"
-                        ),
-                    )
-                }
+            Some(group) if status == StatusCode::BAD_REQUEST => format!(
+                "None of the subclouds in group {group} are in a valid state for {}",
+                command.kind
+            ),
+            Some(group) => {
+                format!("No subcloud in group {group} could be handed to a worker; try again")
             }
         };
         return Err(ApiError::Subclouds {
@@ -459,8 +458,9 @@ fn answer(
             subclouds: refused,
         });
     }
-    let (skipped, failed): (Vec<_>, Vec<_>) =
-        refused.into_iter().partition(|r| r.status != "failed");
+    let (failed, skipped): (Vec<_>, Vec<_>) = refused
+        .into_iter()
+        .partition(|r| r.status == ReasonStatus::Failed);
     let body = json!({
         "subclouds": accepted.iter().map(wire::subcloud).collect::<Vec<_>>(),
         "skipped": skipped,

@@ -13,9 +13,21 @@ use serde_json::json;
 pub struct SubcloudReason {
     pub id: u64,
     pub name: String,
-    /// `busy`, `invalid` or `failed`.
-    pub status: &'static str,
+    pub status: ReasonStatus,
     pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasonStatus {
+    /// Another operation holds its slot.
+    Busy,
+    /// Not in a valid state for the operation.
+    Invalid,
+    /// Deleted while the request ran.
+    Gone,
+    /// Claimed, but its job could not be handed over (rolled back).
+    Failed,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -66,9 +66,9 @@ impl Fields {
     /// Free text of at most `max` characters.
     pub fn text(&mut self, key: &str, max: usize) -> Result<Option<String>, ApiError> {
         match self.string(key)? {
-            Some(s) if s.chars().count() > max => {
-                Err(Invalid::field(key, format!("must be at most {max} characters")).into())
-            }
+            Some(s) if s.chars().count() > max => Err(ApiError::BadRequest(format!(
+                "Invalid value for '{key}': must be at most {max} characters"
+            ))),
             other => Ok(other),
         }
     }
@@ -143,13 +143,32 @@ impl Fields {
 
     /// A subcloud or group reference: an id (number or digits) or a name.
     pub fn reference(&mut self, key: &str) -> Result<Option<Ref>, ApiError> {
+        self.reference_or(key, |invalid, _| invalid.into())
+    }
+
+    /// The subcloud or group a request is about: like `reference`, but a name that cannot
+    /// exist is simply not found (404), as an unknown one is.
+    pub fn target(&mut self, key: &str, what: &str) -> Result<Option<Ref>, ApiError> {
+        self.reference_or(key, |_, name| {
+            ApiError::NotFound(format!("{what} not found: {name}"))
+        })
+    }
+
+    fn reference_or(
+        &mut self,
+        key: &str,
+        bad_name: impl FnOnce(Invalid, &str) -> ApiError,
+    ) -> Result<Option<Ref>, ApiError> {
         match self.take(key) {
             None => Ok(None),
             Some((given, Value::Number(n))) => match n.as_u64() {
                 Some(id) => Ok(Some(Ref::Id(id))),
                 None => Err(Invalid::field(&given, "an id must be a positive integer").into()),
             },
-            Some((given, Value::String(s))) => Ok(Some(Ref::parse(&given, &s)?)),
+            Some((given, Value::String(s))) => match Ref::parse(&given, &s) {
+                Ok(r) => Ok(Some(r)),
+                Err(invalid) => Err(bad_name(invalid, &s)),
+            },
             Some((given, _)) => Err(Invalid::field(&given, "must be a name or an id").into()),
         }
     }

@@ -11,7 +11,7 @@ mod operations;
 mod subclouds;
 
 pub use backup::{Command, Target};
-pub use error::{ApiError, SubcloudReason};
+pub use error::{ApiError, ReasonStatus, SubcloudReason};
 pub use fields::Fields;
 
 use crate::auth::{policy::rules, Authenticator, Principal};
@@ -149,16 +149,6 @@ impl Route {
         }
     }
 
-    /// The operation kind of a subcloud-backup route.
-    fn op_kind(self) -> Option<OpKind> {
-        match self {
-            Route::BackupCreate => Some(OpKind::Create),
-            Route::BackupDelete => Some(OpKind::Delete),
-            Route::BackupRestore => Some(OpKind::Restore),
-            _ => None,
-        }
-    }
-
     /// The `{...}` segment of a request path, percent-decoded. The pattern is matched
     /// against the end of the path, so an API Gateway stage prefix does not matter.
     fn path_param(self, path: &str) -> Result<Option<String>, ApiError> {
@@ -260,20 +250,8 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
     if body.len() > app.max_body_bytes {
         return Err(ApiError::PayloadTooLarge(app.max_body_bytes));
     }
-    if let Some(kind) = route.op_kind() {
-        let release = match param {
-            Some(release) => Some(Release::parse("release_version", release)?),
-            None => None,
-        };
-        let yaml_files: &[&str] = match kind {
-            OpKind::Create => &["backup_values"],
-            OpKind::Restore => &["restore_values"],
-            OpKind::Delete => &[],
-        };
-        let command = Command::parse(kind, release, request_fields(&req, yaml_files)?)?;
-        return idempotent(app, route, &req, &principal, &command).await;
-    }
     let target = || path_ref(route, param);
+    let backup = |kind| backup_route(app, route, kind, &req, &principal, param);
     match route {
         Route::SubcloudsList => subclouds::list(app).await,
         Route::SubcloudsRegister => subclouds::register(app, body).await,
@@ -296,22 +274,42 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
             operations::show(app, &op_id).await
         }
         Route::OperationsHistory => operations::history(app, &target()?).await,
-        Route::BackupCreate | Route::BackupDelete | Route::BackupRestore => {
-            unreachable!("subcloud-backup routes are served above")
-        }
+        Route::BackupCreate => backup(OpKind::Create).await,
+        Route::BackupDelete => backup(OpKind::Delete).await,
+        Route::BackupRestore => backup(OpKind::Restore).await,
     }
 }
 
-/// A body's fields: JSON, or `multipart/form-data` whose `yaml_files` parts are YAML.
-fn request_fields(req: &Request, yaml_files: &[&str]) -> Result<Fields, ApiError> {
-    let content_type = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or_default())
-        .unwrap_or("application/json");
+/// A subcloud-backup request: parsed into a command (the delete route's path names the
+/// release), then run once per Idempotency-Key.
+async fn backup_route(
+    app: &App,
+    route: Route,
+    kind: OpKind,
+    req: &Request,
+    principal: &Principal,
+    param: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let release = match param {
+        Some(release) => Some(Release::parse("release_version", release)?),
+        None => None,
+    };
+    let command = Command::parse(kind, release, request_fields(req)?)?;
+    idempotent(app, route, req, principal, &command).await
+}
+
+/// A body's fields: JSON, or `multipart/form-data` (every part as text; value files are
+/// parsed as YAML by `Fields::mapping`).
+fn request_fields(req: &Request) -> Result<Fields, ApiError> {
+    let content_type = match req.headers().get(http::header::CONTENT_TYPE) {
+        None => "application/json",
+        Some(v) => v.to_str().map_err(|_| {
+            ApiError::UnsupportedMediaType("Content-Type is not readable text".into())
+        })?,
+    };
     let body: &[u8] = req.body().as_ref();
     if let Some(boundary) = multipart::boundary(content_type) {
-        return Fields::from_map(multipart::parse(body, &boundary?, yaml_files)?);
+        return Fields::from_map(multipart::parse(body, &boundary?)?);
     }
     let media = content_type.split(';').next().unwrap_or_default().trim();
     if media.eq_ignore_ascii_case("application/json") || media.is_empty() {
@@ -342,7 +340,14 @@ async fn idempotent(
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
         })?;
-    let scoped = format!("{}|{}|{key}", route.function(), principal.subject);
+    // Length-prefixed, so no subject/key split can collide with another caller's.
+    let scoped = crate::domain::digest_hex(&format!(
+        "{}:{}{}:{}{key}",
+        route.function(),
+        principal.subject.len(),
+        principal.subject,
+        key.len()
+    ));
     let fingerprint = command.fingerprint();
     match app
         .inventory

@@ -7,19 +7,34 @@ use serde_json::{Map, Value};
 
 /// The boundary of a `multipart/form-data` content type, if that is what it is.
 pub fn boundary(content_type: &str) -> Option<Result<String, ApiError>> {
-    let mut parts = content_type.split(';');
-    let media = parts.next()?.trim();
-    if !media.eq_ignore_ascii_case("multipart/form-data") {
+    let (media, params) = content_type.split_once(';').unwrap_or((content_type, ""));
+    if !media.trim().eq_ignore_ascii_case("multipart/form-data") {
         return None;
     }
-    let boundary = parts
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-        .filter(|b| !b.is_empty() && b.len() <= 200);
+    let boundary = param(params, "boundary").filter(|b| !b.is_empty() && b.len() <= 200);
     Some(boundary.ok_or_else(|| {
         ApiError::BadRequest("multipart/form-data body without a boundary parameter".to_owned())
     }))
+}
+
+/// A parameter of a header value (`; name=value` or `; name="quoted; value"`).
+fn param(params: &str, wanted: &str) -> Option<String> {
+    let mut rest = params;
+    loop {
+        rest = rest.trim_start_matches([' ', ';', '\t']);
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"')?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_once(';').unwrap_or((after, "")),
+        };
+        if key.trim().eq_ignore_ascii_case(wanted) {
+            return Some(value.trim().to_owned());
+        }
+        rest = next;
+    }
 }
 
 fn malformed(why: &str) -> ApiError {
@@ -30,13 +45,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The parts of the body, by field name: text as strings; the parts named in `yaml_files`
-/// parsed as YAML documents (which must be mappings).
-pub fn parse(
-    body: &[u8],
-    boundary: &str,
-    yaml_files: &[&str],
-) -> Result<Map<String, Value>, ApiError> {
+/// The parts of the body, by field name, as text (a value file's YAML is parsed by the
+/// field that takes it).
+pub fn parse(body: &[u8], boundary: &str) -> Result<Map<String, Value>, ApiError> {
     let delimiter = format!("--{boundary}");
     let start = find(body, delimiter.as_bytes()).ok_or_else(|| malformed("no boundary line"))?;
     let mut rest = &body[start + delimiter.len()..];
@@ -57,17 +68,10 @@ pub fn parse(
             find(part, b"\r\n\r\n").ok_or_else(|| malformed("a part has no header section"))?;
         let headers = std::str::from_utf8(&part[..header_end])
             .map_err(|_| malformed("part headers are not UTF-8"))?;
-        let content = &part[header_end + 4..];
         let name = part_name(headers)?;
-        let value =
-            if yaml_files.contains(&name.as_str()) {
-                yaml_mapping(&name, content)?
-            } else {
-                Value::String(String::from_utf8(content.to_vec()).map_err(|_| {
-                    ApiError::BadRequest(format!("Field '{name}' is not UTF-8 text"))
-                })?)
-            };
-        if fields.insert(name.clone(), value).is_some() {
+        let text = String::from_utf8(part[header_end + 4..].to_vec())
+            .map_err(|_| ApiError::BadRequest(format!("Field '{name}' is not UTF-8 text")))?;
+        if fields.insert(name.clone(), Value::String(text)).is_some() {
             return Err(ApiError::BadRequest(format!(
                 "Field '{name}' is given twice; give it once"
             )));
@@ -83,11 +87,8 @@ fn part_name(headers: &str) -> Result<String, ApiError> {
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
         .map(|(_, v)| v)
         .ok_or_else(|| malformed("a part has no Content-Disposition header"))?;
-    disposition
-        .split(';')
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("name"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+    let params = disposition.split_once(';').map(|(_, p)| p).unwrap_or("");
+    param(params, "name")
         .filter(|n| !n.is_empty())
         .ok_or_else(|| malformed("a part's Content-Disposition has no name"))
 }
@@ -120,7 +121,9 @@ mod tests {
                 Some(f) => out.push_str(&format!(
                     "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
                 )),
-                None => out.push_str(&format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n")),
+                None => out.push_str(&format!(
+                    "Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                )),
             }
             out.push_str(content);
             out.push_str("\r\n");
@@ -130,29 +133,40 @@ mod tests {
     }
 
     #[test]
-    fn fields_and_yaml_files() {
+    fn fields_and_files_as_text() {
         let b = body(&[
             ("subcloud", None, "subcloud1"),
             ("local_only", None, "true"),
             (
                 "backup_values",
-                Some("values.yaml"),
+                Some("v; 1.yaml"),
                 "backup_dir: /opt/backups\nkeep: 3\n",
             ),
         ]);
-        let fields = parse(&b, "XyZ", &["backup_values"]).unwrap();
+        let fields = parse(&b, "XyZ").unwrap();
         assert_eq!(fields["subcloud"], "subcloud1");
         assert_eq!(fields["local_only"], "true");
-        assert_eq!(fields["backup_values"]["keep"], 3);
+        assert_eq!(
+            fields["backup_values"],
+            "backup_dir: /opt/backups\nkeep: 3\n"
+        );
+        let values = yaml_mapping("backup_values", b"keep: 3").unwrap();
+        assert_eq!(values["keep"], 3);
     }
 
     #[test]
     fn boundaries_from_content_types() {
         assert_eq!(
-            boundary("multipart/form-data; boundary=\"ab c\"")
+            boundary("multipart/form-data; boundary=\"ab;c\"")
                 .unwrap()
                 .unwrap(),
-            "ab c"
+            "ab;c"
+        );
+        assert_eq!(
+            boundary("multipart/form-data;boundary=x1")
+                .unwrap()
+                .unwrap(),
+            "x1"
         );
         assert!(boundary("multipart/form-data").unwrap().is_err());
         assert!(boundary("application/json").is_none());
@@ -160,28 +174,29 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_400() {
-        let cases: [&[u8]; 4] = [
+        let cases: [&[u8]; 5] = [
             b"no boundary here",
             b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
             b"--XyZ\r\nX: y\r\n\r\nv\r\n--XyZ--",
             b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nv\r\n--XyZ--",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\r\n\r\nv\r\n--XyZ--",
         ];
         for case in cases {
-            assert!(matches!(
-                parse(case, "XyZ", &[]),
-                Err(ApiError::BadRequest(_))
-            ));
+            assert!(matches!(parse(case, "XyZ"), Err(ApiError::BadRequest(_))));
         }
-        let bad_yaml = body(&[("restore_values", Some("r.yaml"), "a: [unclosed")]);
-        let err = parse(&bad_yaml, "XyZ", &["restore_values"]).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("restore_values is not valid YAML"),
-            "{err}"
-        );
-        let list = body(&[("restore_values", Some("r.yaml"), "- 1\n- 2")]);
-        assert!(parse(&list, "XyZ", &["restore_values"]).is_err());
+        let binary = [
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n".as_ref(),
+            &[0xff, 0xfe],
+            b"\r\n--XyZ--",
+        ]
+        .concat();
+        assert!(parse(&binary, "XyZ").is_err());
+        assert!(yaml_mapping("restore_values", b"a: [unclosed")
+            .unwrap_err()
+            .to_string()
+            .starts_with("restore_values is not valid YAML"));
+        assert!(yaml_mapping("restore_values", b"- 1\n- 2").is_err());
         let twice = body(&[("a", None, "1"), ("a", None, "2")]);
-        assert!(parse(&twice, "XyZ", &[]).is_err());
+        assert!(parse(&twice, "XyZ").is_err());
     }
 }

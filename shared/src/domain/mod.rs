@@ -49,6 +49,13 @@ fn timestamp(at: time::OffsetDateTime) -> String {
         .expect("a UTC timestamp always formats")
 }
 
+/// The SHA-256 of a text, in hex: for keys that must not collide and must not reveal
+/// what they were made from.
+pub fn digest_hex(text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Seconds since the Unix epoch: the clock leases are measured by.
 pub fn epoch_now() -> u64 {
     std::time::SystemTime::now()

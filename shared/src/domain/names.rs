@@ -119,15 +119,21 @@ impl AgentUrl {
 
     /// The same agent reached at another address on its registered port and scheme
     /// (a restore's `bootstrap_address`, or a PATCH of `bootstrap-address`).
-    pub fn with_host(&self, ip: std::net::IpAddr) -> AgentUrl {
-        let uri: http::Uri = self.0.parse().expect("an AgentUrl always parses");
-        let port = uri.port_u16().expect("an AgentUrl always has a port");
-        let scheme = uri.scheme_str().unwrap_or("https");
+    pub fn with_host(&self, ip: std::net::IpAddr) -> Result<AgentUrl, Invalid> {
+        // Re-parsed rather than trusted: the stored value is only as good as the table.
+        let parsed = AgentUrl::parse("agent-url", &self.0)?;
+        let uri: http::Uri = parsed
+            .0
+            .parse()
+            .map_err(|_| Invalid::field("agent-url", "is not a URL"))?;
+        let (Some(port), Some(scheme)) = (uri.port_u16(), uri.scheme_str()) else {
+            return Err(Invalid::field("agent-url", "has no port"));
+        };
         let host = match ip {
             std::net::IpAddr::V4(v4) => v4.to_string(),
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        AgentUrl(format!("{scheme}://{host}:{port}"))
+        Ok(AgentUrl(format!("{scheme}://{host}:{port}")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -175,7 +181,7 @@ mod tests {
         for bad in ["10.0.0.5:8443", "ftp://h:1", "https://h", "not a url"] {
             assert!(AgentUrl::parse("agent-url", bad).is_err(), "{bad}");
         }
-        let moved = url.with_host("fd00::7".parse().unwrap());
+        let moved = url.with_host("fd00::7".parse().unwrap()).unwrap();
         assert_eq!(moved.as_str(), "https://[fd00::7]:8443");
     }
 }

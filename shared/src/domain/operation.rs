@@ -90,8 +90,44 @@ pub struct OpOptions {
     pub values: Option<Map<String, Value>>,
 }
 
-/// Keys whose values are never stored or queued (compared case-insensitively by substring).
-const SECRET_KEY_PARTS: [&str; 5] = ["pass", "secret", "token", "private", "credential"];
+/// Words that mark a key as holding a secret (keys are split on `_`, `-`, `.` and case).
+const SECRET_WORDS: [&str; 12] = [
+    "pass",
+    "passwd",
+    "password",
+    "pw",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "private",
+    "credential",
+    "credentials",
+    "auth",
+];
+
+fn looks_secret(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in key.chars() {
+        let boundary =
+            matches!(c, '_' | '-' | '.' | ' ') || (c.is_ascii_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase();
+    }
+    words.push(word);
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+        || ["password", "passwd", "secret", "token", "credential"]
+            .iter()
+            .any(|part| lower.contains(part))
+}
 
 /// Removes, at any depth, every entry whose key looks like it holds a secret.
 pub fn without_secrets(values: Map<String, Value>) -> Map<String, Value> {
@@ -104,10 +140,7 @@ pub fn without_secrets(values: Map<String, Value>) -> Map<String, Value> {
     }
     values
         .into_iter()
-        .filter(|(key, _)| {
-            let key = key.to_ascii_lowercase();
-            !SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
-        })
+        .filter(|(key, _)| !looks_secret(key))
         .map(|(key, value)| (key, clean(value)))
         .collect()
 }
@@ -154,6 +187,11 @@ mod tests {
             "ansible_ssh_pass": "x",
             "sysadmin_password": "x",
             "nested": {"api_token": "x", "keep": 1, "list": [{"Client_Secret": "x", "ok": 2}]},
+            "ssh_key": "x",
+            "apiKey": "x",
+            "admin_pw": "x",
+            "bypass_proxy": true,
+            "monkey": 1,
         });
         let cleaned = without_secrets(values.as_object().unwrap().clone());
         assert_eq!(
@@ -161,6 +199,8 @@ mod tests {
             json!({
                 "bootstrap_address": {"sc1": "10.0.0.1"},
                 "nested": {"keep": 1, "list": [{"ok": 2}]},
+                "bypass_proxy": true,
+                "monkey": 1,
             })
         );
     }

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 
 /// How long a kept answer is returned again.
 pub const ANSWER_TTL_SECONDS: u64 = 24 * 3600;
-/// How long a request may hold its key before another may take it over (a request that
-/// died mid-way must not block its retries for a day).
-const IN_PROGRESS_TTL_SECONDS: u64 = 120;
+/// How long a request may hold its key before another may take it over: the longest a
+/// function may run, so a live request is never overtaken, while one that died mid-way
+/// does not block its retries for a day.
+const IN_PROGRESS_TTL_SECONDS: u64 = 900;
 /// Answers are kept in chunks below DynamoDB's 400 KB item limit.
 const CHUNK_BYTES: usize = 300 * 1024;
 
@@ -73,7 +74,7 @@ impl super::Inventory {
                 .ddb
                 .get_item()
                 .table_name(&self.res.idempotency_table)
-                .key("idem_key", s(format!("{key}#{i}")))
+                .key("idem_key", s(chunk_key(key, i)))
                 .consistent_read(true)
                 .send()
                 .await
@@ -110,7 +111,7 @@ impl super::Inventory {
             self.ddb
                 .put_item()
                 .table_name(&self.res.idempotency_table)
-                .item("idem_key", s(format!("{key}#{i}")))
+                .item("idem_key", s(chunk_key(key, i)))
                 .item("body", s(*chunk))
                 .item("expires_at", n(expires))
                 .send()
@@ -158,6 +159,11 @@ impl super::Inventory {
             _ => Ok(()),
         }
     }
+}
+
+/// Where chunk `i` of a key's answer is kept: apart from every key (keys are digests).
+fn chunk_key(key: &str, i: impl std::fmt::Display) -> String {
+    format!("chunk#{key}#{i}")
 }
 
 /// Splits text into pieces of at most `max` bytes on character boundaries.

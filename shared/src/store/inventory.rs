@@ -5,7 +5,7 @@
 //! atomic counters; a group's member count is kept by the transactions that add, move and
 //! remove members, so "delete only an empty group" is a condition, not a racy read.
 
-use super::{all_pages, from_item, n, s, to_item, Item, StoreError, Updates};
+use super::{all_pages, from_item, n, s, to_item, Item, StoreError, Updates, SLOT_FREE};
 use crate::domain::{
     AvailabilityStatus, DeployStatus, Group, GroupPatch, ManagementState, Name, NewGroup,
     NewSubcloud, Ref, SlotHolder, Subcloud, SubcloudPatch, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
@@ -342,19 +342,15 @@ impl Inventory {
         for _ in 0..ATTEMPTS {
             let current = self.subcloud(r).await?;
             let epoch = crate::domain::epoch_now();
-            if guards_slot {
-                if let Some(holder) = current.slot_holder(epoch) {
-                    return Err(InventoryError::Busy {
-                        name: current.name,
-                        holder,
-                    });
-                }
+            if guards_slot && !self.slot_is_free(&current, epoch).await? {
+                continue;
             }
             let agent_url = match (&patch.agent_url, patch.bootstrap_address) {
                 (Some(url), None) => Some(url.clone()),
                 (given, Some(ip)) => {
                     let base = given.as_ref().or(current.agent_url.as_ref());
-                    Some(base.ok_or(InventoryError::NoAgentUrl)?.with_host(ip))
+                    let base = base.ok_or(InventoryError::NoAgentUrl)?;
+                    Some(base.with_host(ip).map_err(|_| InventoryError::NoAgentUrl)?)
                 }
                 (None, None) => None,
             };
@@ -382,9 +378,9 @@ impl Inventory {
             // no operation holds the slot (SPEC §3).
             let condition = if guards_slot {
                 updates.condition(
-                    "{a0} = {v0} AND (attribute_not_exists({a1}) OR {a2} <= {v1})",
-                    &["group_id", "op_id", "lease_expires_at"],
-                    vec![n(current.group_id), n(epoch)],
+                    &format!("{{a0}} = {{v0}} AND {SLOT_FREE}"),
+                    &["group_id"],
+                    vec![n(current.group_id)],
                 )
             } else {
                 updates.condition("{a0} = {v0}", &["group_id"], vec![n(current.group_id)])
@@ -410,15 +406,28 @@ impl Inventory {
         Err(InventoryError::Contended(format!("Subcloud {r}")))
     }
 
+    /// Whether `sc`'s slot is free for an inventory write: busy while an operation holds it;
+    /// an expired lease is recovered first (then `false`: read the subcloud again).
+    async fn slot_is_free(&self, sc: &Subcloud, now: u64) -> Result<bool, InventoryError> {
+        if let Some(holder) = sc.slot_holder(now) {
+            return Err(InventoryError::Busy {
+                name: sc.name.clone(),
+                holder,
+            });
+        }
+        if sc.op_id.is_some() {
+            self.recover_expired(sc, now).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     pub async fn delete_subcloud(&self, r: &Ref) -> Result<Subcloud, InventoryError> {
         for _ in 0..ATTEMPTS {
             let current = self.subcloud(r).await?;
             let epoch = crate::domain::epoch_now();
-            if let Some(holder) = current.slot_holder(epoch) {
-                return Err(InventoryError::Busy {
-                    name: current.name,
-                    holder,
-                });
+            if !self.slot_is_free(&current, epoch).await? {
+                continue;
             }
             if current.management_state == ManagementState::Managed {
                 return Err(InventoryError::SubcloudManaged(current.name));
@@ -427,13 +436,11 @@ impl Inventory {
             let delete = Delete::builder()
                 .table_name(&self.res.subclouds_table)
                 .key("id", n(current.id))
-                .condition_expression(
-                    "management_state = :unmanaged AND group_id = :g \
-                     AND (attribute_not_exists(op_id) OR lease_expires_at <= :now)",
-                )
+                .condition_expression(format!(
+                    "management_state = :unmanaged AND group_id = :g AND {SLOT_FREE}"
+                ))
                 .expression_attribute_values(":unmanaged", s("unmanaged"))
                 .expression_attribute_values(":g", n(current.group_id))
-                .expression_attribute_values(":now", n(epoch))
                 .build()
                 .map_err(|e| StoreError::Failed(e.to_string()))?;
             let result = self

@@ -11,7 +11,7 @@ mod slot;
 pub use expr::Updates;
 pub use idempotency::Begin;
 pub use inventory::{Inventory, InventoryError};
-pub use slot::{explain, ClaimOutcome, ClaimRequest, PriorState};
+pub use slot::{ClaimOutcome, ClaimRequest, PriorState, SLOT_FREE};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;

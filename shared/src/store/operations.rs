@@ -99,9 +99,11 @@ impl super::Inventory {
         .await
     }
 
-    /// Marks an operation failed (its job never ran) with the reason.
+    /// Marks an operation failed with the reason. An operation without a record (its
+    /// record was never written) has nothing to mark.
     pub async fn fail_operation(&self, op_id: &OpId, error: &str) -> Result<(), StoreError> {
-        self.ddb
+        let result = self
+            .ddb
             .update_item()
             .table_name(&self.res.operations_table)
             .key("op_id", s(op_id.as_str()))
@@ -113,9 +115,17 @@ impl super::Inventory {
             .expression_attribute_values(":error", s(error))
             .expression_attribute_values(":now", s(timestamp_now()))
             .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("UpdateItem operations", e))?;
-        Ok(())
+            .await;
+        match result {
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::from_sdk("UpdateItem operations", e))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

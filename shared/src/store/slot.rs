@@ -1,14 +1,16 @@
 //! The operation slot (SPEC §3): the one conditional write that claims a subcloud for an
-//! operation, and the conditional write that gives it back. Whether the subcloud is free
-//! *and* valid for the operation is decided inside the write's condition; when it fails,
-//! the item as it was (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a
-//! second read. `explain` mirrors each condition in Rust for that purpose only.
+//! operation, the conditional write that gives it back, and the recovery of a slot whose
+//! lease expired. Whether the subcloud is free *and* valid for the operation is decided
+//! inside the claim's condition; when it fails, the item as it was
+//! (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a second read.
+//! `explain` mirrors each validity condition in Rust for that purpose only.
 
 use super::{from_item, n, s, Item, StoreError};
 use crate::domain::{
     timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus, ManagementState,
     Name, OpId, OpKind, Release, SlotHolder, Subcloud,
 };
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 
@@ -18,9 +20,13 @@ pub struct ClaimRequest {
     pub op_id: OpId,
     pub kind: OpKind,
     pub local_only: bool,
-    /// Restore: the release the subcloud must be at and have a backup of (its
-    /// software-version when it was read).
+    /// The release the operation is about: for a restore, the one the subcloud must be at
+    /// and have a backup of (its software-version when it was read); for a delete, the one
+    /// whose backups go; for a create, the subcloud's.
     pub release: Release,
+    /// For a group request: the group the subcloud must still be in (the member list comes
+    /// from an eventually consistent index).
+    pub group_id: Option<u64>,
     /// Restore: whether an address was given for this subcloud in `restore_values`; if not,
     /// its registered agent address must exist.
     pub has_bootstrap_address: bool,
@@ -49,10 +55,25 @@ pub enum ClaimOutcome {
     Invalid { name: Name, reason: String },
     /// The subcloud was deleted meanwhile.
     Gone,
+    /// The subcloud kept changing under the claim (another writer won each attempt).
+    Contended { name: Name },
 }
 
-/// The condition under which a subcloud may be claimed: it exists, its slot is free (or
-/// its lease expired), and it is valid for the operation (SPEC §1).
+/// A slot is free when no operation id is recorded. An expired lease is not free until it
+/// has been recovered (`recover_expired`), so no state an operation left behind survives.
+pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
+
+/// How many times a claim recovers an expired lease and tries again.
+const CLAIM_ATTEMPTS: usize = 3;
+
+enum Attempt {
+    Done(ClaimOutcome),
+    /// The slot is held by an operation whose lease has expired.
+    Expired(Box<Subcloud>),
+}
+
+/// The condition under which a subcloud may be claimed: it exists, its slot is free, and it
+/// is valid for the operation (SPEC §1).
 struct ClaimCondition {
     expression: String,
     values: Item,
@@ -61,11 +82,11 @@ struct ClaimCondition {
 impl ClaimCondition {
     fn for_request(req: &ClaimRequest) -> ClaimCondition {
         let mut values: Item = HashMap::new();
-        values.insert(":now".into(), n(req.now));
-        let mut clauses = vec![
-            "attribute_exists(id)".to_owned(),
-            "(attribute_not_exists(op_id) OR lease_expires_at <= :now)".to_owned(),
-        ];
+        let mut clauses = vec!["attribute_exists(id)".to_owned(), SLOT_FREE.to_owned()];
+        if let Some(group) = req.group_id {
+            values.insert(":group".into(), n(group));
+            clauses.push("group_id = :group".into());
+        }
         let managed_online = |values: &mut Item, clauses: &mut Vec<String>| {
             values.insert(":managed".into(), s(ManagementState::Managed.as_str()));
             values.insert(":online".into(), s(AvailabilityStatus::Online.as_str()));
@@ -111,7 +132,10 @@ impl ClaimCondition {
 
 /// Why `sc` is not valid for the claim, in dcmanager's words; `None` if it is. The Rust
 /// twin of the validity part of `ClaimCondition`, used only to explain a failed claim.
-pub fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
+fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
+    if req.group_id.is_some_and(|g| g != sc.group_id) {
+        return Some(format!("Subcloud {} is no longer in the group.", sc.name));
+    }
     let managed_online = sc.management_state == ManagementState::Managed
         && sc.availability_status == AvailabilityStatus::Online;
     match req.kind {
@@ -135,11 +159,12 @@ pub fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
                     "Subcloud {} must be unmanaged and in a valid deploy state for the subcloud-backup restore operation.",
                     sc.name
                 ))
-            } else if !backups.contains(sc.software_version.as_str()) {
+            } else if sc.software_version != req.release || !backups.contains(req.release.as_str()) {
                 let location = if req.local_only { "local" } else { "central" };
                 Some(format!(
                     "Subcloud {}: no {location} backup found for release {}.",
-                    sc.name, sc.software_version.as_str()
+                    sc.name,
+                    sc.software_version.as_str()
                 ))
             } else if !req.has_bootstrap_address && sc.agent_url.is_none() {
                 Some(format!(
@@ -154,8 +179,26 @@ pub fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
 }
 
 impl super::Inventory {
-    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem.
+    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem. A
+    /// slot held under an expired lease is first recovered, then claimed.
     pub async fn claim(&self, id: u64, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let mut last = None;
+        for _ in 0..CLAIM_ATTEMPTS {
+            match self.try_claim(id, req).await? {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Expired(old) => {
+                    self.recover_expired(&old, req.now).await?;
+                    last = Some(old.name);
+                }
+            }
+        }
+        Ok(match last {
+            Some(name) => ClaimOutcome::Contended { name },
+            None => ClaimOutcome::Gone,
+        })
+    }
+
+    async fn try_claim(&self, id: u64, req: &ClaimRequest) -> Result<Attempt, StoreError> {
         let condition = ClaimCondition::for_request(req);
         let since = timestamp_now();
         let lease = req.now + req.lease_seconds;
@@ -205,41 +248,36 @@ impl super::Inventory {
                     ClaimedState::Backup(b) => sc.backup_status = Some(b),
                     ClaimedState::Deploy(d) => sc.deploy_status = d,
                 }
-                Ok(ClaimOutcome::Claimed {
+                Ok(Attempt::Done(ClaimOutcome::Claimed {
                     subcloud: Box::new(sc),
                     prior,
-                })
+                }))
             }
             Err(e) => {
                 let old = match e.as_service_error() {
-                    Some(service) if service.is_conditional_check_failed_exception() => {
-                        match service {
-                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
-                            _ => None,
-                        }
-                    }
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
                     _ => return Err(StoreError::from_sdk("UpdateItem claim", e)),
                 };
                 let Some(old) = old.filter(|item| !item.is_empty()) else {
-                    return Ok(ClaimOutcome::Gone);
+                    return Ok(Attempt::Done(ClaimOutcome::Gone));
                 };
                 let old: Subcloud = from_item("subcloud", old)?;
                 if let Some(holder) = old.slot_holder(req.now) {
-                    return Ok(ClaimOutcome::Busy {
+                    return Ok(Attempt::Done(ClaimOutcome::Busy {
                         name: old.name,
                         holder,
-                    });
+                    }));
                 }
-                let reason = explain(req, &old).unwrap_or_else(|| {
-                    format!(
-                        "Subcloud {} changed while it was being claimed; try again.",
-                        old.name
-                    )
-                });
-                Ok(ClaimOutcome::Invalid {
-                    name: old.name,
-                    reason,
-                })
+                if old.op_id.is_some() {
+                    return Ok(Attempt::Expired(Box::new(old)));
+                }
+                Ok(Attempt::Done(match explain(req, &old) {
+                    Some(reason) => ClaimOutcome::Invalid {
+                        name: old.name,
+                        reason,
+                    },
+                    None => ClaimOutcome::Contended { name: old.name },
+                }))
             }
         }
     }
@@ -259,7 +297,18 @@ impl super::Inventory {
         values.insert(":op".into(), s(op_id.as_str()));
         values.insert(":fence".into(), n(fence));
         values.insert(":now".into(), s(timestamp_now()));
-        let expression = match prior {
+        // A claim only replaces final states (a free slot never leaves an in-progress one
+        // behind); should one be found anyway, it is put back as its failure state.
+        let prior = match prior {
+            PriorState::Backup(Some(b)) => {
+                PriorState::Backup(Some(b.failure_state().unwrap_or(*b)))
+            }
+            PriorState::Deploy(d) => {
+                PriorState::Deploy(d.failure_state().unwrap_or_else(|| d.clone()))
+            }
+            other => other.clone(),
+        };
+        let expression = match &prior {
             PriorState::Backup(Some(b)) => {
                 values.insert(":state".into(), s(b.as_str()));
                 "SET backup_status = :state, updated_at = :now REMOVE op_id, op_kind, op_since, lease_expires_at"
@@ -291,6 +340,82 @@ impl super::Inventory {
                 Ok(false)
             }
             Err(e) => Err(StoreError::from_sdk("UpdateItem release", e)),
+        }
+    }
+
+    /// Frees a slot whose lease expired (its worker died or its job was lost): the
+    /// in-progress state it left falls to its failure state, `error-description` says why,
+    /// and its operation record is marked failed. Conditional on the same operation, fence
+    /// and states still being there under an expired lease, so nothing live is touched.
+    /// Returns whether this call recovered it.
+    pub async fn recover_expired(&self, sc: &Subcloud, now: u64) -> Result<bool, StoreError> {
+        let (Some(op_id), Some(kind), Some(lease)) = (&sc.op_id, sc.op_kind, sc.lease_expires_at)
+        else {
+            return Ok(false);
+        };
+        if lease > now {
+            return Ok(false);
+        }
+        let why = format!(
+            "{kind} operation {op_id} did not finish: its lease expired at {}",
+            crate::domain::timestamp_of_epoch(lease)
+        );
+        let mut values: Item = HashMap::new();
+        values.insert(":op".into(), s(op_id.as_str()));
+        values.insert(":fence".into(), n(sc.fence));
+        values.insert(":now".into(), n(now));
+        values.insert(":why".into(), s(&why));
+        values.insert(":at".into(), s(timestamp_now()));
+        values.insert(":deploy".into(), s(sc.deploy_status.as_str()));
+        let mut sets = vec![
+            "error_description = :why".to_owned(),
+            "updated_at = :at".to_owned(),
+        ];
+        let mut conditions = vec![
+            "op_id = :op AND fence = :fence AND lease_expires_at <= :now".to_owned(),
+            "deploy_status = :deploy".to_owned(),
+        ];
+        if let Some(failed) = sc.deploy_status.failure_state() {
+            values.insert(":deploy_failed".into(), s(failed.as_str()));
+            sets.push("deploy_status = :deploy_failed".into());
+        }
+        match sc.backup_status {
+            Some(status) => {
+                values.insert(":backup".into(), s(status.as_str()));
+                conditions.push("backup_status = :backup".into());
+                if let Some(failed) = status.failure_state() {
+                    values.insert(":backup_failed".into(), s(failed.as_str()));
+                    sets.push("backup_status = :backup_failed".into());
+                }
+            }
+            None => conditions.push("attribute_not_exists(backup_status)".into()),
+        }
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(sc.id))
+            .update_expression(format!(
+                "SET {} REMOVE op_id, op_kind, op_since, lease_expires_at",
+                sets.join(", ")
+            ))
+            .condition_expression(conditions.join(" AND "))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::warn!(op_id = %op_id, subcloud = %sc.name, "expired lease recovered");
+                self.fail_operation(op_id, &why).await?;
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from_sdk("UpdateItem recover", e)),
         }
     }
 }
