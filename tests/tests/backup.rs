@@ -424,7 +424,10 @@ async fn a_job_the_queue_refuses_leaves_the_slot_free() {
     let records = records_of(&stack, id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["state"], "failed");
-    assert_eq!(records[0]["error"], "the job could not be queued; try again");
+    assert_eq!(
+        records[0]["error"],
+        "the job could not be queued; try again"
+    );
     assert!(
         !reply.body.to_string().contains("missing"),
         "no internal name reaches the caller: {:?}",
