@@ -1,0 +1,378 @@
+//! Worker tokens: HS256 JWTs signed with the secret the agent shares with the worker. The
+//! algorithm, issuer and audience are fixed here, never taken from the token; `exp`, `iat`,
+//! `iss`, `aud` and `sub` are all required (jsonwebtoken checks `iss`/`aud` only when present
+//! unless told to require them), and a token may live at most ten minutes, so a leaked one is
+//! soon worthless. Neither tokens nor the secret are ever logged.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderValue;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{ISSUER, MAX_TOKEN_LIFETIME};
+
+/// The shortest secret accepted: HS256 is only as strong as its key.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The `sub` of tokens minted by [`mint_worker_token`].
+pub const WORKER_SUBJECT: &str = "dcbackup-worker";
+/// Clock skew tolerated between the worker and the subcloud.
+const LEEWAY_SECONDS: u64 = 30;
+/// A worker token is a few hundred bytes; anything much larger is not one.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The shared HS256 key. Its `Debug` shows only its length.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read the secret file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the secret is {len} bytes; at least {MIN_SECRET_BYTES} are needed")]
+    TooShort { len: usize },
+}
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Result<Secret, SecretError> {
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(SecretError::TooShort { len: bytes.len() });
+        }
+        Ok(Secret(bytes))
+    }
+
+    /// Reads a secret file: its bytes, less one trailing line break (editors add one).
+    pub fn read(path: &Path) -> Result<Secret, SecretError> {
+        let mut bytes = std::fs::read(path).map_err(|source| SecretError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if bytes.ends_with(b"\r\n") {
+            bytes.truncate(bytes.len() - 2);
+        } else if bytes.ends_with(b"\n") {
+            bytes.truncate(bytes.len() - 1);
+        }
+        Secret::new(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// Why a token was not minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("the secret is {len} bytes; at least {MIN_SECRET_BYTES} are needed")]
+    ShortSecret { len: usize },
+    #[error("a token needs a subcloud name for its audience")]
+    NoAudience,
+    #[error("a token lives 1 s to {max} s, not {0:?}", max = MAX_TOKEN_LIFETIME.as_secs())]
+    Lifetime(Duration),
+    #[error("cannot sign the token: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+}
+
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+/// A token the agent of `subcloud` accepts for `ttl` (at most ten minutes).
+pub fn mint_worker_token(
+    secret: &[u8],
+    subcloud: &str,
+    ttl: Duration,
+) -> Result<String, MintError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(MintError::ShortSecret { len: secret.len() });
+    }
+    if subcloud.is_empty() {
+        return Err(MintError::NoAudience);
+    }
+    if ttl.as_secs() == 0 || ttl > MAX_TOKEN_LIFETIME {
+        return Err(MintError::Lifetime(ttl));
+    }
+    let iat = jsonwebtoken::get_current_timestamp();
+    let claims = MintedClaims {
+        iss: ISSUER,
+        aud: subcloud,
+        sub: WORKER_SUBJECT,
+        iat,
+        exp: iat + ttl.as_secs(),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
+
+/// Why a request's token was refused; the message is what the caller is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("expired token")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+}
+
+#[derive(Deserialize)]
+struct VerifiedClaims {
+    sub: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// Checks worker tokens addressed to this agent.
+pub(crate) struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub(crate) fn new(secret: &Secret, audience: &str) -> Verifier {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Verifier {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// The token's subject, if the `Authorization` header carries a token for this agent.
+    pub(crate) fn verify(&self, authorization: Option<&HeaderValue>) -> Result<String, AuthError> {
+        let Some(value) = authorization else {
+            return Err(rejected(AuthError::Missing, "no Authorization header"));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| rejected(AuthError::Missing, "not a Bearer Authorization header"))?;
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(rejected(AuthError::Invalid, "empty or oversized token"));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| rejected(AuthError::Invalid, "undecodable header (or alg none)"))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(rejected(AuthError::Invalid, "algorithm is not HS256"));
+        }
+        // No header extension is understood, so one marked critical must fail (RFC 7515 §4.1.11).
+        if header.crit.is_some() {
+            return Err(rejected(AuthError::Invalid, "critical header extension"));
+        }
+        let claims = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => rejected(AuthError::Expired, "expired"),
+                ErrorKind::InvalidSignature => rejected(AuthError::Invalid, "bad signature"),
+                ErrorKind::InvalidIssuer => rejected(AuthError::Invalid, "wrong issuer"),
+                ErrorKind::InvalidAudience => rejected(AuthError::Invalid, "wrong audience"),
+                ErrorKind::MissingRequiredClaim(_) => {
+                    rejected(AuthError::Invalid, "missing required claim")
+                }
+                ErrorKind::ImmatureSignature => rejected(AuthError::Invalid, "not yet valid"),
+                _ => rejected(AuthError::Invalid, "undecodable or ill-typed claims"),
+            })?
+            .claims;
+        if claims.sub.is_empty() {
+            return Err(rejected(AuthError::Invalid, "empty subject"));
+        }
+        if claims.exp <= claims.iat || claims.exp - claims.iat > MAX_TOKEN_LIFETIME.as_secs() {
+            return Err(rejected(AuthError::Invalid, "lifetime over ten minutes"));
+        }
+        if claims.iat > jsonwebtoken::get_current_timestamp() + LEEWAY_SECONDS {
+            return Err(rejected(AuthError::Invalid, "issued in the future"));
+        }
+        Ok(claims.sub)
+    }
+}
+
+/// Logs why a token was refused (never the token) and returns the public outcome.
+fn rejected(outcome: AuthError, reason: &'static str) -> AuthError {
+    tracing::info!(reason, "token rejected");
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use serde_json::{json, Value};
+
+    const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
+
+    fn verifier() -> Verifier {
+        Verifier::new(&Secret::new(SECRET.to_vec()).expect("secret"), "subcloud1")
+    }
+
+    fn check(token: &str) -> Result<String, AuthError> {
+        let header = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        verifier().verify(Some(&header))
+    }
+
+    fn claims(overrides: Value) -> Value {
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut claims =
+            json!({"iss": ISSUER, "aud": "subcloud1", "sub": "w", "iat": now, "exp": now + 300});
+        for (key, value) in overrides.as_object().expect("object") {
+            if value.is_null() {
+                claims.as_object_mut().expect("object").remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    }
+
+    fn sign(claims: &Value) -> String {
+        let key = EncodingKey::from_secret(SECRET);
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).expect("signed")
+    }
+
+    #[test]
+    fn accepts_minted_tokens() {
+        let token = mint_worker_token(SECRET, "subcloud1", Duration::from_secs(60)).expect("mint");
+        assert_eq!(check(&token), Ok(WORKER_SUBJECT.to_owned()));
+        let lowercase = HeaderValue::from_str(&format!("bearer {token}")).expect("header");
+        assert!(verifier().verify(Some(&lowercase)).is_ok());
+    }
+
+    #[test]
+    fn refuses_to_mint_what_the_agent_would_refuse() {
+        let minute = Duration::from_secs(60);
+        assert!(matches!(
+            mint_worker_token(b"short", "subcloud1", minute),
+            Err(MintError::ShortSecret { len: 5 })
+        ));
+        assert!(matches!(
+            mint_worker_token(SECRET, "", minute),
+            Err(MintError::NoAudience)
+        ));
+        assert!(matches!(
+            mint_worker_token(SECRET, "subcloud1", Duration::from_secs(601)),
+            Err(MintError::Lifetime(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_claims() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let cases: Vec<(&str, String, AuthError)> = vec![
+            (
+                "wrong aud",
+                sign(&claims(json!({"aud": "subcloud2"}))),
+                AuthError::Invalid,
+            ),
+            (
+                "wrong iss",
+                sign(&claims(json!({"iss": "someone"}))),
+                AuthError::Invalid,
+            ),
+            (
+                "no iss",
+                sign(&claims(json!({"iss": null}))),
+                AuthError::Invalid,
+            ),
+            (
+                "no aud",
+                sign(&claims(json!({"aud": null}))),
+                AuthError::Invalid,
+            ),
+            (
+                "no sub",
+                sign(&claims(json!({"sub": null}))),
+                AuthError::Invalid,
+            ),
+            (
+                "empty sub",
+                sign(&claims(json!({"sub": ""}))),
+                AuthError::Invalid,
+            ),
+            (
+                "no exp",
+                sign(&claims(json!({"exp": null}))),
+                AuthError::Invalid,
+            ),
+            (
+                "no iat",
+                sign(&claims(json!({"iat": null}))),
+                AuthError::Invalid,
+            ),
+            (
+                "expired",
+                sign(&claims(json!({"iat": now - 400, "exp": now - 100}))),
+                AuthError::Expired,
+            ),
+            (
+                "eleven minutes",
+                sign(&claims(json!({"exp": now + 660}))),
+                AuthError::Invalid,
+            ),
+            (
+                "issued in the future",
+                sign(&claims(json!({"iat": now + 300, "exp": now + 600}))),
+                AuthError::Invalid,
+            ),
+            (
+                "not yet valid",
+                sign(&claims(json!({"nbf": now + 300}))),
+                AuthError::Invalid,
+            ),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none"})),
+                    b64(&claims(json!({})))
+                ),
+                AuthError::Invalid,
+            ),
+            ("garbage", "abc.def.ghi".to_owned(), AuthError::Invalid),
+        ];
+        for (name, token, expected) in cases {
+            assert_eq!(check(&token), Err(expected), "{name}");
+        }
+        assert_eq!(verifier().verify(None), Err(AuthError::Missing));
+        let basic = HeaderValue::from_static("Basic dXNlcjpwYXNz");
+        assert_eq!(verifier().verify(Some(&basic)), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        let secret = Secret::new(SECRET.to_vec()).expect("secret");
+        assert_eq!(format!("{secret:?}"), "Secret(36 bytes)");
+        assert!(matches!(
+            Secret::new(vec![1; 31]),
+            Err(SecretError::TooShort { len: 31 })
+        ));
+    }
+}

@@ -1,0 +1,28 @@
+//! The dcbackup subcloud agent: an HTTP+JSON service, one per subcloud, that the dcbackup
+//! worker drives to back up and restore that subcloud's directories. A backup is a tar.gz of
+//! the configured data dirs with a manifest of every file's SHA-256, uploaded to a pre-signed
+//! URL (central) or kept on the subcloud (local); a restore verifies an archive completely
+//! before it swaps the data dirs, and puts them back if the swap fails. Requests carry
+//! short-lived HS256 tokens minted by the worker with [`mint_worker_token`]. The protocol is
+//! described in the crate's README; its types are in [`protocol`].
+
+mod agent;
+mod archive;
+mod auth;
+mod backup;
+mod config;
+mod digest;
+mod jobs;
+mod progress;
+pub mod protocol;
+mod restore;
+mod server;
+mod store;
+mod transfer;
+
+pub use agent::Agent;
+pub use auth::{
+    mint_worker_token, MintError, Secret, SecretError, MIN_SECRET_BYTES, WORKER_SUBJECT,
+};
+pub use config::{Config, ConfigError, USAGE};
+pub use server::serve;

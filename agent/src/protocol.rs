@@ -1,0 +1,331 @@
+//! The agent protocol's wire types, shared with the worker that drives the agent. Every value
+//! that crosses the wire is parsed into one of these once: a release that is a safe directory
+//! name, a digest that is 32 bytes, a transfer URL that is http(s) — nothing downstream
+//! re-checks strings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::Uri;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The `iss` of every worker token.
+pub const ISSUER: &str = "dcbackup-worker";
+/// The longest lifetime (`exp - iat`) a worker token may have.
+pub const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `POST /v1/backups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    pub op_id: Uuid,
+    pub release: Release,
+    /// A pre-signed `PUT` URL (central backup); `None` keeps the archive on the subcloud.
+    pub upload_url: Option<TransferUrl>,
+}
+
+/// `POST /v1/restores`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub op_id: Uuid,
+    pub release: Release,
+    /// A pre-signed `GET` URL (central backup); `None` uses the newest local backup.
+    pub download_url: Option<TransferUrl>,
+    /// The archive's expected SHA-256, checked before anything is extracted.
+    pub sha256: Option<Sha256>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Backup,
+    Restore,
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Where a backup's archive lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Central,
+    Local,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Location::Central => "central",
+            Location::Local => "local",
+        })
+    }
+}
+
+/// A job as `GET /v1/jobs/{op_id}` (and the start routes) report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    pub op_id: Uuid,
+    pub kind: JobKind,
+    pub state: JobState,
+    /// 0–100; 100 once succeeded, the last value reached once failed.
+    pub progress: u8,
+    pub error: Option<String>,
+    pub result: Option<JobResult>,
+}
+
+/// The archive a succeeded job wrote (backup) or applied (restore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub release: Release,
+    /// The archive's size in bytes.
+    pub size: u64,
+    pub sha256: Sha256,
+    pub location: Location,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub name: String,
+    pub version: String,
+}
+
+/// Every error answer's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A software release such as `24.09`. It names a directory of the local store, so it is
+/// limited to ASCII letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Release(String);
+
+impl Release {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Release {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let valid = (1..=64).contains(&value.len())
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if valid {
+            Ok(Release(value))
+        } else {
+            Err(format!(
+                "invalid release {value:?}: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            ))
+        }
+    }
+}
+
+impl FromStr for Release {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Release::try_from(s.to_owned())
+    }
+}
+
+impl From<Release> for String {
+    fn from(value: Release) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SHA-256 digest; on the wire, 64 hex digits (either case accepted, lower case written).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256(pub [u8; 32]);
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Sha256 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("invalid sha256 {s:?}: expected 64 hex digits");
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(invalid());
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(s.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| invalid())?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| invalid())?;
+        }
+        Ok(Sha256(bytes))
+    }
+}
+
+impl TryFrom<String> for Sha256 {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<Sha256> for String {
+    fn from(value: Sha256) -> Self {
+        value.to_string()
+    }
+}
+
+/// An absolute `http` or `https` URL to move an archive to or from. A pre-signed URL's query
+/// string is a credential, so `Display` and `Debug` show only scheme, host and path.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TransferUrl(Uri);
+
+impl TransferUrl {
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TransferUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let uri: Uri = value
+            .parse()
+            .map_err(|_| "invalid transfer URL: not a URL".to_owned())?;
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(TransferUrl(uri)),
+            _ => Err("invalid transfer URL: expected an absolute http or https URL".to_owned()),
+        }
+    }
+}
+
+impl FromStr for TransferUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TransferUrl::try_from(s.to_owned())
+    }
+}
+
+impl From<TransferUrl> for String {
+    fn from(value: TransferUrl) -> Self {
+        value.0.to_string()
+    }
+}
+
+impl fmt::Display for TransferUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.0.scheme_str().unwrap_or("http");
+        let authority = self.0.authority().map_or("", |a| a.as_str());
+        write!(f, "{scheme}://{authority}{}", self.0.path())
+    }
+}
+
+impl fmt::Debug for TransferUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_are_safe_directory_names() {
+        for good in ["24.09", "22.12", "stx-10.0", "R1_2"] {
+            assert!(good.parse::<Release>().is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "24 09",
+            &"9".repeat(65),
+        ] {
+            assert!(bad.parse::<Release>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digests_round_trip_as_lower_case_hex() {
+        let upper = "AB".repeat(32);
+        let digest: Sha256 = upper.parse().expect("hex");
+        assert_eq!(digest.0, [0xab; 32]);
+        assert_eq!(digest.to_string(), "ab".repeat(32));
+        for bad in ["ab", &"zz".repeat(32), &"é".repeat(32), &"a".repeat(65)] {
+            assert!(bad.parse::<Sha256>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn transfer_urls_hide_their_query() {
+        let url: TransferUrl =
+            "http://127.0.0.1:9324/bucket/sc1/24.09/a.tar.gz?X-Amz-Signature=secret"
+                .parse()
+                .expect("url");
+        assert_eq!(
+            url.to_string(),
+            "http://127.0.0.1:9324/bucket/sc1/24.09/a.tar.gz"
+        );
+        assert!(!format!("{url:?}").contains("secret"));
+        assert!(String::from(url).contains("X-Amz-Signature=secret"));
+        for bad in ["/relative", "ftp://host/x", "not a url", "http:///x"] {
+            assert!(bad.parse::<TransferUrl>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let body = r#"{"op_id": "9f0c1d52-3a55-4d49-a8e0-0d0d7c7a3a11", "release": "24.09",
+                       "upload_url": null, "extra": 1}"#;
+        let error = serde_json::from_str::<BackupRequest>(body).expect_err("unknown field");
+        assert!(
+            error.to_string().contains("unknown field `extra`"),
+            "{error}"
+        );
+    }
+}
