@@ -10,7 +10,7 @@ export PATH := $(TOOLS)/venv/bin:$(PATH)
 .PHONY: help prerequisites engines-deps cargo-lambda run test lint token invoke bench
 
 help:
-	@echo "make run    serve the API on 127.0.0.1:9000 with local engines and a demo inventory"
+	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
 	@echo "make test   lint, then every test against local engines on free ports"
 	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"

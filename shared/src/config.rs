@@ -19,12 +19,21 @@ pub struct Config {
     pub claim_concurrency: usize,
     /// The jobs queue's URL as deployed; looked up by name on first use when absent.
     pub jobs_queue_url: Option<String>,
+    /// The dead-letter queue's URL as deployed; looked up by name on first use when absent.
+    pub jobs_dead_letter_queue_url: Option<String>,
+    /// The longest pause between two polls of an agent job.
+    pub poll_cap: std::time::Duration,
+    /// How many operations may run on agents at once, system-wide (groups have their own
+    /// `max_parallel_subclouds`).
+    pub max_running: u64,
 }
 
 impl Config {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
     pub const DEFAULT_LEASE_SECONDS: u64 = 900;
     pub const DEFAULT_CLAIM_CONCURRENCY: usize = 32;
+    pub const DEFAULT_POLL_MAX_SECONDS: u64 = 30;
+    pub const DEFAULT_MAX_RUNNING: u64 = 500;
 
     /// The defaults for everything but the resources.
     pub fn new(resources: Resources) -> Config {
@@ -34,6 +43,9 @@ impl Config {
             lease_seconds: Self::DEFAULT_LEASE_SECONDS,
             claim_concurrency: Self::DEFAULT_CLAIM_CONCURRENCY,
             jobs_queue_url: None,
+            jobs_dead_letter_queue_url: None,
+            poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
+            max_running: Self::DEFAULT_MAX_RUNNING,
         }
     }
 
@@ -50,6 +62,14 @@ impl Config {
             jobs_queue_url: std::env::var("DCBACKUP_JOBS_QUEUE_URL")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            jobs_dead_letter_queue_url: std::env::var("DCBACKUP_JOBS_DLQ_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            poll_cap: std::time::Duration::from_secs(positive(
+                "DCBACKUP_POLL_MAX_SECONDS",
+                Self::DEFAULT_POLL_MAX_SECONDS,
+            )?),
+            max_running: positive("DCBACKUP_MAX_RUNNING", Self::DEFAULT_MAX_RUNNING)?,
         })
     }
 }

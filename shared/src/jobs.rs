@@ -21,6 +21,9 @@ pub struct JobMessage {
     /// The fencing version the claim set: the worker may write only while it still holds.
     pub fence: u64,
     pub options: OpOptions,
+    /// 0 for the job as queued by the API; n for the n-th delayed poll of its agent job.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 impl JobMessage {
@@ -37,6 +40,7 @@ impl JobMessage {
             release: op.release.clone(),
             fence: op.fence,
             options: op.options.clone(),
+            attempt: 0,
         }
     }
 }
@@ -79,6 +83,62 @@ impl JobQueue {
             })
             .await
             .map(String::as_str)
+    }
+
+    /// Up to ten messages waiting on the queue, each with the handle that deletes it.
+    pub async fn receive(&self) -> Result<Vec<(String, String)>, String> {
+        let url = self.url().await?.to_owned();
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.receipt_handle.unwrap_or_default(),
+                    m.body.unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    pub async fn delete(&self, receipt: &str) -> Result<(), String> {
+        let url = self.url().await?.to_owned();
+        self.sqs
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+    }
+
+    /// Sends one job to be delivered after `delay` (at most 15 minutes, SQS's limit).
+    pub async fn send_delayed(
+        &self,
+        job: &JobMessage,
+        delay: std::time::Duration,
+    ) -> Result<(), String> {
+        let url = self.url().await?.to_owned();
+        let body = serde_json::to_string(job).map_err(|e| e.to_string())?;
+        let seconds = i32::try_from(delay.as_secs().min(900)).unwrap_or(900);
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(seconds)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
     }
 
     /// Sends every job, ten a call. Returns, for each job in order, `Err(why)` when the

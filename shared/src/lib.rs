@@ -3,8 +3,10 @@
 //! rules, the DynamoDB adapter, the dcmanager wire format, the HTTP API handlers,
 //! configuration and resource definitions. The functions under `functions/` only wire it.
 
+pub mod agent_client;
 pub mod api;
 pub mod auth;
+pub mod central;
 pub mod config;
 pub mod domain;
 pub mod jobs;
@@ -12,4 +14,6 @@ pub mod provision;
 pub mod resources;
 pub mod runtime;
 pub mod store;
+pub mod sweeper;
 pub mod wire;
+pub mod worker;

@@ -18,6 +18,7 @@ pub struct Resources {
     pub counters_table: String,
     pub operations_table: String,
     pub idempotency_table: String,
+    pub backups_table: String,
     pub jobs_queue: String,
     pub jobs_dead_letter_queue: String,
     pub backup_bucket: String,
@@ -25,6 +26,10 @@ pub struct Resources {
 
 /// The index of the subclouds table that lists a group's members without a scan.
 pub const GROUP_MEMBERS_INDEX: &str = "group-members";
+
+/// A sparse index of the subclouds table: only held slots have `lease_held`, so the
+/// sweeper finds expired leases by lease expiry without a scan.
+pub const EXPIRING_LEASES_INDEX: &str = "expiring-leases";
 
 /// The index of the operations table that lists a subcloud's operations, newest first.
 pub const SUBCLOUD_OPERATIONS_INDEX: &str = "subcloud-operations";
@@ -99,6 +104,7 @@ impl Resources {
             counters_table: format!("{prefix}-counters"),
             operations_table: format!("{prefix}-operations"),
             idempotency_table: format!("{prefix}-idempotency"),
+            backups_table: format!("{prefix}-backups"),
             jobs_queue: format!("{prefix}-jobs"),
             jobs_dead_letter_queue: format!("{prefix}-jobs-dlq"),
             backup_bucket: format!("{prefix}-backups"),
@@ -115,13 +121,22 @@ impl Resources {
                     hash: ("id", N),
                     range: None,
                 },
-                indexes: vec![Index {
-                    name: GROUP_MEMBERS_INDEX,
-                    key: Key {
-                        hash: ("group_id", N),
-                        range: Some(("id", N)),
+                indexes: vec![
+                    Index {
+                        name: GROUP_MEMBERS_INDEX,
+                        key: Key {
+                            hash: ("group_id", N),
+                            range: Some(("id", N)),
+                        },
                     },
-                }],
+                    Index {
+                        name: EXPIRING_LEASES_INDEX,
+                        key: Key {
+                            hash: ("lease_held", S),
+                            range: Some(("lease_expires_at", N)),
+                        },
+                    },
+                ],
                 ttl_attribute: None,
             },
             Table {
@@ -179,6 +194,16 @@ impl Resources {
                 },
                 indexes: vec![],
                 ttl_attribute: Some("expires_at"),
+            },
+            Table {
+                logical_id: "BackupsTable",
+                name: self.backups_table.clone(),
+                key: Key {
+                    hash: ("subcloud_id", N),
+                    range: Some(("backup_id", S)),
+                },
+                indexes: vec![],
+                ttl_attribute: None,
             },
         ]
     }

@@ -1,11 +1,15 @@
 //! What a function's `main` calls: structured JSON logs, AWS clients from the environment
 //! (no network I/O at start), and the Lambda runtime loop around the shared handler.
 
+use crate::agent_client::AgentClient;
 use crate::api::{self, App, Route};
 use crate::auth::{AuthConfig, Authenticator};
+use crate::central::CentralStore;
 use crate::config::Config;
 use crate::jobs::JobQueue;
 use crate::store::Inventory;
+use crate::sweeper::Sweeper;
+use crate::worker::Worker;
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
 
@@ -76,4 +80,75 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
         async move { Ok::<_, std::convert::Infallible>(api::handle(&app, route, req).await) }
     }))
     .await
+}
+
+/// Runs the worker as a Lambda function on the jobs queue (partial batch responses on).
+pub async fn serve_worker() -> Result<(), Error> {
+    init_tracing();
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    let worker = Arc::new(worker(&clients, &config, agent_secret_from_env()?));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+            let worker = Arc::clone(&worker);
+            async move { Ok::<_, std::convert::Infallible>(worker.handle_batch(event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// The key the worker signs agent tokens with (`DCBACKUP_AGENT_SECRET`, at least 32 bytes).
+pub fn agent_secret_from_env() -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+    let value = std::env::var("DCBACKUP_AGENT_SECRET").map_err(|_| {
+        crate::config::ConfigError(
+            "DCBACKUP_AGENT_SECRET (the agents' token key) is not set".into(),
+        )
+    })?;
+    dcbackup_agent::Secret::new(value.into_bytes())
+        .map_err(|e| crate::config::ConfigError(format!("DCBACKUP_AGENT_SECRET: {e}")))
+}
+
+/// The worker over these clients and settings.
+pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::Secret) -> Worker {
+    Worker {
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        jobs: JobQueue::new(
+            clients.sqs.clone(),
+            config.resources.jobs_queue.clone(),
+            config.jobs_queue_url.clone(),
+        ),
+        central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
+        agents: AgentClient::new(agent_secret),
+        lease_seconds: config.lease_seconds,
+        poll_cap: config.poll_cap,
+        max_running: config.max_running,
+    }
+}
+
+/// Runs the sweeper as a scheduled Lambda function (any event triggers one sweep).
+pub async fn serve_sweeper() -> Result<(), Error> {
+    init_tracing();
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    let sweeper = Arc::new(sweeper(&clients, &config));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let sweeper = Arc::clone(&sweeper);
+            // A failed sweep is retried by the next scheduled run; the error is logged.
+            async move { sweeper.sweep().await.map_err(Error::from) }
+        },
+    ))
+    .await
+}
+
+/// The sweeper over these clients and settings.
+pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
+    Sweeper {
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        dead_letters: JobQueue::new(
+            clients.sqs.clone(),
+            config.resources.jobs_dead_letter_queue.clone(),
+            config.jobs_dead_letter_queue_url.clone(),
+        ),
+    }
 }

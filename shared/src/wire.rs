@@ -2,6 +2,7 @@
 //! positionally, so every key is always present (null where unknown).
 
 use crate::domain::{epoch_now, timestamp_of_epoch, Group, Operation, Subcloud};
+use crate::store::BackupRecord;
 use serde_json::{json, Value};
 
 pub fn subcloud(sc: &Subcloud) -> Value {
@@ -36,6 +37,17 @@ pub fn subcloud(sc: &Subcloud) -> Value {
     })
 }
 
+pub fn backup(b: &BackupRecord) -> Value {
+    json!({
+        "release": b.release,
+        "location": b.location,
+        "size": b.size,
+        "sha256": b.sha256,
+        "created-at": b.created_at,
+        "operation": b.op_id,
+    })
+}
+
 pub fn operation(op: &Operation) -> Value {
     json!({
         "id": op.op_id,
@@ -52,6 +64,8 @@ pub fn operation(op: &Operation) -> Value {
         "error": op.error,
         "created-at": op.created_at,
         "updated-at": op.updated_at,
+        "started-at": op.started_at,
+        "finished-at": op.finished_at,
     })
 }
 

@@ -2,22 +2,31 @@
 //! routes `dcbackup::api` serves; nothing but this test ties the two together. It reads the
 //! template (each parameter at its default) and fails naming every table, queue, bucket or
 //! function that drifted from the code, and every grant a function lacks or has beyond what
-//! its route needs (`grants`).
+//! its route needs (`grants`). A function that serves no route is known by name
+//! (`background`): what drives it (a queue or a schedule), what it is granted and what it is
+//! given; any other is drift.
 
 use dcbackup::api::Route;
 use dcbackup::config::Config;
 use dcbackup::resources::{Key, Resources};
 use serde_yaml::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::path::PathBuf;
 
 const TEMPLATE: &str = "infra/template.yaml";
-/// The queue subcloud-backup functions send jobs to.
+/// The queue subcloud-backup functions send jobs to, and the worker takes them from.
 const JOBS_QUEUE: &str = "JobsQueue";
+/// The logical id of the backup bucket (`Resources::backup_bucket`).
+const BACKUP_BUCKET: &str = "BackupBucket";
 /// Where a function that sends jobs finds the queue's URL (`Config::from_env`); without it
 /// the function would call GetQueueUrl, which its policy does not allow.
 const JOBS_QUEUE_URL_VARIABLE: &str = "DCBACKUP_JOBS_QUEUE_URL";
+/// Where failed jobs land (`Resources::jobs_dead_letter_queue`), and the sweeper takes them.
+const DEAD_LETTER_QUEUE: &str = "JobsDeadLetterQueue";
+/// Where a function that takes dead-lettered jobs finds that queue's URL (`Config::from_env`);
+/// without it the function would call GetQueueUrl, which `SQSPollerPolicy` does not allow.
+const DEAD_LETTER_QUEUE_URL_VARIABLE: &str = "DCBACKUP_JOBS_DLQ_URL";
 /// The logical id of the HTTP API every route's event must attach to; without it SAM would
 /// create a second, implicit API.
 const API: &str = "Api";
@@ -32,6 +41,12 @@ struct Grants {
     /// Sends jobs: `SQSSendMessagePolicy` on the jobs queue, and the queue's URL in
     /// `DCBACKUP_JOBS_QUEUE_URL`.
     sends_jobs: bool,
+    /// Receives and deletes dead-lettered jobs: `SQSPollerPolicy` on the dead-letter queue,
+    /// and its URL in `DCBACKUP_JOBS_DLQ_URL`.
+    takes_dead_letters: bool,
+    /// Signs upload and download URLs of the backup bucket, lists and deletes its objects:
+    /// `S3CrudPolicy` on the bucket.
+    backup_bucket: bool,
 }
 
 fn grants(route: Route) -> Grants {
@@ -56,6 +71,8 @@ fn grants(route: Route) -> Grants {
             ],
             read: &[],
             sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
         },
         // The slot claim (subclouds), the operation records, `Idempotency-Key` replays; the
         // target is only resolved (groups, names); one job per claimed subcloud.
@@ -63,21 +80,203 @@ fn grants(route: Route) -> Grants {
             crud: &["SubcloudsTable", "OperationsTable", "IdempotencyTable"],
             read: &["GroupsTable", "NamesTable"],
             sends_jobs: true,
+            takes_dead_letters: false,
+            backup_bucket: false,
         },
         // One record by its id.
         Route::OperationsShow => Grants {
             crud: &[],
             read: &["OperationsTable"],
             sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
         },
         // A subcloud by name or id, then its records through the subcloud-operations index.
         Route::OperationsHistory => Grants {
             crud: &[],
             read: &["SubcloudsTable", "NamesTable", "OperationsTable"],
             sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // A subcloud by name or id, then its backups' items.
+        Route::BackupsList => Grants {
+            crud: &[],
+            read: &["SubcloudsTable", "NamesTable", "BackupsTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
         },
     }
 }
+
+/// A variable a function is given from a parameter of the template, beyond `Globals`.
+struct Setting {
+    variable: &'static str,
+    parameter: &'static str,
+    /// The parameter's default, the code's; `None` when it must have none (it must be given).
+    default: Option<String>,
+}
+
+/// A function that serves no route, driven by a queue or a schedule instead. Kept by hand,
+/// like `grants`, from what its handler touches; a function in the template that neither
+/// serves a route nor is named here is drift.
+struct Background {
+    /// The package under `functions/`, the binary cargo-lambda builds and the name's suffix.
+    function: &'static str,
+    /// What its package's `main` runs: `dcbackup::runtime::<handler>()`.
+    handler: &'static str,
+    /// What invokes it: its one event.
+    trigger: Trigger,
+    grants: Grants,
+    /// Its own variables besides the queues' URLs (which `grants` implies).
+    settings: Vec<Setting>,
+}
+
+enum Trigger {
+    /// The queue's messages: `Type: SQS`.
+    Queue {
+        queue: &'static str,
+        batch_size: u64,
+        /// `FunctionResponseTypes: [ReportBatchItemFailures]`: a message to retry is
+        /// reported alone, so the rest of its batch is not delivered again.
+        reports_item_failures: bool,
+    },
+    /// An EventBridge Scheduler schedule: `Type: ScheduleV2`, enabled, named
+    /// `<prefix>-<function>` (schedule names are unique per account, not per stack), its
+    /// `ScheduleExpression` from `parameter`, whose default is every `every_seconds`.
+    Schedule {
+        parameter: &'static str,
+        every_seconds: u64,
+    },
+}
+
+impl Trigger {
+    fn describe(&self) -> String {
+        match self {
+            Trigger::Queue { queue, .. } => format!("on {queue}"),
+            Trigger::Schedule { parameter, .. } => format!("on the {parameter} schedule"),
+        }
+    }
+}
+
+/// A function's event as the test compares it: what the template says of what matters.
+#[derive(Debug, PartialEq)]
+enum Event {
+    Queue {
+        /// The logical id of `!GetAtt <Queue>.Arn`.
+        queue: Option<String>,
+        batch_size: Option<u64>,
+        response_types: Vec<String>,
+    },
+    Schedule {
+        /// With every parameter at its default.
+        name: Option<String>,
+        /// `!Ref <Parameter>` as "!Ref <Parameter>", anything else as written.
+        expression: Option<String>,
+        /// `State` unset or `ENABLED`.
+        enabled: bool,
+    },
+    /// Any other type, by its type.
+    Other(String),
+}
+
+/// An EventBridge Scheduler rate expression: `rate(<n> minute[s]|hour[s]|day[s])`.
+fn rate_expression(seconds: u64) -> String {
+    let (value, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(length, _)| seconds.is_multiple_of(*length))
+        .map(|(length, unit)| (seconds / length, unit))
+        .unwrap_or_else(|| panic!("the test's background table: {seconds} s is no rate"));
+    let plural = if value == 1 { "" } else { "s" };
+    format!("rate({value} {unit}{plural})")
+}
+
+/// Lambda asks an SQS event source's queue for a visibility timeout of at least this many
+/// times the function's timeout.
+const VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT: u64 = 6;
+
+fn background() -> Vec<Background> {
+    vec![
+        // `worker::Worker`: a job's subcloud by id and its slot (subclouds), the operation's
+        // state (operations), the backups made and deleted (backups); delayed polls to the
+        // jobs queue; pre-signed PUT and GET URLs, and a release's objects listed and deleted
+        // (the bucket); agent tokens signed with the agents' key.
+        // Seats (`store::seats`): taken and given back in transactions on the group's count
+        // (groups, conditional on its `max_parallel_subclouds`) and the system's (counters),
+        // the latter with the operation's end (operations).
+        Background {
+            function: "worker",
+            handler: "serve_worker",
+            trigger: Trigger::Queue {
+                queue: JOBS_QUEUE,
+                batch_size: 10,
+                reports_item_failures: true,
+            },
+            grants: Grants {
+                crud: &[
+                    "SubcloudsTable",
+                    "OperationsTable",
+                    "BackupsTable",
+                    "GroupsTable",
+                    "CountersTable",
+                ],
+                read: &[],
+                sends_jobs: true,
+                takes_dead_letters: false,
+                backup_bucket: true,
+            },
+            settings: vec![
+                // `runtime::agent_secret_from_env`; no default: it is the agents' key.
+                Setting {
+                    variable: AGENT_SECRET_VARIABLE,
+                    parameter: AGENT_SECRET_PARAMETER,
+                    default: None,
+                },
+                Setting {
+                    variable: "DCBACKUP_POLL_MAX_SECONDS",
+                    parameter: "PollMaxSeconds",
+                    default: Some(Config::DEFAULT_POLL_MAX_SECONDS.to_string()),
+                },
+                Setting {
+                    variable: "DCBACKUP_MAX_RUNNING",
+                    parameter: "MaxRunning",
+                    default: Some(Config::DEFAULT_MAX_RUNNING.to_string()),
+                },
+            ],
+        },
+        // `sweeper::Sweeper`: expired leases through the expiring-leases index and a
+        // dead-lettered job's subcloud by id (subclouds); each such operation ended as
+        // failed in one transaction: the slot (subclouds), the record (operations) and its
+        // seat given back (groups, counters); dead-lettered jobs received and deleted.
+        Background {
+            function: "sweeper",
+            handler: "serve_sweeper",
+            trigger: Trigger::Schedule {
+                parameter: "SweepSchedule",
+                every_seconds: 60,
+            },
+            grants: Grants {
+                crud: &[
+                    "SubcloudsTable",
+                    "OperationsTable",
+                    "GroupsTable",
+                    "CountersTable",
+                ],
+                read: &[],
+                sends_jobs: false,
+                takes_dead_letters: true,
+                backup_bucket: false,
+            },
+            settings: vec![],
+        },
+    ]
+}
+
+/// Where the worker finds the key it signs agent tokens with (`runtime::agent_secret_from_env`).
+const AGENT_SECRET_VARIABLE: &str = "DCBACKUP_AGENT_SECRET";
+const AGENT_SECRET_PARAMETER: &str = "AgentSecret";
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -429,17 +628,25 @@ fn queues_match_the_code() {
 fn the_bucket_matches_the_code() {
     let template = Template::load();
     let mut drift = Drift::default();
-    let names: Vec<String> = template
+    // (logical id, name): the id is what the functions' policies name.
+    let buckets: Vec<(String, String)> = template
         .ids_of_type("AWS::S3::Bucket")
         .iter()
         .map(|id| {
             let props = template
                 .properties(id, "AWS::S3::Bucket")
                 .unwrap_or_else(|e| panic!("{e}"));
-            template.resolve(field(props, "BucketName", id), id)
+            (
+                id.clone(),
+                template.resolve(field(props, "BucketName", id), id),
+            )
         })
         .collect();
-    drift.compare("S3 buckets", names, vec![code().backup_bucket]);
+    drift.compare(
+        "S3 buckets (logical id, name)",
+        buckets,
+        vec![(BACKUP_BUCKET.to_owned(), code().backup_bucket)],
+    );
     drift.assert_none();
 }
 
@@ -489,18 +696,66 @@ fn functions_get_the_stack_settings() {
             drift.note(format!("{parameter}: no such parameter"));
         }
     }
-    if variables.get(JOBS_QUEUE_URL_VARIABLE).is_some() {
-        drift.note(format!(
-            "Globals {JOBS_QUEUE_URL_VARIABLE}: set only on the functions that send jobs"
-        ));
+    // Set on the functions that need them only: the secret above all.
+    let own = background()
+        .into_iter()
+        .flat_map(|function| function.settings)
+        .map(|setting| setting.variable)
+        .chain([JOBS_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE_URL_VARIABLE]);
+    for variable in own {
+        if variables.get(variable).is_some() {
+            drift.note(format!(
+                "Globals {variable}: set only on the functions that need it"
+            ));
+        }
     }
     drift.assert_none();
 }
 
-/// A function's policy as (SAM policy template, the table or queue it is scoped to). A
-/// scope written any other way than the template needs (`!Ref <Table>` for a table,
-/// `!GetAtt <Queue>.QueueName` for a queue), a managed policy or an inline statement comes
-/// out as written, so that it never matches a grant.
+/// The agents' key: never echoed by CloudFormation, never defaulted, and refused by the
+/// template when shorter than the agents accept (bytes ≥ characters, so a length in
+/// characters suffices).
+#[test]
+fn the_agent_secret_is_hidden_and_long_enough() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    match template
+        .0
+        .get("Parameters")
+        .and_then(|parameters| parameters.get(AGENT_SECRET_PARAMETER))
+    {
+        None => drift.note(format!("{AGENT_SECRET_PARAMETER}: no such parameter")),
+        Some(parameter) => {
+            let what = |name: &str| format!("parameter {AGENT_SECRET_PARAMETER} {name}");
+            drift.compare(
+                &what("Type"),
+                parameter.get("Type").and_then(Value::as_str),
+                Some("String"),
+            );
+            drift.compare(
+                &what("NoEcho"),
+                parameter.get("NoEcho"),
+                Some(&Value::Bool(true)),
+            );
+            let min_length = parameter
+                .get("MinLength")
+                .map(|length| number(length, AGENT_SECRET_PARAMETER));
+            let needed = dcbackup_agent::MIN_SECRET_BYTES as u64;
+            if min_length.is_none_or(|length| length < needed) {
+                drift.note(format!(
+                    "{}: {min_length:?}, below the agents' {needed} bytes",
+                    what("MinLength")
+                ));
+            }
+        }
+    }
+    drift.assert_none();
+}
+
+/// A function's policy as (SAM policy template, the table, queue or bucket it is scoped to).
+/// A scope written any other way than the template needs (`!Ref <Table>` for a table,
+/// `!GetAtt <Queue>.QueueName` for a queue, `!Ref <Bucket>` for a bucket), a managed policy
+/// or an inline statement comes out as written, so that it never matches a grant.
 fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
     match policy {
         Value::String(managed) => vec![("managed policy".to_owned(), managed.clone())],
@@ -509,9 +764,12 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
             .map(|(kind, parameters)| {
                 let kind = text(kind, what);
                 let scope = match kind {
-                    "SQSSendMessagePolicy" => parameters
+                    "SQSSendMessagePolicy" | "SQSPollerPolicy" => parameters
                         .get("QueueName")
                         .and_then(|queue| target(queue, "GetAtt", Some("QueueName"))),
+                    _ if kind.starts_with("S3") => parameters
+                        .get("BucketName")
+                        .and_then(|bucket| target(bucket, "Ref", None)),
                     _ => parameters
                         .get("TableName")
                         .and_then(|table| target(table, "Ref", None)),
@@ -543,11 +801,151 @@ fn function_logical_id(function: &str) -> String {
     id
 }
 
+/// `!Ref X` as "!Ref X"; anything else as written.
+fn show_ref(value: &Value) -> String {
+    match target(value, "Ref", None) {
+        Some(id) => format!("!Ref {id}"),
+        None => format!("{value:?}"),
+    }
+}
+
+/// What every function is checked for, whether it serves a route or not: its name, its code,
+/// exactly its grants, and exactly the variables it is given beyond `Globals`.
+fn check_function(
+    template: &Template,
+    drift: &mut Drift,
+    id: &str,
+    props: &Value,
+    function: &str,
+    grants: &Grants,
+    settings: &[Setting],
+) {
+    let what = |name: &str| format!("{id} {name}");
+    drift.compare(
+        &what("FunctionName"),
+        template.resolve(field(props, "FunctionName", id), id),
+        format!("{}-{function}", Resources::DEFAULT_PREFIX),
+    );
+    // Prebuilt by `cargo lambda build`, which names the directory after the binary.
+    drift.compare(
+        &what("CodeUri"),
+        template.resolve(field(props, "CodeUri", id), id),
+        format!("../target/lambda/{function}/"),
+    );
+    let manifest = repo_root()
+        .join("functions")
+        .join(function)
+        .join("Cargo.toml");
+    let package = std::fs::read_to_string(&manifest).unwrap_or_default();
+    if !package
+        .lines()
+        .any(|line| line.trim() == format!("name = \"{function}\""))
+    {
+        drift.note(format!(
+            "{id}: {} does not define the package {function}",
+            manifest.display()
+        ));
+    }
+    let tables: BTreeSet<&str> = code().tables().iter().map(|t| t.logical_id).collect();
+    let granted: BTreeSet<(String, String)> = props
+        .get("Policies")
+        .map_or(&[][..], |policies| list(policies, id))
+        .iter()
+        .flat_map(|policy| policy_grants(policy, id))
+        .collect();
+    let mut needed = BTreeSet::new();
+    for (policy, needs) in [
+        ("DynamoDBCrudPolicy", grants.crud),
+        ("DynamoDBReadPolicy", grants.read),
+    ] {
+        for table in needs {
+            if !tables.contains(table) {
+                drift.note(format!(
+                    "the test's grants for {id} name {table}, a table resources.rs does not define"
+                ));
+            }
+            needed.insert((policy.to_owned(), (*table).to_owned()));
+        }
+    }
+    if grants.sends_jobs {
+        needed.insert(("SQSSendMessagePolicy".to_owned(), JOBS_QUEUE.to_owned()));
+    }
+    if grants.takes_dead_letters {
+        needed.insert(("SQSPollerPolicy".to_owned(), DEAD_LETTER_QUEUE.to_owned()));
+    }
+    if grants.backup_bucket {
+        needed.insert(("S3CrudPolicy".to_owned(), BACKUP_BUCKET.to_owned()));
+    }
+    for (policy, scope) in needed.difference(&granted) {
+        drift.note(format!("{id}: lacks {policy} on {scope}"));
+    }
+    for (policy, scope) in granted.difference(&needed) {
+        drift.note(format!("{id}: {policy} on {scope}, which it does not need"));
+    }
+    // Variable → value, each a `!Ref`: the jobs queue's URL to a function that sends jobs,
+    // the dead-letter queue's to one that takes dead letters, its settings' parameters, and
+    // nothing else (the agents' key above all).
+    let environment: BTreeMap<String, String> = props
+        .get("Environment")
+        .and_then(|environment| environment.get("Variables"))
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .map(|(variable, value)| (text(variable, id).to_owned(), show_ref(value)))
+        .collect();
+    let expected: BTreeMap<String, String> = grants
+        .sends_jobs
+        .then_some((JOBS_QUEUE_URL_VARIABLE, JOBS_QUEUE))
+        .into_iter()
+        .chain(
+            grants
+                .takes_dead_letters
+                .then_some((DEAD_LETTER_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE)),
+        )
+        .chain(settings.iter().map(|s| (s.variable, s.parameter)))
+        .map(|(variable, target)| (variable.to_owned(), format!("!Ref {target}")))
+        .collect();
+    drift.compare(&what("Environment Variables"), environment, expected);
+    for setting in settings {
+        check_parameter(
+            template,
+            drift,
+            id,
+            setting.parameter,
+            setting.default.clone(),
+        );
+    }
+}
+
+/// Parameter `parameter`, which `id` needs, exists and defaults to `default` (`None`: has no
+/// default, it must be given).
+fn check_parameter(
+    template: &Template,
+    drift: &mut Drift,
+    id: &str,
+    parameter: &str,
+    default: Option<String>,
+) {
+    match template
+        .0
+        .get("Parameters")
+        .and_then(|parameters| parameters.get(parameter))
+    {
+        None => drift.note(format!("{parameter}: no such parameter ({id} needs it)")),
+        Some(declared) => drift.compare(
+            &format!("parameter {parameter}'s default"),
+            declared
+                .get("Default")
+                .map(|_| template.parameter_default(parameter, TEMPLATE)),
+            default,
+        ),
+    }
+}
+
 #[test]
-fn every_route_has_its_function_and_no_other() {
+fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
     let template = Template::load();
     let mut drift = Drift::default();
-    let tables: BTreeSet<&str> = code().tables().iter().map(|t| t.logical_id).collect();
     let mut defined = BTreeSet::new();
     for route in Route::ALL {
         let function = route.function();
@@ -560,21 +958,30 @@ fn every_route_has_its_function_and_no_other() {
                 continue;
             }
         };
-        let what = |name: &str| format!("{id} {name}");
-        drift.compare(
-            &what("FunctionName"),
-            template.resolve(field(props, "FunctionName", &id), &id),
-            format!("{}-{function}", Resources::DEFAULT_PREFIX),
+        check_function(
+            &template,
+            &mut drift,
+            &id,
+            props,
+            function,
+            &grants(route),
+            &[],
         );
         // (type, method, path, API): exactly the route, on the stack's one HTTP API.
-        let events: Vec<(String, String, String, Option<String>)> = props
+        type HttpEvent = (String, Option<String>, Option<String>, Option<String>);
+        let events: Vec<HttpEvent> = props
             .get("Events")
             .and_then(Value::as_mapping)
             .into_iter()
             .flatten()
             .map(|(_, event)| {
                 let properties = field(event, "Properties", &id);
-                let property = |key| text(field(properties, key, &id), &id).to_owned();
+                let property = |key| {
+                    properties
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
                 (
                     text(field(event, "Type", &id), &id).to_owned(),
                     property("Method"),
@@ -587,85 +994,191 @@ fn every_route_has_its_function_and_no_other() {
             })
             .collect();
         drift.compare(
-            &what("Events"),
+            &format!("{id} Events"),
             events,
             vec![(
                 "HttpApi".to_owned(),
-                route.method().to_string(),
-                route.pattern().to_owned(),
+                Some(route.method().to_string()),
+                Some(route.pattern().to_owned()),
                 Some(API.to_owned()),
             )],
         );
-        // Prebuilt by `cargo lambda build`, which names the directory after the binary.
-        drift.compare(
-            &what("CodeUri"),
-            template.resolve(field(props, "CodeUri", &id), &id),
-            format!("../target/lambda/{function}/"),
+    }
+    let queues = code().queues();
+    let globals = ["Globals", "Function"]
+        .iter()
+        .fold(&template.0, |value, key| field(value, key, "the template"));
+    for known in background() {
+        let id = function_logical_id(known.function);
+        defined.insert(id.clone());
+        let props = match template.properties(&id, "AWS::Serverless::Function") {
+            Ok(props) => props,
+            Err(e) => {
+                drift.note(format!(
+                    "{} {}: {e}",
+                    known.function,
+                    known.trigger.describe()
+                ));
+                continue;
+            }
+        };
+        check_function(
+            &template,
+            &mut drift,
+            &id,
+            props,
+            known.function,
+            &known.grants,
+            &known.settings,
         );
-        let manifest = repo_root()
+        let main = repo_root()
             .join("functions")
-            .join(function)
-            .join("Cargo.toml");
-        let package = std::fs::read_to_string(&manifest).unwrap_or_default();
-        if !package
-            .lines()
-            .any(|line| line.trim() == format!("name = \"{function}\""))
+            .join(known.function)
+            .join("src")
+            .join("main.rs");
+        let call = format!("dcbackup::runtime::{}()", known.handler);
+        if !std::fs::read_to_string(&main)
+            .unwrap_or_default()
+            .contains(&call)
         {
-            drift.note(format!(
-                "{id}: {} does not define the package {function}",
-                manifest.display()
-            ));
+            drift.note(format!("{id}: {} does not call {call}", main.display()));
         }
-        let granted: BTreeSet<(String, String)> = props
-            .get("Policies")
-            .map_or(&[][..], |policies| list(policies, &id))
-            .iter()
-            .flat_map(|policy| policy_grants(policy, &id))
-            .collect();
-        let grants = grants(route);
-        let mut needed = BTreeSet::new();
-        for (policy, needs) in [
-            ("DynamoDBCrudPolicy", grants.crud),
-            ("DynamoDBReadPolicy", grants.read),
-        ] {
-            for table in needs {
-                if !tables.contains(table) {
-                    drift.note(format!(
-                        "the test's grants for {id} name {table}, a table resources.rs does not define"
-                    ));
+        // Exactly the one trigger.
+        let events: Vec<Event> = props
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .map(|(_, event)| {
+                let properties = field(event, "Properties", &id);
+                match text(field(event, "Type", &id), &id) {
+                    "SQS" => Event::Queue {
+                        queue: properties
+                            .get("Queue")
+                            .and_then(|queue| target(queue, "GetAtt", Some("Arn")))
+                            .map(str::to_owned),
+                        batch_size: properties.get("BatchSize").map(|size| number(size, &id)),
+                        response_types: properties
+                            .get("FunctionResponseTypes")
+                            .map_or(&[][..], |types| list(types, &id))
+                            .iter()
+                            .map(|kind| text(kind, &id).to_owned())
+                            .collect(),
+                    },
+                    "ScheduleV2" => Event::Schedule {
+                        name: properties
+                            .get("Name")
+                            .map(|name| template.resolve(name, &id)),
+                        expression: properties.get("ScheduleExpression").map(|expression| {
+                            match target(expression, "Ref", None) {
+                                Some(parameter) => format!("!Ref {parameter}"),
+                                None => expression
+                                    .as_str()
+                                    .map_or_else(|| format!("{expression:?}"), str::to_owned),
+                            }
+                        }),
+                        enabled: properties
+                            .get("State")
+                            .is_none_or(|state| state.as_str() == Some("ENABLED")),
+                    },
+                    other => Event::Other(other.to_owned()),
                 }
-                needed.insert((policy.to_owned(), (*table).to_owned()));
+            })
+            .collect();
+        let expected = match &known.trigger {
+            Trigger::Queue {
+                queue,
+                batch_size,
+                reports_item_failures,
+            } => Event::Queue {
+                queue: Some((*queue).to_owned()),
+                batch_size: Some(*batch_size),
+                response_types: reports_item_failures
+                    .then(|| "ReportBatchItemFailures".to_owned())
+                    .into_iter()
+                    .collect(),
+            },
+            Trigger::Schedule {
+                parameter,
+                every_seconds,
+            } => {
+                check_parameter(
+                    &template,
+                    &mut drift,
+                    &id,
+                    parameter,
+                    Some(rate_expression(*every_seconds)),
+                );
+                Event::Schedule {
+                    name: Some(format!("{}-{}", Resources::DEFAULT_PREFIX, known.function)),
+                    expression: Some(format!("!Ref {parameter}")),
+                    enabled: true,
+                }
+            }
+        };
+        drift.compare(&format!("{id} Events"), events, vec![expected]);
+        // (the longest Timeout allowed, what it is): a message must stay hidden while the
+        // function may still be working on it, and a scheduled run must end before the next.
+        let mut limits: Vec<(u64, String)> = Vec::new();
+        let mut visibility = |queue: &str, why: &str| match queues
+            .iter()
+            .find(|q| q.logical_id == queue)
+        {
+            Some(found) => Some(u64::from(found.visibility_timeout_seconds)),
+            None => {
+                drift.note(format!(
+                    "the test's background table {why} {queue}, a queue resources.rs does not define"
+                ));
+                None
+            }
+        };
+        if let Trigger::Queue { queue, .. } = &known.trigger {
+            if let Some(seconds) = visibility(queue, &format!("drives {id} from")) {
+                limits.push((
+                    seconds / VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT,
+                    format!(
+                        "1/{VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT} of {queue}'s visibility timeout ({seconds} s)"
+                    ),
+                ));
             }
         }
-        if grants.sends_jobs {
-            needed.insert(("SQSSendMessagePolicy".to_owned(), JOBS_QUEUE.to_owned()));
+        if known.grants.takes_dead_letters {
+            let why = format!("has {id} take dead letters from");
+            if let Some(seconds) = visibility(DEAD_LETTER_QUEUE, &why) {
+                limits.push((
+                    seconds,
+                    format!("{DEAD_LETTER_QUEUE}'s visibility timeout ({seconds} s)"),
+                ));
+            }
         }
-        for (policy, scope) in needed.difference(&granted) {
-            drift.note(format!("{id}: lacks {policy} on {scope}"));
-        }
-        for (policy, scope) in granted.difference(&needed) {
-            drift.note(format!(
-                "{id}: {policy} on {scope}, which its route does not need"
+        if let Trigger::Schedule { every_seconds, .. } = &known.trigger {
+            limits.push((
+                *every_seconds,
+                format!("the period of its schedule ({every_seconds} s)"),
             ));
         }
-        let queue_url = props
-            .get("Environment")
-            .and_then(|environment| environment.get("Variables"))
-            .and_then(|variables| variables.get(JOBS_QUEUE_URL_VARIABLE));
-        drift.compare(
-            &what(&format!("Environment {JOBS_QUEUE_URL_VARIABLE}")),
-            queue_url.map(|url| match target(url, "Ref", None) {
-                Some(queue) => format!("!Ref {queue}"),
-                None => format!("{url:?}"),
-            }),
-            grants.sends_jobs.then(|| format!("!Ref {JOBS_QUEUE}")),
-        );
+        match props
+            .get("Timeout")
+            .or_else(|| globals.get("Timeout"))
+            .map(|timeout| number(timeout, &id))
+        {
+            None => drift.note(format!("{id}: no Timeout, here or in Globals")),
+            Some(timeout) => {
+                for (limit, what) in limits {
+                    if timeout > limit {
+                        drift.note(format!("{id} Timeout: {timeout} s, more than {what}"));
+                    }
+                }
+            }
+        }
     }
     for extra in template
         .ids_of_type("AWS::Serverless::Function")
         .difference(&defined)
     {
-        drift.note(format!("{extra}: a function that serves no api::Route"));
+        drift.note(format!(
+            "{extra}: a function that serves no api::Route and is not in the test's background table"
+        ));
     }
     if let Err(e) = template.properties(API, "AWS::Serverless::HttpApi") {
         drift.note(e);

@@ -349,6 +349,8 @@ async fn hand_over(
             error: None,
             created_at: now.clone(),
             updated_at: now.clone(),
+            started_at: None,
+            finished_at: None,
         })
         .collect();
 

@@ -52,10 +52,11 @@ pub enum Route {
     BackupRestore,
     OperationsShow,
     OperationsHistory,
+    BackupsList,
 }
 
 impl Route {
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 17] = [
         Route::SubcloudsList,
         Route::SubcloudsRegister,
         Route::SubcloudsShow,
@@ -72,6 +73,7 @@ impl Route {
         Route::BackupRestore,
         Route::OperationsShow,
         Route::OperationsHistory,
+        Route::BackupsList,
     ];
 
     /// The Lambda function (and crate under `functions/`) serving this route.
@@ -93,6 +95,7 @@ impl Route {
             Route::BackupRestore => "subcloud-backup-restore",
             Route::OperationsShow => "operations-show",
             Route::OperationsHistory => "operations-history",
+            Route::BackupsList => "backups-list",
         }
     }
 
@@ -100,7 +103,7 @@ impl Route {
         match self {
             Route::SubcloudsList | Route::SubcloudsShow => Method::GET,
             Route::GroupsList | Route::GroupsShow | Route::GroupsMembers => Method::GET,
-            Route::OperationsShow | Route::OperationsHistory => Method::GET,
+            Route::OperationsShow | Route::OperationsHistory | Route::BackupsList => Method::GET,
             Route::SubcloudsRegister | Route::GroupsCreate | Route::BackupCreate => Method::POST,
             Route::SubcloudsUpdate | Route::GroupsUpdate => Method::PATCH,
             Route::BackupDelete | Route::BackupRestore => Method::PATCH,
@@ -125,7 +128,9 @@ impl Route {
             Route::BackupCreate => rules::SUBCLOUD_BACKUP_CREATE,
             Route::BackupDelete => rules::SUBCLOUD_BACKUP_DELETE,
             Route::BackupRestore => rules::SUBCLOUD_BACKUP_RESTORE,
-            Route::OperationsShow | Route::OperationsHistory => rules::SUBCLOUD_BACKUP_GET,
+            Route::OperationsShow | Route::OperationsHistory | Route::BackupsList => {
+                rules::SUBCLOUD_BACKUP_GET
+            }
         }
     }
 
@@ -146,6 +151,7 @@ impl Route {
             Route::BackupRestore => "/v1.0/subcloud-backup/restore",
             Route::OperationsShow => "/v1.0/subcloud-backup/operations/{op_id}",
             Route::OperationsHistory => "/v1.0/subclouds/{ref}/operations",
+            Route::BackupsList => "/v1.0/subclouds/{ref}/backups",
         }
     }
 
@@ -274,6 +280,7 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
             operations::show(app, &op_id).await
         }
         Route::OperationsHistory => operations::history(app, &target()?).await,
+        Route::BackupsList => operations::backups(app, &target()?).await,
         Route::BackupCreate => backup(OpKind::Create).await,
         Route::BackupDelete => backup(OpKind::Delete).await,
         Route::BackupRestore => backup(OpKind::Restore).await,

@@ -1,4 +1,5 @@
-//! The operation records: one by id, and a subcloud's history, newest first.
+//! What the operations left: their records (one by id, a subcloud's history, newest first)
+//! and the backups kept of a subcloud.
 
 use super::{json_response, ApiError, App};
 use crate::domain::{OpId, Ref};
@@ -21,5 +22,14 @@ pub(super) async fn history(app: &App, r: &Ref) -> Result<Response<Body>, ApiErr
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "operations": ops.iter().map(wire::operation).collect::<Vec<_>>() }),
+    ))
+}
+
+pub(super) async fn backups(app: &App, r: &Ref) -> Result<Response<Body>, ApiError> {
+    let subcloud = app.inventory.subcloud(r).await?;
+    let backups = app.inventory.backups(subcloud.id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "backups": backups.iter().map(wire::backup).collect::<Vec<_>>() }),
     ))
 }

@@ -150,7 +150,10 @@ pub fn without_secrets(values: Map<String, Value>) -> Map<String, Value> {
 pub enum OpState {
     /// Claimed and on the jobs queue.
     Queued,
-    /// The job could not be queued; the claim was rolled back.
+    /// A worker has started it on the subcloud's agent.
+    Running,
+    Succeeded,
+    /// It failed, or never ran (its job could not be queued, or its lease expired).
     Failed,
 }
 
@@ -173,6 +176,11 @@ pub struct Operation {
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// When it started on the agent (it then held a seat), and when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }
 
 #[cfg(test)]

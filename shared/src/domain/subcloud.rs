@@ -53,6 +53,9 @@ pub struct Subcloud {
     /// Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<u64>,
+    /// The group whose seat the operation holds while it runs on the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<u64>,
     /// Raised by every claim; every later write of an operation is conditional on it.
     #[serde(default)]
     pub fence: u64,

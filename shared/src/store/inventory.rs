@@ -5,14 +5,14 @@
 //! atomic counters; a group's member count is kept by the transactions that add, move and
 //! remove members, so "delete only an empty group" is a condition, not a racy read.
 
-use super::{all_pages, from_item, n, s, to_item, Item, StoreError, Updates, SLOT_FREE};
+use super::{
+    all_pages, failed_conditions, from_item, n, s, to_item, Item, StoreError, Updates, SLOT_FREE,
+};
 use crate::domain::{
     AvailabilityStatus, DeployStatus, Group, GroupPatch, ManagementState, Name, NewGroup,
     NewSubcloud, Ref, SlotHolder, Subcloud, SubcloudPatch, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME,
 };
 use crate::resources::{Resources, GROUP_MEMBERS_INDEX};
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 
 /// What can go wrong with an inventory request, each variant something the caller can act on.
@@ -306,6 +306,7 @@ impl Inventory {
             op_kind: None,
             op_since: None,
             lease_expires_at: None,
+            seat: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),
@@ -615,38 +616,4 @@ fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, Stor
         .build()
         .map_err(|e| StoreError::Failed(e.to_string()))?;
     Ok(TransactWriteItem::builder().put(put).build())
-}
-
-/// `None` when the transaction committed; otherwise which of its items failed their
-/// condition, in order. Any other failure is a store error.
-fn failed_conditions<R: std::fmt::Debug>(
-    result: Result<
-        R,
-        SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
-    >,
-) -> Result<Option<Vec<bool>>, StoreError> {
-    match result {
-        Ok(_) => Ok(None),
-        Err(SdkError::ServiceError(e)) => match e.err() {
-            TransactWriteItemsError::TransactionCanceledException(cancelled)
-                if cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
-            {
-                Ok(Some(
-                    cancelled
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                        .collect(),
-                ))
-            }
-            _ => Err(StoreError::from_sdk(
-                "TransactWriteItems",
-                SdkError::ServiceError(e),
-            )),
-        },
-        Err(e) => Err(StoreError::from_sdk("TransactWriteItems", e)),
-    }
 }

@@ -2,16 +2,22 @@
 //! is stored is a conditional write or a transaction; nothing here reads and then writes
 //! unguarded.
 
+mod backups;
 mod expr;
 mod idempotency;
 mod inventory;
 mod operations;
+mod progress;
+mod seats;
 mod slot;
 
+pub use backups::{BackupLocation, BackupRecord};
 pub use expr::Updates;
 pub use idempotency::Begin;
 pub use inventory::{Inventory, InventoryError};
-pub use slot::{ClaimOutcome, ClaimRequest, PriorState, SLOT_FREE};
+pub use progress::{BackupSet, Holder, Outcome};
+pub use seats::Seat;
+pub use slot::{ClaimOutcome, ClaimRequest, PriorState, LEASE_HELD, SLOT_ATTRIBUTES, SLOT_FREE};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -104,4 +110,41 @@ pub(crate) fn from_item<T: serde::de::DeserializeOwned>(
     item: Item,
 ) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::decode(what, e))
+}
+
+/// `None` when the transaction committed; otherwise which of its items failed their
+/// condition, in order. Any other failure is a store error.
+pub(crate) fn failed_conditions<R: std::fmt::Debug>(
+    result: Result<
+        R,
+        SdkError<
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    >,
+) -> Result<Option<Vec<bool>>, StoreError> {
+    match result {
+        Ok(_) => Ok(None),
+        Err(SdkError::ServiceError(e)) => match e.err() {
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled)
+                if cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+            {
+                Ok(Some(
+                    cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                ))
+            }
+            _ => Err(StoreError::from_sdk(
+                "TransactWriteItems",
+                SdkError::ServiceError(e),
+            )),
+        },
+        Err(e) => Err(StoreError::from_sdk("TransactWriteItems", e)),
+    }
 }

@@ -8,10 +8,10 @@
 use super::{from_item, n, s, Item, StoreError};
 use crate::domain::{
     timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus, ManagementState,
-    Name, OpId, OpKind, Release, SlotHolder, Subcloud,
+    Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud,
 };
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
 use std::collections::HashMap;
 
 /// What a claim asks for, beyond the operation kind.
@@ -62,6 +62,11 @@ pub enum ClaimOutcome {
 /// A slot is free when no operation id is recorded. An expired lease is not free until it
 /// has been recovered (`recover_expired`), so no state an operation left behind survives.
 pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
+
+/// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
+/// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
+pub const SLOT_ATTRIBUTES: &str = "op_id, op_kind, op_since, lease_expires_at, lease_held, seat";
+pub const LEASE_HELD: &str = "held";
 
 /// How many times a claim recovers an expired lease and tries again.
 const CLAIM_ATTEMPTS: usize = 3;
@@ -214,6 +219,7 @@ impl super::Inventory {
         values.insert(":zero".into(), n(0));
         values.insert(":one".into(), n(1));
         values.insert(":state".into(), s(&state_value));
+        values.insert(":held".into(), s(LEASE_HELD));
         let result = self
             .ddb
             .update_item()
@@ -221,7 +227,8 @@ impl super::Inventory {
             .key("id", n(id))
             .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
-                 fence = if_not_exists(fence, :zero) + :one, updated_at = :since, {state_attr} = :state"
+                 lease_held = :held, fence = if_not_exists(fence, :zero) + :one, updated_at = :since, \
+                 {state_attr} = :state"
             ))
             .condition_expression(condition.expression)
             .set_expression_attribute_values(Some(values))
@@ -311,14 +318,14 @@ impl super::Inventory {
         let expression = match &prior {
             PriorState::Backup(Some(b)) => {
                 values.insert(":state".into(), s(b.as_str()));
-                "SET backup_status = :state, updated_at = :now REMOVE op_id, op_kind, op_since, lease_expires_at"
+                format!("SET backup_status = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
             }
             PriorState::Backup(None) => {
-                "SET updated_at = :now REMOVE backup_status, op_id, op_kind, op_since, lease_expires_at"
+                format!("SET updated_at = :now REMOVE backup_status, {SLOT_ATTRIBUTES}")
             }
             PriorState::Deploy(d) => {
                 values.insert(":state".into(), s(d.as_str()));
-                "SET deploy_status = :state, updated_at = :now REMOVE op_id, op_kind, op_since, lease_expires_at"
+                format!("SET deploy_status = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
             }
         };
         let result = self
@@ -360,11 +367,44 @@ impl super::Inventory {
             "{kind} operation {op_id} did not finish: its lease expired at {}",
             crate::domain::timestamp_of_epoch(lease)
         );
+        self.fail_held(sc, &why, Some(now)).await
+    }
+
+    /// The held slots whose lease expired by `now`, from the sparse expiring-leases index.
+    pub async fn expired_leases(&self, now: u64) -> Result<Vec<Subcloud>, StoreError> {
+        super::all_pages("subcloud", |start| async move {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.res.subclouds_table)
+                .index_name(crate::resources::EXPIRING_LEASES_INDEX)
+                .key_condition_expression("lease_held = :held AND lease_expires_at <= :now")
+                .expression_attribute_values(":held", s(LEASE_HELD))
+                .expression_attribute_values(":now", n(now))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Query expiring-leases", e))?;
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await
+    }
+
+    /// Ends the operation holding `sc`'s slot as failed, whatever its lease: its job is gone
+    /// for good (dead-lettered). Conditional like `recover_expired`, bar the expiry.
+    pub async fn fail_held(
+        &self,
+        sc: &Subcloud,
+        why: &str,
+        expired_by: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let Some(op_id) = &sc.op_id else {
+            return Ok(false);
+        };
         let mut values: Item = HashMap::new();
         values.insert(":op".into(), s(op_id.as_str()));
         values.insert(":fence".into(), n(sc.fence));
-        values.insert(":now".into(), n(now));
-        values.insert(":why".into(), s(&why));
+        values.insert(":why".into(), s(why));
         values.insert(":at".into(), s(timestamp_now()));
         values.insert(":deploy".into(), s(sc.deploy_status.as_str()));
         let mut sets = vec![
@@ -372,9 +412,13 @@ impl super::Inventory {
             "updated_at = :at".to_owned(),
         ];
         let mut conditions = vec![
-            "op_id = :op AND fence = :fence AND lease_expires_at <= :now".to_owned(),
+            "op_id = :op AND fence = :fence".to_owned(),
             "deploy_status = :deploy".to_owned(),
         ];
+        if let Some(now) = expired_by {
+            values.insert(":now".into(), n(now));
+            conditions.push("lease_expires_at <= :now".into());
+        }
         if let Some(failed) = sc.deploy_status.failure_state() {
             values.insert(":deploy_failed".into(), s(failed.as_str()));
             sets.push("deploy_status = :deploy_failed".into());
@@ -390,32 +434,18 @@ impl super::Inventory {
             }
             None => conditions.push("attribute_not_exists(backup_status)".into()),
         }
-        let result = self
-            .ddb
-            .update_item()
+        let subcloud = Update::builder()
             .table_name(&self.res.subclouds_table)
             .key("id", n(sc.id))
-            .update_expression(format!(
-                "SET {} REMOVE op_id, op_kind, op_since, lease_expires_at",
-                sets.join(", ")
-            ))
+            .update_expression(format!("SET {} REMOVE {SLOT_ATTRIBUTES}", sets.join(", ")))
             .condition_expression(conditions.join(" AND "))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {
-                tracing::warn!(op_id = %op_id, subcloud = %sc.name, "expired lease recovered");
-                self.fail_operation(op_id, &why).await?;
-                Ok(true)
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::from_sdk("UpdateItem recover", e)),
+            .set_expression_attribute_values(Some(values));
+        let ended = self
+            .end_operation(subcloud, op_id, OpState::Failed, Some(why), sc.seat)
+            .await?;
+        if ended {
+            tracing::warn!(op_id = %op_id, subcloud = %sc.name, why, "operation ended as failed");
         }
+        Ok(ended)
     }
 }

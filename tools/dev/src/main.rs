@@ -1,6 +1,13 @@
 //! Developer commands for the local stack:
 //!   dcbackup-dev provision    create the tables, queues and bucket where missing
-//!   dcbackup-dev seed-demo    provision, then add the demo groups and subclouds (idempotent)
+//!   dcbackup-dev seed-demo [--agent-base-port N]
+//!                             provision, then add the demo groups and subclouds (idempotent);
+//!                             subcloud1-3 get agent-url http://127.0.0.1:N..N+2 (N from the
+//!                             flag, else $AGENT_BASE_PORT, else 18001)
+//!   dcbackup-dev poll [--api URL] [--sweep-every SECONDS]
+//!                             the jobs queue's event source mapping: long-polls the queue
+//!                             and invokes the worker (and every few seconds the sweeper)
+//!                             through cargo lambda watch's Invoke API
 //!   dcbackup-dev mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]
 //!                             an HS256 token from the local secret (refused unless the
 //!                             configured algorithm is HS256)
@@ -11,33 +18,70 @@ use anyhow::{bail, Context};
 use dcbackup::auth::AuthConfig;
 use dcbackup::config::Config;
 use dcbackup::domain::{
-    ApplyType, AvailabilityStatus, ManagementState, Name, NewGroup, NewSubcloud, Ref, Release,
+    AgentUrl, ApplyType, AvailabilityStatus, ManagementState, Name, NewGroup, NewSubcloud, Ref,
+    Release,
 };
 use dcbackup::runtime::Clients;
 use dcbackup::store::{Inventory, InventoryError};
 
-const USAGE: &str = "usage: dcbackup-dev provision | seed-demo | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
+mod poll;
+
+const USAGE: &str = "usage: dcbackup-dev provision | seed-demo [--agent-base-port N] | poll [--api URL] [--sweep-every SECONDS] | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
+
+/// Where the demo agents listen unless told otherwise: subcloud1 on this port, and up.
+const DEFAULT_AGENT_BASE_PORT: u16 = 18001;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
-    if command == "mint-token" {
-        return mint_token(args);
+    match command.as_str() {
+        "mint-token" => return mint_token(args),
+        "poll" => return poll::run(args).await,
+        _ => {}
     }
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
     match command.as_str() {
         "provision" => provision(&clients, &config).await,
         "seed-demo" => {
+            let base_port = agent_base_port(args)?;
             provision(&clients, &config).await?;
-            seed_demo(Inventory::new(
-                clients.dynamodb.clone(),
-                config.resources.clone(),
-            ))
+            seed_demo(
+                Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+                base_port,
+            )
             .await
         }
         _ => bail!(USAGE),
+    }
+}
+
+/// `--agent-base-port N` (or `--agent-base-port=N`), else `$AGENT_BASE_PORT`, else 18001.
+fn agent_base_port(mut args: impl Iterator<Item = String>) -> anyhow::Result<u16> {
+    let mut port = match std::env::var("AGENT_BASE_PORT") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => None,
+    };
+    while let Some(flag) = args.next() {
+        match flag.split_once('=') {
+            Some(("--agent-base-port", v)) => port = Some(v.to_owned()),
+            None if flag == "--agent-base-port" => {
+                port = Some(
+                    args.next()
+                        .with_context(|| format!("{flag} needs a value"))?,
+                )
+            }
+            _ => bail!("unknown option {flag}; {USAGE}"),
+        }
+    }
+    match port {
+        None => Ok(DEFAULT_AGENT_BASE_PORT),
+        Some(v) => v
+            .parse::<u16>()
+            .ok()
+            .filter(|p| (1..=65533).contains(p))
+            .with_context(|| format!("the agents' base port must be 1-65533, not {v:?}")),
     }
 }
 
@@ -94,7 +138,9 @@ fn name(value: &str) -> Name {
 }
 
 /// Two groups and four subclouds: enough to try every inventory and group route.
-async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
+/// subcloud1-3 have agents on 127.0.0.1 from `agent_base_port` up (`make run` starts them);
+/// subcloud4 has none. A subcloud that exists already is left as it is.
+async fn seed_demo(inventory: Inventory, agent_base_port: u16) -> anyhow::Result<()> {
     for (group, description) in [
         ("edge-east", "Eastern edge sites"),
         ("edge-west", "Western edge sites"),
@@ -110,6 +156,10 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
             Err(e) => return Err(e).context(format!("creating group {group}")),
         }
     }
+    let agent = |n: u16| {
+        let url = format!("http://127.0.0.1:{}", agent_base_port + n);
+        Some(AgentUrl::parse("agent-url", &url).expect("a loopback agent URL is valid"))
+    };
     let subclouds = [
         (
             "subcloud1",
@@ -117,6 +167,7 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
             "Ottawa",
             ManagementState::Managed,
             AvailabilityStatus::Online,
+            agent(0),
         ),
         (
             "subcloud2",
@@ -124,6 +175,7 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
             "Montreal",
             ManagementState::Managed,
             AvailabilityStatus::Online,
+            agent(1),
         ),
         (
             "subcloud3",
@@ -131,6 +183,7 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
             "Vancouver",
             ManagementState::Managed,
             AvailabilityStatus::Online,
+            agent(2),
         ),
         (
             "subcloud4",
@@ -138,15 +191,17 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
             "Calgary",
             ManagementState::Unmanaged,
             AvailabilityStatus::Offline,
+            None,
         ),
     ];
-    for (sc, group, location, management, availability) in subclouds {
+    for (sc, group, location, management, availability, agent_url) in subclouds {
         let new = NewSubcloud {
             description: Some(format!("Demo subcloud in {location}")),
             location: Some(location.to_owned()),
             group: Some(Ref::Name(name(group))),
             management_state: Some(management),
             availability_status: Some(availability),
+            agent_url,
             ..NewSubcloud::new(
                 name(sc),
                 Release::parse("software-version", "24.09").expect("valid release"),
@@ -157,6 +212,11 @@ async fn seed_demo(inventory: Inventory) -> anyhow::Result<()> {
             Err(e) => return Err(e).context(format!("registering subcloud {sc}")),
         }
     }
-    println!("demo inventory ready: groups edge-east, edge-west; subclouds subcloud1-4");
+    println!(
+        "demo inventory ready: groups edge-east, edge-west; subclouds subcloud1-4 \
+         (agents of subcloud1-3 expected on 127.0.0.1:{}-{})",
+        agent_base_port,
+        agent_base_port + 2
+    );
     Ok(())
 }

@@ -1,0 +1,124 @@
+//! The backups kept of each subcloud: one record per finished backup, central (an S3
+//! object) or local (on the subcloud), listed per subcloud by its key.
+
+use super::{all_pages, n, s, to_item, StoreError};
+use crate::domain::{OpId, Release};
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupLocation {
+    Central,
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub subcloud_id: u64,
+    /// `<release>#<created_at>#<op_id>`: a subcloud's backups sort by release, then time.
+    pub backup_id: String,
+    pub release: Release,
+    pub location: BackupLocation,
+    pub size: u64,
+    pub sha256: String,
+    /// The S3 object of a central backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_key: Option<String>,
+    pub op_id: OpId,
+    pub created_at: String,
+}
+
+impl BackupRecord {
+    pub fn id(release: &Release, created_at: &str, op_id: &OpId) -> String {
+        format!("{}#{created_at}#{op_id}", release.as_str())
+    }
+}
+
+impl super::Inventory {
+    pub async fn put_backup(&self, record: &BackupRecord) -> Result<(), StoreError> {
+        self.ddb
+            .put_item()
+            .table_name(&self.res.backups_table)
+            .set_item(Some(to_item("backup", record)?))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("PutItem backups", e))?;
+        Ok(())
+    }
+
+    /// A subcloud's backups, oldest release and time first.
+    pub async fn backups(&self, subcloud_id: u64) -> Result<Vec<BackupRecord>, StoreError> {
+        all_pages("backup", |start| async move {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.res.backups_table)
+                .key_condition_expression("subcloud_id = :id")
+                .expression_attribute_values(":id", n(subcloud_id))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Query backups", e))?;
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await
+    }
+
+    /// The newest backup of a release at a location.
+    pub async fn newest_backup(
+        &self,
+        subcloud_id: u64,
+        release: &Release,
+        location: BackupLocation,
+    ) -> Result<Option<BackupRecord>, StoreError> {
+        Ok(self
+            .backups(subcloud_id)
+            .await?
+            .into_iter()
+            .filter(|b| &b.release == release && b.location == location)
+            .max_by(|a, b| a.created_at.cmp(&b.created_at)))
+    }
+
+    /// Forgets the backups of a release at a location; returns the records removed.
+    pub async fn delete_backups(
+        &self,
+        subcloud_id: u64,
+        release: &Release,
+        location: BackupLocation,
+    ) -> Result<Vec<BackupRecord>, StoreError> {
+        let doomed: Vec<BackupRecord> = self
+            .backups(subcloud_id)
+            .await?
+            .into_iter()
+            .filter(|b| &b.release == release && b.location == location)
+            .collect();
+        for chunk in doomed.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|b| {
+                    let delete = DeleteRequest::builder()
+                        .key("subcloud_id", n(b.subcloud_id))
+                        .key("backup_id", s(&b.backup_id))
+                        .build()
+                        .map_err(|e| StoreError::Failed(e.to_string()))?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let out = self
+                .ddb
+                .batch_write_item()
+                .request_items(&self.res.backups_table, requests)
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("BatchWriteItem backups", e))?;
+            if out.unprocessed_items.is_some_and(|u| !u.is_empty()) {
+                return Err(StoreError::Unavailable(
+                    "backups not all deleted; retry".into(),
+                ));
+            }
+        }
+        Ok(doomed)
+    }
+}

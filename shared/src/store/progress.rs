@@ -1,0 +1,294 @@
+//! The writes a worker makes while it drives an operation. Each is conditional on the
+//! operation still holding the slot — same op id, same fence, lease not expired — so a
+//! worker that lost its slot (lease expired, slot recovered or claimed again) changes
+//! nothing. Finishing frees the slot in the same write that records the outcome.
+
+use super::{failed_conditions, n, s, Item, StoreError};
+use crate::domain::{timestamp_now, OpId, OpState, Release};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use std::collections::HashMap;
+
+/// The operation a worker holds a subcloud's slot for.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub subcloud_id: u64,
+    pub op_id: OpId,
+    pub fence: u64,
+}
+
+/// Which set of releases a finished operation adds to or removes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupSet {
+    Central,
+    Local,
+}
+
+impl BackupSet {
+    fn attribute(self) -> &'static str {
+        match self {
+            BackupSet::Central => "central_backups",
+            BackupSet::Local => "local_backups",
+        }
+    }
+}
+
+/// How an operation ends, as written to the subcloud with the slot's release.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// New backup-status; `Some(None)` clears it.
+    pub backup_status: Option<Option<&'static str>>,
+    pub deploy_status: Option<String>,
+    pub backup_datetime: Option<String>,
+    /// Set on failure; cleared on success.
+    pub error: Option<String>,
+    pub add_release: Option<(BackupSet, Release)>,
+    pub remove_release: Option<(BackupSet, Release)>,
+}
+
+const STILL_OURS: &str = "op_id = :op AND fence = :fence AND lease_expires_at > :now";
+
+fn still_ours(holder: &Holder, now: u64) -> Item {
+    let mut values: Item = HashMap::new();
+    values.insert(":op".into(), s(holder.op_id.as_str()));
+    values.insert(":fence".into(), n(holder.fence));
+    values.insert(":now".into(), n(now));
+    values
+}
+
+impl super::Inventory {
+    /// Moves the operation's state on and extends its lease. Returns false if the slot is
+    /// no longer this operation's.
+    pub async fn advance(
+        &self,
+        holder: &Holder,
+        state: (&'static str, &str),
+        now: u64,
+        lease_seconds: u64,
+    ) -> Result<bool, StoreError> {
+        let mut values = still_ours(holder, now);
+        values.insert(":state".into(), s(state.1));
+        values.insert(":lease".into(), n(now + lease_seconds));
+        values.insert(":at".into(), s(timestamp_now()));
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(holder.subcloud_id))
+            .update_expression(format!(
+                "SET {} = :state, lease_expires_at = :lease, updated_at = :at",
+                state.0
+            ))
+            .condition_expression(STILL_OURS)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        conditional(result, "UpdateItem advance")
+    }
+
+    /// Records how the operation ended and frees the slot, in one conditional write.
+    /// `seat`: the group whose seat the operation holds, given back in the same write.
+    pub async fn finish(
+        &self,
+        holder: &Holder,
+        outcome: &Outcome,
+        state: OpState,
+        seat: Option<u64>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut values = still_ours(holder, now);
+        values.insert(":at".into(), s(timestamp_now()));
+        let mut sets = vec!["updated_at = :at".to_owned()];
+        let mut removes = vec![super::SLOT_ATTRIBUTES];
+        let mut adds = Vec::new();
+        let mut deletes = Vec::new();
+        match outcome.backup_status {
+            Some(Some(status)) => {
+                values.insert(":backup".into(), s(status));
+                sets.push("backup_status = :backup".into());
+            }
+            Some(None) => removes.extend(["backup_status", "backup_datetime"]),
+            None => {}
+        }
+        if let Some(deploy) = &outcome.deploy_status {
+            values.insert(":deploy".into(), s(deploy));
+            sets.push("deploy_status = :deploy".into());
+        }
+        if let Some(at) = &outcome.backup_datetime {
+            values.insert(":datetime".into(), s(at));
+            sets.push("backup_datetime = :datetime".into());
+        }
+        match &outcome.error {
+            Some(error) => {
+                values.insert(":error".into(), s(error));
+                sets.push("error_description = :error".into());
+            }
+            None => removes.push("error_description"),
+        }
+        if let Some((set, release)) = &outcome.add_release {
+            values.insert(
+                ":added".into(),
+                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![release.as_str().to_owned()]),
+            );
+            adds.push(format!("{} :added", set.attribute()));
+        }
+        if let Some((set, release)) = &outcome.remove_release {
+            values.insert(
+                ":removed".into(),
+                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![release.as_str().to_owned()]),
+            );
+            deletes.push(format!("{} :removed", set.attribute()));
+        }
+        let mut expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        if !adds.is_empty() {
+            expression.push_str(&format!(" ADD {}", adds.join(", ")));
+        }
+        if !deletes.is_empty() {
+            expression.push_str(&format!(" DELETE {}", deletes.join(", ")));
+        }
+        let subcloud = Update::builder()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(holder.subcloud_id))
+            .update_expression(expression)
+            .condition_expression(STILL_OURS)
+            .set_expression_attribute_values(Some(values));
+        self.end_operation(
+            subcloud,
+            &holder.op_id,
+            state,
+            outcome.error.as_deref(),
+            seat,
+        )
+        .await
+    }
+
+    /// Ends an operation in one transaction: the subcloud's update (whose condition decides),
+    /// the operation record's final state and finish time, and the release of its seat.
+    /// Returns false, writing nothing, if the subcloud's condition failed.
+    pub(crate) async fn end_operation(
+        &self,
+        subcloud: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+        op_id: &OpId,
+        state: OpState,
+        error: Option<&str>,
+        seat: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let subcloud = match seat {
+            // The seat must be the one being given back.
+            Some(group) => {
+                let condition = subcloud
+                    .get_condition_expression()
+                    .clone()
+                    .unwrap_or_default();
+                subcloud
+                    .condition_expression(format!("{condition} AND seat = :seat"))
+                    .expression_attribute_values(":seat", n(group))
+            }
+            None => {
+                let condition = subcloud
+                    .get_condition_expression()
+                    .clone()
+                    .unwrap_or_default();
+                subcloud.condition_expression(format!("{condition} AND attribute_not_exists(seat)"))
+            }
+        };
+        let subcloud = subcloud
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let mut record = Update::builder()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression("SET #state = :state, finished_at = :at, updated_at = :at")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state_name(state)))
+            .expression_attribute_values(":at", s(timestamp_now()));
+        if let Some(error) = error {
+            record = record
+                .update_expression(
+                    "SET #state = :state, #error = :error, finished_at = :at, updated_at = :at",
+                )
+                .expression_attribute_names("#error", "error")
+                .expression_attribute_values(":error", s(error));
+        }
+        let record = record
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let mut tx = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(subcloud).build())
+            .transact_items(TransactWriteItem::builder().update(record).build());
+        if let Some(group) = seat {
+            for item in self.release_seat(group)? {
+                tx = tx.transact_items(item);
+            }
+        }
+        Ok(failed_conditions(tx.send().await)?.is_none())
+    }
+
+    /// Moves an operation record on (running, succeeded, failed with why).
+    pub async fn set_operation_state(
+        &self,
+        op_id: &OpId,
+        state: OpState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let state = state_name(state);
+        let mut update = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .condition_expression("attribute_exists(op_id)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state))
+            .expression_attribute_values(":now", s(timestamp_now()));
+        update = match error {
+            Some(error) => update
+                .update_expression("SET #state = :state, #error = :error, updated_at = :now")
+                .expression_attribute_names("#error", "error")
+                .expression_attribute_values(":error", s(error)),
+            None => update
+                .update_expression("SET #state = :state, started_at = :now, updated_at = :now"),
+        };
+        match update.send().await {
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::from_sdk("UpdateItem operations", e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn state_name(state: OpState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `Ok(true)` if the conditional write applied, `Ok(false)` if its condition failed.
+fn conditional<T>(
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    >,
+    what: &str,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::from_sdk(what, e)),
+    }
+}

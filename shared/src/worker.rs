@@ -1,0 +1,638 @@
+//! The worker (SPEC §4): takes a job from the queue, checks that its operation still holds
+//! the subcloud's slot, and drives the operation through its states on the subcloud's agent
+//! with conditional writes only. Agent jobs that take longer than a moment are followed by
+//! delayed poll messages, so no invocation waits on an agent; each poll that finds the agent
+//! at work extends the lease. A duplicate or stale job finds the slot not (or no longer) its
+//! own, or its state already past, and changes nothing.
+
+use crate::agent_client::{AgentClient, AgentError};
+use crate::central::CentralStore;
+use crate::domain::{
+    epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpKind, OpState, Ref, Subcloud,
+};
+use crate::jobs::{JobMessage, JobQueue};
+use crate::store::{
+    BackupLocation, BackupRecord, BackupSet, Holder, Inventory, InventoryError, Outcome, Seat,
+    StoreError,
+};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use dcbackup_agent::protocol::{self, BackupRequest, JobState, JobView, RestoreRequest};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a message must be delivered again (the work is not lost: SQS redelivers it, and after
+/// too many tries it lands on the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Retry(String);
+
+impl From<StoreError> for Retry {
+    fn from(e: StoreError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    pub inventory: Inventory,
+    pub jobs: JobQueue,
+    pub central: CentralStore,
+    pub agents: AgentClient,
+    pub lease_seconds: u64,
+    /// The longest pause between two polls of an agent job.
+    pub poll_cap: Duration,
+    /// How many operations may run on agents at once, system-wide.
+    pub max_running: u64,
+}
+
+impl Worker {
+    /// One SQS batch: every message handled; the ones to retry reported as item failures so
+    /// the others are not delivered again.
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let handled = event.records.into_iter().map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let body = record.body.unwrap_or_default();
+            match serde_json::from_str::<JobMessage>(&body) {
+                Ok(job) if job.version == JobMessage::VERSION => match self.handle(&job).await {
+                    Ok(()) => None,
+                    Err(retry) => {
+                        tracing::warn!(op_id = %job.op_id, error = %retry, "job will be retried");
+                        Some(id)
+                    }
+                },
+                // Nothing can act on a message this worker cannot read: retrying it would
+                // only move it to the dead-letter queue later.
+                Ok(job) => {
+                    tracing::error!(op_id = %job.op_id, version = job.version, "job of an unknown version dropped");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %e, "unreadable job dropped");
+                    None
+                }
+            }
+        });
+        let failures = futures::future::join_all(handled)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|item_identifier| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = item_identifier;
+                failure
+            })
+            .collect();
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures;
+        response
+    }
+
+    /// Drives one job a step further.
+    pub async fn handle(&self, job: &JobMessage) -> Result<(), Retry> {
+        let now = epoch_now();
+        let sc = match self.inventory.subcloud(&Ref::Id(job.subcloud_id)).await {
+            Ok(sc) => sc,
+            Err(InventoryError::SubcloudNotFound(_)) => {
+                tracing::info!(op_id = %job.op_id, "subcloud gone; job dropped");
+                return Ok(());
+            }
+            Err(e) => return Err(Retry(e.to_string())),
+        };
+        let ours = sc.op_id.as_ref() == Some(&job.op_id)
+            && sc.fence == job.fence
+            && sc.lease_expires_at.is_some_and(|lease| lease > now);
+        if !ours {
+            tracing::info!(op_id = %job.op_id, subcloud = %sc.name, "slot not held by this job; dropped");
+            return Ok(());
+        }
+        let step = Step {
+            worker: self,
+            job,
+            holder: Holder {
+                subcloud_id: sc.id,
+                op_id: job.op_id.clone(),
+                fence: job.fence,
+            },
+            sc: &sc,
+            seat: AtomicU64::new(sc.seat.unwrap_or(0)),
+        };
+        match job.kind {
+            OpKind::Create => step.create().await,
+            OpKind::Restore => step.restore().await,
+            OpKind::Delete => step.delete().await,
+        }
+    }
+}
+
+/// One job against the subcloud as it was read.
+struct Step<'a> {
+    worker: &'a Worker,
+    job: &'a JobMessage,
+    holder: Holder,
+    sc: &'a Subcloud,
+    /// The group whose seat the operation holds (0: none; group ids start at 1).
+    seat: AtomicU64,
+}
+
+impl Step<'_> {
+    fn name(&self) -> &str {
+        self.sc.name.as_str()
+    }
+
+    fn release(&self) -> Result<protocol::Release, String> {
+        self.job.release.as_str().parse()
+    }
+
+    /// Where the agent is reached: the restore's bootstrap address on the registered port,
+    /// else the registered agent address.
+    fn agent(&self) -> Result<AgentUrl, String> {
+        let registered = self
+            .sc
+            .agent_url
+            .clone()
+            .ok_or_else(|| format!("subcloud {} has no registered agent-url", self.name()))?;
+        let bootstrap = self
+            .job
+            .options
+            .values
+            .as_ref()
+            .and_then(|v| v.get("bootstrap_address"))
+            .and_then(|b| b.get(self.name()))
+            .and_then(|a| a.as_str())
+            .and_then(|a| a.parse().ok());
+        match bootstrap {
+            Some(ip) => registered.with_host(ip).map_err(|e| e.to_string()),
+            None => Ok(registered),
+        }
+    }
+
+    async fn advance(&self, attribute: &'static str, state: &str) -> Result<bool, Retry> {
+        let now = epoch_now();
+        let advanced = self
+            .worker
+            .inventory
+            .advance(
+                &self.holder,
+                (attribute, state),
+                now,
+                self.worker.lease_seconds,
+            )
+            .await?;
+        if !advanced {
+            tracing::info!(op_id = %self.job.op_id, "slot lost; job stops");
+        }
+        Ok(advanced)
+    }
+
+    /// Ends the operation: the outcome, the freed slot, its record and its seat, in one
+    /// transaction.
+    async fn finish(&self, outcome: Outcome, state: OpState) -> Result<(), Retry> {
+        let seat = self.seat();
+        let ended = self
+            .worker
+            .inventory
+            .finish(&self.holder, &outcome, state, seat, epoch_now())
+            .await?;
+        if ended {
+            tracing::info!(op_id = %self.job.op_id, subcloud = %self.name(), state = ?state, "operation finished");
+        } else {
+            tracing::info!(op_id = %self.job.op_id, "slot lost before finishing; nothing written");
+        }
+        Ok(())
+    }
+
+    /// The group whose seat this operation holds, if any.
+    fn seat(&self) -> Option<u64> {
+        Some(self.seat.load(Ordering::SeqCst)).filter(|g| *g != 0)
+    }
+
+    /// Takes a seat (group cap and global cap) unless this operation holds one. Returns
+    /// whether the operation may start now; if not, it keeps its slot (the lease is
+    /// extended in its current `state`) and is polled again later.
+    async fn seated(&self, state: (&'static str, &str)) -> Result<bool, Retry> {
+        if self.seat().is_some() {
+            return Ok(true);
+        }
+        let seat = self
+            .worker
+            .inventory
+            .take_seat(
+                &self.holder,
+                self.sc.group_id,
+                self.worker.max_running,
+                epoch_now(),
+                self.worker.lease_seconds,
+            )
+            .await?;
+        match seat {
+            Seat::Taken => {
+                self.seat.store(self.sc.group_id, Ordering::SeqCst);
+                Ok(true)
+            }
+            Seat::Full => {
+                tracing::info!(op_id = %self.job.op_id, group = self.sc.group_id, "no free seat; waiting");
+                if self.advance(state.0, state.1).await? {
+                    self.poll_later().await?;
+                }
+                Ok(false)
+            }
+            Seat::Lost => {
+                tracing::info!(op_id = %self.job.op_id, "slot lost; job stops");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn fail_backup(&self, status: BackupStatus, why: String) -> Result<(), Retry> {
+        let outcome = Outcome {
+            backup_status: Some(Some(status.as_str())),
+            error: Some(why),
+            ..Outcome::default()
+        };
+        self.finish(outcome, OpState::Failed).await
+    }
+
+    async fn fail_restore(&self, status: &str, why: String) -> Result<(), Retry> {
+        let outcome = Outcome {
+            deploy_status: Some(status.to_owned()),
+            error: Some(why),
+            ..Outcome::default()
+        };
+        self.finish(outcome, OpState::Failed).await
+    }
+
+    /// Asks for this job again after a pause that grows with each poll, up to the cap.
+    async fn poll_later(&self) -> Result<(), Retry> {
+        let next = JobMessage {
+            attempt: self.job.attempt + 1,
+            ..self.job.clone()
+        };
+        let delay = Duration::from_secs(1u64 << self.job.attempt.min(10)).min(self.worker.poll_cap);
+        self.worker
+            .jobs
+            .send_delayed(&next, delay)
+            .await
+            .map_err(Retry)
+    }
+
+    async fn mark_running(&self) -> Result<(), Retry> {
+        Ok(self
+            .worker
+            .inventory
+            .set_operation_state(&self.job.op_id, OpState::Running, None)
+            .await?)
+    }
+
+    async fn agent_job(&self, agent: &AgentUrl) -> Result<Option<JobView>, AgentError> {
+        self.worker
+            .agents
+            .job(agent, self.name(), self.job.op_id.as_str())
+            .await
+    }
+
+    // ---- create ------------------------------------------------------------------------
+
+    async fn create(&self) -> Result<(), Retry> {
+        let agent = match self.agent() {
+            Ok(agent) => agent,
+            Err(why) => return self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
+        };
+        match self.sc.backup_status {
+            Some(BackupStatus::Validating) => {
+                if self
+                    .seated(("backup_status", BackupStatus::Validating.as_str()))
+                    .await?
+                    && self
+                        .advance("backup_status", BackupStatus::PreBackup.as_str())
+                        .await?
+                {
+                    self.start_backup(&agent).await?;
+                }
+                Ok(())
+            }
+            // A redelivery after a crash between the two steps: starting again is harmless,
+            // the agent answers the same op id with the same job.
+            Some(BackupStatus::PreBackup) => self.start_backup(&agent).await,
+            Some(BackupStatus::BackingUp) => self.follow_backup(&agent).await,
+            other => {
+                tracing::info!(op_id = %self.job.op_id, state = ?other, "nothing to do in this state");
+                Ok(())
+            }
+        }
+    }
+
+    async fn start_backup(&self, agent: &AgentUrl) -> Result<(), Retry> {
+        let release = match self.release() {
+            Ok(release) => release,
+            Err(why) => return self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
+        };
+        let upload_url = if self.job.options.local_only {
+            None
+        } else {
+            let key = CentralStore::key(self.name(), &self.job.release, &self.job.op_id);
+            let url = self
+                .worker
+                .central
+                .upload_url(&key)
+                .await
+                .map_err(|e| Retry(e.to_string()))?;
+            Some(url.parse().map_err(Retry)?)
+        };
+        let request = BackupRequest {
+            op_id: op_uuid(self.job)?,
+            release,
+            upload_url,
+        };
+        if let Err(e) = self
+            .worker
+            .agents
+            .start_backup(agent, self.name(), &request)
+            .await
+        {
+            return self
+                .fail_backup(BackupStatus::BackupPrepFailed, e.to_string())
+                .await;
+        }
+        if self
+            .advance("backup_status", BackupStatus::BackingUp.as_str())
+            .await?
+        {
+            self.mark_running().await?;
+            self.poll_later().await?;
+        }
+        Ok(())
+    }
+
+    async fn follow_backup(&self, agent: &AgentUrl) -> Result<(), Retry> {
+        let view = match self.agent_job(agent).await {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                let why = format!(
+                    "the agent of {} no longer knows the backup (it restarted)",
+                    self.name()
+                );
+                return self.fail_backup(BackupStatus::Failed, why).await;
+            }
+            // Not extended: if the agent stays away, the lease runs out and the slot is
+            // recovered as failed.
+            Err(e) => {
+                tracing::warn!(op_id = %self.job.op_id, error = %e, "agent not reachable; polling again");
+                return self.poll_later().await;
+            }
+        };
+        match view.state {
+            JobState::Running => {
+                if self
+                    .advance("backup_status", BackupStatus::BackingUp.as_str())
+                    .await?
+                {
+                    self.poll_later().await?;
+                }
+                Ok(())
+            }
+            JobState::Failed => {
+                let why = view
+                    .error
+                    .unwrap_or_else(|| "the agent's backup failed".into());
+                self.fail_backup(BackupStatus::Failed, why).await
+            }
+            JobState::Succeeded => self.backup_done(view).await,
+        }
+    }
+
+    async fn backup_done(&self, view: JobView) -> Result<(), Retry> {
+        let Some(result) = view.result else {
+            let why = "the agent reported success without a result".to_owned();
+            return self.fail_backup(BackupStatus::Failed, why).await;
+        };
+        let now = timestamp_now();
+        let (location, set, status) = if self.job.options.local_only {
+            (
+                BackupLocation::Local,
+                BackupSet::Local,
+                BackupStatus::CompleteLocal,
+            )
+        } else {
+            (
+                BackupLocation::Central,
+                BackupSet::Central,
+                BackupStatus::CompleteCentral,
+            )
+        };
+        let record = BackupRecord {
+            subcloud_id: self.sc.id,
+            backup_id: BackupRecord::id(&self.job.release, &now, &self.job.op_id),
+            release: self.job.release.clone(),
+            location,
+            size: result.size,
+            sha256: result.sha256.to_string(),
+            s3_key: (location == BackupLocation::Central)
+                .then(|| CentralStore::key(self.name(), &self.job.release, &self.job.op_id)),
+            op_id: self.job.op_id.clone(),
+            created_at: now.clone(),
+        };
+        // The record first: a backup the subcloud says it has must be findable.
+        self.worker.inventory.put_backup(&record).await?;
+        let outcome = Outcome {
+            backup_status: Some(Some(status.as_str())),
+            backup_datetime: Some(now),
+            add_release: Some((set, self.job.release.clone())),
+            ..Outcome::default()
+        };
+        self.finish(outcome, OpState::Succeeded).await
+    }
+
+    // ---- restore -----------------------------------------------------------------------
+
+    async fn restore(&self) -> Result<(), Retry> {
+        let agent = match self.agent() {
+            Ok(agent) => agent,
+            Err(why) => return self.fail_restore("restore-prep-failed", why).await,
+        };
+        match self.sc.deploy_status.as_str() {
+            DeployStatus::PRE_RESTORE => {
+                if self
+                    .seated(("deploy_status", DeployStatus::PRE_RESTORE))
+                    .await?
+                {
+                    self.start_restore(&agent).await?;
+                }
+                Ok(())
+            }
+            DeployStatus::RESTORING => self.follow_restore(&agent).await,
+            other => {
+                tracing::info!(op_id = %self.job.op_id, state = other, "nothing to do in this state");
+                Ok(())
+            }
+        }
+    }
+
+    async fn start_restore(&self, agent: &AgentUrl) -> Result<(), Retry> {
+        let release = match self.release() {
+            Ok(release) => release,
+            Err(why) => return self.fail_restore("restore-prep-failed", why).await,
+        };
+        let (download_url, sha256) = if self.job.options.local_only {
+            (None, None)
+        } else {
+            let newest = self
+                .worker
+                .inventory
+                .newest_backup(self.sc.id, &self.job.release, BackupLocation::Central)
+                .await?;
+            let Some(backup) = newest else {
+                let why = format!(
+                    "no central backup found for release {}",
+                    self.job.release.as_str()
+                );
+                return self.fail_restore("restore-prep-failed", why).await;
+            };
+            let key = backup.s3_key.clone().unwrap_or_default();
+            let url = self
+                .worker
+                .central
+                .download_url(&key)
+                .await
+                .map_err(|e| Retry(e.to_string()))?;
+            (
+                Some(url.parse().map_err(Retry)?),
+                backup.sha256.parse().ok(),
+            )
+        };
+        let request = RestoreRequest {
+            op_id: op_uuid(self.job)?,
+            release,
+            download_url,
+            sha256,
+        };
+        if let Err(e) = self
+            .worker
+            .agents
+            .start_restore(agent, self.name(), &request)
+            .await
+        {
+            return self
+                .fail_restore("restore-prep-failed", e.to_string())
+                .await;
+        }
+        if self
+            .advance("deploy_status", DeployStatus::RESTORING)
+            .await?
+        {
+            self.mark_running().await?;
+            self.poll_later().await?;
+        }
+        Ok(())
+    }
+
+    async fn follow_restore(&self, agent: &AgentUrl) -> Result<(), Retry> {
+        let view = match self.agent_job(agent).await {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                let why = format!(
+                    "the agent of {} no longer knows the restore (it restarted)",
+                    self.name()
+                );
+                return self.fail_restore("restore-failed", why).await;
+            }
+            Err(e) => {
+                tracing::warn!(op_id = %self.job.op_id, error = %e, "agent not reachable; polling again");
+                return self.poll_later().await;
+            }
+        };
+        match view.state {
+            JobState::Running => {
+                if self
+                    .advance("deploy_status", DeployStatus::RESTORING)
+                    .await?
+                {
+                    self.poll_later().await?;
+                }
+                Ok(())
+            }
+            JobState::Failed => {
+                let why = view
+                    .error
+                    .unwrap_or_else(|| "the agent's restore failed".into());
+                self.fail_restore("restore-failed", why).await
+            }
+            JobState::Succeeded => {
+                let outcome = Outcome {
+                    deploy_status: Some(DeployStatus::COMPLETE.to_owned()),
+                    ..Outcome::default()
+                };
+                self.finish(outcome, OpState::Succeeded).await
+            }
+        }
+    }
+
+    // ---- delete ------------------------------------------------------------------------
+
+    async fn delete(&self) -> Result<(), Retry> {
+        if self.sc.backup_status != Some(BackupStatus::DeletingBackup) {
+            return Ok(());
+        }
+        let release = &self.job.release;
+        let (location, set) = if self.job.options.local_only {
+            let agent = match self.agent() {
+                Ok(agent) => agent,
+                Err(why) => return self.fail_backup(BackupStatus::DeleteFailed, why).await,
+            };
+            let agent_release = match self.release() {
+                Ok(r) => r,
+                Err(why) => return self.fail_backup(BackupStatus::DeleteFailed, why).await,
+            };
+            if let Err(e) = self
+                .worker
+                .agents
+                .delete_local(&agent, self.name(), &agent_release)
+                .await
+            {
+                return self
+                    .fail_backup(BackupStatus::DeleteFailed, e.to_string())
+                    .await;
+            }
+            (BackupLocation::Local, BackupSet::Local)
+        } else {
+            if let Err(e) = self
+                .worker
+                .central
+                .delete_release(self.name(), release)
+                .await
+            {
+                return self
+                    .fail_backup(BackupStatus::DeleteFailed, e.to_string())
+                    .await;
+            }
+            (BackupLocation::Central, BackupSet::Central)
+        };
+        self.worker
+            .inventory
+            .delete_backups(self.sc.id, release, location)
+            .await?;
+        // What is left decides the status: no backup at all clears it.
+        let mut central = self.sc.central_backups.clone();
+        let mut local = self.sc.local_backups.clone();
+        match set {
+            BackupSet::Central => central.remove(release.as_str()),
+            BackupSet::Local => local.remove(release.as_str()),
+        };
+        let status = if !central.is_empty() {
+            Some(BackupStatus::CompleteCentral.as_str())
+        } else if !local.is_empty() {
+            Some(BackupStatus::CompleteLocal.as_str())
+        } else {
+            None
+        };
+        let outcome = Outcome {
+            backup_status: Some(status),
+            remove_release: Some((set, release.clone())),
+            ..Outcome::default()
+        };
+        self.finish(outcome, OpState::Succeeded).await
+    }
+}
+
+fn op_uuid(job: &JobMessage) -> Result<uuid::Uuid, Retry> {
+    uuid::Uuid::parse_str(job.op_id.as_str()).map_err(|e| Retry(e.to_string()))
+}

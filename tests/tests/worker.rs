@@ -1,0 +1,414 @@
+//! End to end: the API claims and queues, the worker drives real agents, central backups go
+//! through the S3 emulator by pre-signed URLs. Each operation must reach its final state
+//! with its slot free, and what it did must be true on disk and in storage.
+
+use dcbackup::api::Route;
+use dcbackup::domain::OpId;
+use dcbackup::jobs::JobMessage;
+use dcbackup::store::BackupLocation;
+use dcbackup_tests::lab::{tree, Lab, AGENT_SECRET};
+use http::StatusCode;
+use serde_json::{json, Value};
+
+async fn create(lab: &Lab, body: Value) -> Value {
+    let reply = lab
+        .stack
+        .call(Route::BackupCreate, "/v1.0/subcloud-backup", Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body
+}
+
+async fn restore(lab: &Lab, body: Value) {
+    let reply = lab
+        .stack
+        .call(
+            Route::BackupRestore,
+            "/v1.0/subcloud-backup/restore",
+            Some(body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}
+
+async fn delete(lab: &Lab, body: Value) {
+    let reply = lab
+        .stack
+        .call(
+            Route::BackupDelete,
+            "/v1.0/subcloud-backup/delete/24.09",
+            Some(body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
+}
+
+async fn unmanage(lab: &Lab, name: &str) {
+    let reply = lab
+        .stack
+        .call(
+            Route::SubcloudsUpdate,
+            &format!("/v1.0/subclouds/{name}"),
+            Some(json!({"management-state": "unmanaged"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}
+
+async fn central_objects(lab: &Lab, prefix: &str) -> Vec<String> {
+    let listed = lab
+        .stack
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&lab.stack.resources.backup_bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("listing the bucket");
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+/// Changes the data dir: one file edited, one removed, one added.
+fn disturb(dir: &std::path::Path) {
+    std::fs::write(dir.join("platform.conf"), "changed\n").unwrap();
+    std::fs::remove_file(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("new-file"), "new\n").unwrap();
+}
+
+#[tokio::test]
+async fn central_backup_then_restore_round_trip_is_byte_identical() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("rt1").await;
+    let id = lab.register("rt1", &agent.url).await;
+    let original = tree(&agent.data);
+    let password = "cm91bmQtdHJpcC1wYXNzd29yZA=="; // base64 of a password
+    create(
+        &lab,
+        json!({"subcloud": "rt1", "sysadmin_password": password}),
+    )
+    .await;
+
+    let done = lab.run_to_end("rt1").await;
+    assert_eq!(done["backup-status"], "complete-central", "{done}");
+    assert!(done["backup-datetime"].is_string());
+    assert_eq!(done["error-description"], Value::Null);
+    let objects = central_objects(&lab, "rt1/24.09/").await;
+    assert_eq!(objects.len(), 1, "one archive in the bucket: {objects:?}");
+    let backups = lab.stack.app.inventory.backups(id).await.unwrap();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].location, BackupLocation::Central);
+    assert_eq!(backups[0].s3_key.as_deref(), Some(objects[0].as_str()));
+    let ops = lab.stack.operations().await;
+    assert_eq!(ops[0]["state"], "succeeded");
+    let listed = lab
+        .stack
+        .call(Route::BackupsList, "/v1.0/subclouds/rt1/backups", None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let listed = &listed.body["backups"][0];
+    assert_eq!(listed["release"], "24.09");
+    assert_eq!(listed["location"], "central");
+    assert_eq!(listed["sha256"].as_str().unwrap(), backups[0].sha256);
+    assert!(listed["size"].as_u64().unwrap() > 0);
+
+    disturb(&agent.data);
+    assert_ne!(tree(&agent.data), original);
+    unmanage(&lab, "rt1").await;
+    restore(&lab, json!({"subcloud": "rt1"})).await;
+    let done = lab.run_to_end("rt1").await;
+    assert_eq!(done["deploy-status"], "complete", "{done}");
+    assert_eq!(
+        tree(&agent.data),
+        original,
+        "the restore brought back every byte"
+    );
+
+    // Nothing secret anywhere the system keeps or sends things.
+    let kept = format!(
+        "{:?} {:?} {:?} {:?}",
+        lab.stack.item(id).await,
+        lab.stack.operations().await,
+        lab.stack.app.inventory.backups(id).await.unwrap(),
+        lab.delivered.lock().unwrap()
+    );
+    for secret in [
+        password,
+        AGENT_SECRET,
+        "X-Amz-Signature",
+        lab.stack.admin_token.as_str(),
+    ] {
+        assert!(!kept.contains(secret), "{secret} was kept or queued");
+    }
+}
+
+#[tokio::test]
+async fn local_backup_restore_and_delete() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("loc1").await;
+    let id = lab.register("loc1", &agent.url).await;
+    let original = tree(&agent.data);
+    create(&lab, json!({"subcloud": "loc1", "local_only": true})).await;
+    let done = lab.run_to_end("loc1").await;
+    assert_eq!(done["backup-status"], "complete-local", "{done}");
+    assert!(
+        central_objects(&lab, "loc1/").await.is_empty(),
+        "nothing went to the bucket"
+    );
+    let kept = std::fs::read_dir(agent.store.join("backups/24.09"))
+        .unwrap()
+        .count();
+    assert!(kept >= 1, "the archive stays on the subcloud");
+
+    disturb(&agent.data);
+    unmanage(&lab, "loc1").await;
+    restore(&lab, json!({"subcloud": "loc1", "local_only": true})).await;
+    let done = lab.run_to_end("loc1").await;
+    assert_eq!(done["deploy-status"], "complete", "{done}");
+    assert_eq!(tree(&agent.data), original);
+
+    // A local delete needs the subcloud managed and online again.
+    let back = json!({"management-state": "managed"});
+    lab.stack
+        .call(Route::SubcloudsUpdate, "/v1.0/subclouds/loc1", Some(back))
+        .await;
+    delete(&lab, json!({"subcloud": "loc1", "local_only": true})).await;
+    let done = lab.run_to_end("loc1").await;
+    assert_eq!(done["backup-status"], Value::Null, "no backup left: {done}");
+    let left = std::fs::read_dir(agent.store.join("backups"))
+        .map(|d| {
+            d.flat_map(|e| std::fs::read_dir(e.unwrap().path()).unwrap())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, 0, "the agent deleted its local backups");
+    assert!(lab
+        .stack
+        .app
+        .inventory
+        .backups(id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!lab.stack.item(id).await.contains_key("local_backups"));
+}
+
+#[tokio::test]
+async fn central_delete_removes_the_objects() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("del1").await;
+    let id = lab.register("del1", &agent.url).await;
+    create(&lab, json!({"subcloud": "del1"})).await;
+    lab.run_to_end("del1").await;
+    assert_eq!(central_objects(&lab, "del1/24.09/").await.len(), 1);
+    delete(&lab, json!({"subcloud": "del1"})).await;
+    let done = lab.run_to_end("del1").await;
+    assert_eq!(done["backup-status"], Value::Null, "{done}");
+    assert!(central_objects(&lab, "del1/").await.is_empty());
+    assert!(lab
+        .stack
+        .app
+        .inventory
+        .backups(id)
+        .await
+        .unwrap()
+        .is_empty());
+    let restore = lab
+        .stack
+        .call(
+            Route::BackupRestore,
+            "/v1.0/subcloud-backup/restore",
+            Some(json!({"subcloud": "del1"})),
+        )
+        .await;
+    assert_eq!(
+        restore.status,
+        StatusCode::BAD_REQUEST,
+        "nothing left to restore"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_and_stale_jobs_change_nothing() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("dup1").await;
+    let id = lab.register("dup1", &agent.url).await;
+    create(&lab, json!({"subcloud": "dup1"})).await;
+    lab.run_to_end("dup1").await;
+    let first: JobMessage = serde_json::from_str(&lab.delivered.lock().unwrap()[0]).unwrap();
+    let after = lab.stack.item(id).await;
+
+    // The first job delivered again, after its operation ended: dropped.
+    lab.worker.handle(&first).await.unwrap();
+    assert_eq!(
+        lab.stack.item(id).await,
+        after,
+        "a duplicate changed nothing"
+    );
+
+    // A new operation holds the slot; a job with the old operation's fence is stale.
+    create(&lab, json!({"subcloud": "dup1"})).await;
+    let holding = lab.stack.item(id).await;
+    let stale = JobMessage {
+        op_id: OpId::new(),
+        ..first.clone()
+    };
+    lab.worker.handle(&stale).await.unwrap();
+    lab.worker.handle(&first).await.unwrap();
+    assert_eq!(
+        lab.stack.item(id).await,
+        holding,
+        "stale jobs wrote nothing"
+    );
+    let done = lab.run_to_end("dup1").await;
+    assert_eq!(done["backup-status"], "complete-central");
+}
+
+#[tokio::test]
+async fn an_unreachable_agent_fails_the_backup_in_preparation() {
+    let lab = Lab::new().await;
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    lab.register("gone1", &format!("http://127.0.0.1:{port}"))
+        .await;
+    create(&lab, json!({"subcloud": "gone1"})).await;
+    let done = lab.run_to_end("gone1").await;
+    assert_eq!(done["backup-status"], "backup-prep-failed", "{done}");
+    let why = done["error-description"].as_str().unwrap();
+    assert!(
+        why.contains("unreachable") && why.contains(&port.to_string()),
+        "{why}"
+    );
+    assert_eq!(lab.stack.operations().await[0]["state"], "failed");
+    // The slot is free: the next request is judged on its own.
+    let again = lab
+        .stack
+        .call(
+            Route::BackupCreate,
+            "/v1.0/subcloud-backup",
+            Some(json!({"subcloud": "gone1"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_corrupted_archive_is_refused_and_the_data_is_untouched() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("bad1").await;
+    lab.register("bad1", &agent.url).await;
+    create(&lab, json!({"subcloud": "bad1"})).await;
+    lab.run_to_end("bad1").await;
+    let key = central_objects(&lab, "bad1/24.09/").await.remove(0);
+    let s3 = &lab.stack.clients.s3;
+    let bucket = &lab.stack.resources.backup_bucket;
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+
+    disturb(&agent.data);
+    let before = tree(&agent.data);
+    unmanage(&lab, "bad1").await;
+    restore(&lab, json!({"subcloud": "bad1"})).await;
+    let done = lab.run_to_end("bad1").await;
+    assert_eq!(done["deploy-status"], "restore-failed", "{done}");
+    assert!(done["error-description"].is_string());
+    assert_eq!(tree(&agent.data), before, "nothing was replaced");
+}
+
+#[tokio::test]
+async fn the_sample_sqs_event_runs_through_the_worker() {
+    let lab = Lab::new().await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/worker.json");
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("an SQS event");
+    // Its job's subcloud does not exist here and its second message is not a job: both are
+    // dropped (acknowledged), neither retried.
+    let response = lab.worker.handle_batch(event).await;
+    assert!(response.batch_item_failures.is_empty());
+}
+
+#[tokio::test]
+async fn a_group_never_runs_more_than_its_max_parallel_subclouds() {
+    let lab = Lab::new().await;
+    let group = json!({"name": "pair", "max_parallel_subclouds": 2});
+    let created = lab
+        .stack
+        .call(Route::GroupsCreate, "/v1.0/subcloud-groups", Some(group))
+        .await;
+    let group_id = created.body["id"].as_u64().unwrap();
+    let mut agents = Vec::new();
+    for i in 0..6 {
+        let name = format!("par{i}");
+        let agent = lab.agent(&name).await;
+        let body = json!({"group_id": "pair", "management-state": "managed", "availability-status": "online", "agent-url": agent.url});
+        lab.stack.register(&name, body).await;
+        agents.push(agent);
+    }
+    create(&lab, json!({"group": "pair"})).await;
+    for i in 0..6 {
+        let done = lab.run_to_end(&format!("par{i}")).await;
+        assert_eq!(done["backup-status"], "complete-central", "{done}");
+    }
+
+    // From the records: at no instant were more than two running.
+    let records = lab.stack.operations().await;
+    assert_eq!(records.len(), 6);
+    let mut events: Vec<(String, i32)> = Vec::new();
+    for r in &records {
+        assert_eq!(r["state"], "succeeded");
+        events.push((r["started_at"].as_str().unwrap().to_owned(), 1));
+        events.push((r["finished_at"].as_str().unwrap().to_owned(), -1));
+    }
+    // Ends sort before starts at the same instant: a seat is given back before it is taken.
+    events.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut running, mut most) = (0, 0);
+    for (_, delta) in events {
+        running += delta;
+        most = most.max(running);
+    }
+    assert_eq!(most, 2, "the cap was used and never exceeded");
+    let group_item = lab
+        .stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&lab.stack.resources.groups_table)
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::N(group_id.to_string()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        group_item["running"].as_n().unwrap(),
+        "0",
+        "every seat was given back"
+    );
+}
