@@ -5,7 +5,7 @@
 //! at work extends the lease. A duplicate or stale job finds the slot not (or no longer) its
 //! own, or its state already past, and changes nothing.
 
-use crate::agent_client::{AgentClient, AgentError};
+use crate::agent_client::AgentClient;
 use crate::central::CentralStore;
 use crate::domain::{
     epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpKind, OpState, Ref, Subcloud,
@@ -120,6 +120,29 @@ impl Worker {
             OpKind::Create => step.create().await,
             OpKind::Restore => step.restore().await,
             OpKind::Delete => step.delete().await,
+        }
+    }
+}
+
+/// An agent job the worker follows, and the state the operation holds meanwhile.
+#[derive(Debug, Clone, Copy)]
+enum Followed {
+    Backup,
+    Restore,
+}
+
+impl Followed {
+    fn running(self) -> (&'static str, &'static str) {
+        match self {
+            Followed::Backup => ("backup_status", BackupStatus::BackingUp.as_str()),
+            Followed::Restore => ("deploy_status", DeployStatus::RESTORING),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Followed::Backup => "backup",
+            Followed::Restore => "restore",
         }
     }
 }
@@ -275,19 +298,77 @@ impl Step<'_> {
             .map_err(Retry)
     }
 
-    async fn mark_running(&self) -> Result<(), Retry> {
-        Ok(self
-            .worker
-            .inventory
-            .set_operation_state(&self.job.op_id, OpState::Running, None)
-            .await?)
+    /// The agent job has started: the operation is running (its record says since when)
+    /// and is followed by polls.
+    async fn started(&self, followed: Followed) -> Result<(), Retry> {
+        let (attribute, state) = followed.running();
+        if self.advance(attribute, state).await? {
+            self.worker
+                .inventory
+                .set_operation_state(&self.job.op_id, OpState::Running, None)
+                .await?;
+            self.poll_later().await?;
+        }
+        Ok(())
     }
 
-    async fn agent_job(&self, agent: &AgentUrl) -> Result<Option<JobView>, AgentError> {
-        self.worker
+    async fn fail_followed(&self, followed: Followed, why: String) -> Result<(), Retry> {
+        match followed {
+            Followed::Backup => self.fail_backup(BackupStatus::Failed, why).await,
+            Followed::Restore => self.fail_restore("restore-failed", why).await,
+        }
+    }
+
+    /// One poll of the agent job: still running (lease extended, polled again), failed, or
+    /// done.
+    async fn follow(&self, agent: &AgentUrl, followed: Followed) -> Result<(), Retry> {
+        let polled = self
+            .worker
             .agents
             .job(agent, self.name(), self.job.op_id.as_str())
-            .await
+            .await;
+        let view = match polled {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                let why = format!(
+                    "the agent of {} no longer knows the {} (it restarted)",
+                    self.name(),
+                    followed.noun()
+                );
+                return self.fail_followed(followed, why).await;
+            }
+            // Not extended: if the agent stays away, the lease runs out and the slot is
+            // recovered as failed.
+            Err(e) => {
+                tracing::warn!(op_id = %self.job.op_id, error = %e, "agent not reachable; polling again");
+                return self.poll_later().await;
+            }
+        };
+        match view.state {
+            JobState::Running => {
+                let (attribute, state) = followed.running();
+                if self.advance(attribute, state).await? {
+                    self.poll_later().await?;
+                }
+                Ok(())
+            }
+            JobState::Failed => {
+                let why = view
+                    .error
+                    .unwrap_or_else(|| format!("the agent's {} failed", followed.noun()));
+                self.fail_followed(followed, why).await
+            }
+            JobState::Succeeded => match followed {
+                Followed::Backup => self.backup_done(view).await,
+                Followed::Restore => {
+                    let outcome = Outcome {
+                        deploy_status: Some(DeployStatus::COMPLETE.to_owned()),
+                        ..Outcome::default()
+                    };
+                    self.finish(outcome, OpState::Succeeded).await
+                }
+            },
+        }
     }
 
     // ---- create ------------------------------------------------------------------------
@@ -313,7 +394,7 @@ impl Step<'_> {
             // A redelivery after a crash between the two steps: starting again is harmless,
             // the agent answers the same op id with the same job.
             Some(BackupStatus::PreBackup) => self.start_backup(&agent).await,
-            Some(BackupStatus::BackingUp) => self.follow_backup(&agent).await,
+            Some(BackupStatus::BackingUp) => self.follow(&agent, Followed::Backup).await,
             other => {
                 tracing::info!(op_id = %self.job.op_id, state = ?other, "nothing to do in this state");
                 Ok(())
@@ -353,51 +434,7 @@ impl Step<'_> {
                 .fail_backup(BackupStatus::BackupPrepFailed, e.to_string())
                 .await;
         }
-        if self
-            .advance("backup_status", BackupStatus::BackingUp.as_str())
-            .await?
-        {
-            self.mark_running().await?;
-            self.poll_later().await?;
-        }
-        Ok(())
-    }
-
-    async fn follow_backup(&self, agent: &AgentUrl) -> Result<(), Retry> {
-        let view = match self.agent_job(agent).await {
-            Ok(Some(view)) => view,
-            Ok(None) => {
-                let why = format!(
-                    "the agent of {} no longer knows the backup (it restarted)",
-                    self.name()
-                );
-                return self.fail_backup(BackupStatus::Failed, why).await;
-            }
-            // Not extended: if the agent stays away, the lease runs out and the slot is
-            // recovered as failed.
-            Err(e) => {
-                tracing::warn!(op_id = %self.job.op_id, error = %e, "agent not reachable; polling again");
-                return self.poll_later().await;
-            }
-        };
-        match view.state {
-            JobState::Running => {
-                if self
-                    .advance("backup_status", BackupStatus::BackingUp.as_str())
-                    .await?
-                {
-                    self.poll_later().await?;
-                }
-                Ok(())
-            }
-            JobState::Failed => {
-                let why = view
-                    .error
-                    .unwrap_or_else(|| "the agent's backup failed".into());
-                self.fail_backup(BackupStatus::Failed, why).await
-            }
-            JobState::Succeeded => self.backup_done(view).await,
-        }
+        self.started(Followed::Backup).await
     }
 
     async fn backup_done(&self, view: JobView) -> Result<(), Retry> {
@@ -459,7 +496,7 @@ impl Step<'_> {
                 }
                 Ok(())
             }
-            DeployStatus::RESTORING => self.follow_restore(&agent).await,
+            DeployStatus::RESTORING => self.follow(&agent, Followed::Restore).await,
             other => {
                 tracing::info!(op_id = %self.job.op_id, state = other, "nothing to do in this state");
                 Ok(())
@@ -515,55 +552,7 @@ impl Step<'_> {
                 .fail_restore("restore-prep-failed", e.to_string())
                 .await;
         }
-        if self
-            .advance("deploy_status", DeployStatus::RESTORING)
-            .await?
-        {
-            self.mark_running().await?;
-            self.poll_later().await?;
-        }
-        Ok(())
-    }
-
-    async fn follow_restore(&self, agent: &AgentUrl) -> Result<(), Retry> {
-        let view = match self.agent_job(agent).await {
-            Ok(Some(view)) => view,
-            Ok(None) => {
-                let why = format!(
-                    "the agent of {} no longer knows the restore (it restarted)",
-                    self.name()
-                );
-                return self.fail_restore("restore-failed", why).await;
-            }
-            Err(e) => {
-                tracing::warn!(op_id = %self.job.op_id, error = %e, "agent not reachable; polling again");
-                return self.poll_later().await;
-            }
-        };
-        match view.state {
-            JobState::Running => {
-                if self
-                    .advance("deploy_status", DeployStatus::RESTORING)
-                    .await?
-                {
-                    self.poll_later().await?;
-                }
-                Ok(())
-            }
-            JobState::Failed => {
-                let why = view
-                    .error
-                    .unwrap_or_else(|| "the agent's restore failed".into());
-                self.fail_restore("restore-failed", why).await
-            }
-            JobState::Succeeded => {
-                let outcome = Outcome {
-                    deploy_status: Some(DeployStatus::COMPLETE.to_owned()),
-                    ..Outcome::default()
-                };
-                self.finish(outcome, OpState::Succeeded).await
-            }
-        }
+        self.started(Followed::Restore).await
     }
 
     // ---- delete ------------------------------------------------------------------------

@@ -148,3 +148,26 @@ pub(crate) fn failed_conditions<R: std::fmt::Debug>(
         Err(e) => Err(StoreError::from_sdk("TransactWriteItems", e)),
     }
 }
+
+/// `Ok(true)` if the conditional write applied, `Ok(false)` if its condition failed.
+pub(crate) fn conditional<T>(
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    >,
+    what: &str,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::from_sdk(what, e)),
+    }
+}

@@ -2,7 +2,7 @@
 //! subcloud through the subcloud-operations index.
 
 use super::{all_pages, from_item, n, s, to_item, StoreError};
-use crate::domain::{timestamp_now, OpId, OpState, Operation};
+use crate::domain::{OpId, OpState, Operation};
 use crate::resources::SUBCLOUD_OPERATIONS_INDEX;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
@@ -102,36 +102,7 @@ impl super::Inventory {
     /// Marks an operation failed with the reason. An operation without a record (its
     /// record was never written) has nothing to mark.
     pub async fn fail_operation(&self, op_id: &OpId, error: &str) -> Result<(), StoreError> {
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
-            .update_expression("SET #state = :failed, #error = :error, updated_at = :now")
-            .condition_expression("attribute_exists(op_id)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":failed", s(op_state_name(OpState::Failed)))
-            .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":now", s(timestamp_now()))
-            .send()
-            .await;
-        match result {
-            Err(e)
-                if !e
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::from_sdk("UpdateItem operations", e))
-            }
-            _ => Ok(()),
-        }
+        self.set_operation_state(op_id, OpState::Failed, Some(error))
+            .await
     }
-}
-
-fn op_state_name(state: OpState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }

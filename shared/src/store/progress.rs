@@ -3,7 +3,7 @@
 //! worker that lost its slot (lease expired, slot recovered or claimed again) changes
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
-use super::{failed_conditions, n, s, Item, StoreError};
+use super::{conditional, failed_conditions, n, s, Item, StoreError};
 use crate::domain::{timestamp_now, OpId, OpState, Release};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
@@ -268,27 +268,4 @@ fn state_name(state: OpState) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// `Ok(true)` if the conditional write applied, `Ok(false)` if its condition failed.
-fn conditional<T>(
-    result: Result<
-        T,
-        aws_sdk_dynamodb::error::SdkError<
-            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-            aws_sdk_dynamodb::config::http::HttpResponse,
-        >,
-    >,
-    what: &str,
-) -> Result<bool, StoreError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(StoreError::from_sdk(what, e)),
-    }
 }

@@ -338,16 +338,7 @@ impl super::Inventory {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::from_sdk("UpdateItem release", e)),
-        }
+        super::conditional(result, "UpdateItem release")
     }
 
     /// Frees a slot whose lease expired (its worker died or its job was lost): the
