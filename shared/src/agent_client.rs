@@ -100,9 +100,11 @@ impl AgentClient {
     }
 
     fn refused(agent: &AgentUrl, status: StatusCode, body: &[u8]) -> AgentError {
+        // Only the agent's own error text: a body that is not one (a proxy's page) is not
+        // repeated, since it could echo the request and its token.
         let message = serde_json::from_slice::<ErrorBody>(body)
             .map(|e| e.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
+            .unwrap_or_else(|_| "no error message".to_owned());
         AgentError::Refused {
             url: agent.as_str().to_owned(),
             status: status.as_u16(),
@@ -152,7 +154,10 @@ impl AgentClient {
         subcloud: &str,
         request: &BackupRequest,
     ) -> Result<JobView, AgentError> {
-        let body = serde_json::to_string(request).map_err(|e| AgentError::Token(e.to_string()))?;
+        let body = serde_json::to_string(request).map_err(|e| AgentError::Protocol {
+            url: agent.as_str().to_owned(),
+            why: e.to_string(),
+        })?;
         self.start(agent, subcloud, "/v1/backups", body).await
     }
 
@@ -162,7 +167,10 @@ impl AgentClient {
         subcloud: &str,
         request: &RestoreRequest,
     ) -> Result<JobView, AgentError> {
-        let body = serde_json::to_string(request).map_err(|e| AgentError::Token(e.to_string()))?;
+        let body = serde_json::to_string(request).map_err(|e| AgentError::Protocol {
+            url: agent.as_str().to_owned(),
+            why: e.to_string(),
+        })?;
         self.start(agent, subcloud, "/v1/restores", body).await
     }
 

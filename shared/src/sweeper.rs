@@ -29,8 +29,11 @@ impl Sweeper {
         let mut report = SweepReport::default();
         let now = epoch_now();
         for sc in self.inventory.expired_leases(now).await? {
-            if self.inventory.recover_expired(&sc, now).await? {
-                report.recovered += 1;
+            // One subcloud that cannot be recovered now does not stop the others.
+            match self.inventory.recover_expired(&sc, now).await {
+                Ok(true) => report.recovered += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(subcloud = %sc.name, error = %e, "not recovered this run"),
             }
         }
         let mut seen = 0;

@@ -393,7 +393,16 @@ impl Step<'_> {
             }
             // A redelivery after a crash between the two steps: starting again is harmless,
             // the agent answers the same op id with the same job.
-            Some(BackupStatus::PreBackup) => self.start_backup(&agent).await,
+            Some(BackupStatus::PreBackup) => {
+                // The lease is renewed (and the slot proved ours) before the agent is asked.
+                if self
+                    .advance("backup_status", BackupStatus::PreBackup.as_str())
+                    .await?
+                {
+                    self.start_backup(&agent).await?;
+                }
+                Ok(())
+            }
             Some(BackupStatus::BackingUp) => self.follow(&agent, Followed::Backup).await,
             other => {
                 tracing::info!(op_id = %self.job.op_id, state = ?other, "nothing to do in this state");
@@ -458,7 +467,7 @@ impl Step<'_> {
         };
         let record = BackupRecord {
             subcloud_id: self.sc.id,
-            backup_id: BackupRecord::id(&self.job.release, &now, &self.job.op_id),
+            backup_id: BackupRecord::id(&self.job.release, &self.job.op_id),
             release: self.job.release.clone(),
             location,
             size: result.size,
@@ -488,10 +497,8 @@ impl Step<'_> {
         };
         match self.sc.deploy_status.as_str() {
             DeployStatus::PRE_RESTORE => {
-                if self
-                    .seated(("deploy_status", DeployStatus::PRE_RESTORE))
-                    .await?
-                {
+                let waiting = ("deploy_status", DeployStatus::PRE_RESTORE);
+                if self.seated(waiting).await? && self.advance(waiting.0, waiting.1).await? {
                     self.start_restore(&agent).await?;
                 }
                 Ok(())
@@ -524,7 +531,10 @@ impl Step<'_> {
                 );
                 return self.fail_restore("restore-prep-failed", why).await;
             };
-            let key = backup.s3_key.clone().unwrap_or_default();
+            let Some(key) = backup.s3_key.clone() else {
+                let why = format!("central backup {} has no object key", backup.backup_id);
+                return self.fail_restore("restore-prep-failed", why).await;
+            };
             let url = self
                 .worker
                 .central
@@ -558,7 +568,10 @@ impl Step<'_> {
     // ---- delete ------------------------------------------------------------------------
 
     async fn delete(&self) -> Result<(), Retry> {
-        if self.sc.backup_status != Some(BackupStatus::DeletingBackup) {
+        let deleting = BackupStatus::DeletingBackup.as_str();
+        if self.sc.backup_status != Some(BackupStatus::DeletingBackup)
+            || !self.advance("backup_status", deleting).await?
+        {
             return Ok(());
         }
         let release = &self.job.release;

@@ -16,7 +16,7 @@ pub enum BackupLocation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
     pub subcloud_id: u64,
-    /// `<release>#<created_at>#<op_id>`: a subcloud's backups sort by release, then time.
+    /// `<release>#<op_id>`: one record per backup operation, whatever retries write it.
     pub backup_id: String,
     pub release: Release,
     pub location: BackupLocation,
@@ -30,8 +30,8 @@ pub struct BackupRecord {
 }
 
 impl BackupRecord {
-    pub fn id(release: &Release, created_at: &str, op_id: &OpId) -> String {
-        format!("{}#{created_at}#{op_id}", release.as_str())
+    pub fn id(release: &Release, op_id: &OpId) -> String {
+        format!("{}#{op_id}", release.as_str())
     }
 }
 
@@ -47,7 +47,7 @@ impl super::Inventory {
         Ok(())
     }
 
-    /// A subcloud's backups, oldest release and time first.
+    /// A subcloud's backups, by release.
     pub async fn backups(&self, subcloud_id: u64) -> Result<Vec<BackupRecord>, StoreError> {
         all_pages("backup", |start| async move {
             let out = self

@@ -538,7 +538,10 @@ impl Inventory {
         let delete = Delete::builder()
             .table_name(&self.res.groups_table)
             .key("id", n(current.id))
-            .condition_expression("subcloud_count = :zero")
+            // A seat still held in the group must be given back to it before it goes.
+            .condition_expression(
+                "subcloud_count = :zero AND (attribute_not_exists(running) OR running = :zero)",
+            )
             .expression_attribute_values(":zero", n(0))
             .build()
             .map_err(|e| StoreError::Failed(e.to_string()))?;

@@ -140,6 +140,15 @@ pub(crate) fn failed_conditions<R: std::fmt::Debug>(
                         .collect(),
                 ))
             }
+            // Cancelled by a concurrent transaction on the same item: worth retrying.
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled)
+                if cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict")) =>
+            {
+                Err(StoreError::Unavailable("TransactWriteItems: transaction conflict".into()))
+            }
             _ => Err(StoreError::from_sdk(
                 "TransactWriteItems",
                 SdkError::ServiceError(e),

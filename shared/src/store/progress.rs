@@ -247,8 +247,11 @@ impl super::Inventory {
                 .update_expression("SET #state = :state, #error = :error, updated_at = :now")
                 .expression_attribute_names("#error", "error")
                 .expression_attribute_values(":error", s(error)),
+            // Only a queued operation starts: a duplicate job cannot reopen a finished one.
             None => update
-                .update_expression("SET #state = :state, started_at = :now, updated_at = :now"),
+                .update_expression("SET #state = :state, started_at = :now, updated_at = :now")
+                .condition_expression("attribute_exists(op_id) AND #state = :queued")
+                .expression_attribute_values(":queued", s(state_name(OpState::Queued))),
         };
         match update.send().await {
             Err(e)

@@ -83,7 +83,12 @@ impl super::Inventory {
             .transact_items(global_seat)
             .send()
             .await;
-        Ok(match failed_conditions(result)? {
+        let outcome = match failed_conditions(result) {
+            // Another operation took or gave back a seat at the same moment: wait a poll.
+            Err(StoreError::Unavailable(_)) => return Ok(Seat::Full),
+            other => other?,
+        };
+        Ok(match outcome {
             None => Seat::Taken,
             Some(failed) if failed.first().copied().unwrap_or(false) => Seat::Lost,
             Some(_) => Seat::Full,

@@ -315,6 +315,16 @@ impl super::Inventory {
             }
             other => other.clone(),
         };
+        let claimed_attribute = match prior {
+            PriorState::Backup(_) => "backup_status",
+            PriorState::Deploy(_) => "deploy_status",
+        };
+        let claimed_state = match claimed.op_kind.map(OpKind::claimed_state) {
+            Some(ClaimedState::Backup(b)) => b.as_str().to_owned(),
+            Some(ClaimedState::Deploy(d)) => d.as_str().to_owned(),
+            None => return Ok(false),
+        };
+        values.insert(":claimed".into(), s(claimed_state));
         let expression = match &prior {
             PriorState::Backup(Some(b)) => {
                 values.insert(":state".into(), s(b.as_str()));
@@ -334,7 +344,10 @@ impl super::Inventory {
             .table_name(&self.res.subclouds_table)
             .key("id", n(claimed.id))
             .update_expression(expression)
-            .condition_expression("op_id = :op AND fence = :fence")
+            // Only a claim no worker has started on: no seat taken, the claimed state as set.
+            .condition_expression(format!(
+                "op_id = :op AND fence = :fence AND attribute_not_exists(seat) AND {claimed_attribute} = :claimed"
+            ))
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
