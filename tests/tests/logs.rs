@@ -4,36 +4,10 @@
 use dcbackup::api::Route;
 use dcbackup_tests::{token, Stack, SECRET};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-/// Collects everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn logs_are_json_with_op_ids_and_carry_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    // The same format the functions use (runtime::init_tracing), at debug level.
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("debug")
-        .with_current_span(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = dcbackup_tests::capture_logs();
 
     let stack = Stack::new().await;
     let ready = json!({"management-state": "managed", "availability-status": "online"});
@@ -70,7 +44,7 @@ async fn logs_are_json_with_op_ids_and_carry_no_secret() {
         .await;
     assert_eq!(denied.status, http::StatusCode::FORBIDDEN);
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(!text.is_empty(), "the handlers logged");
     let lines: Vec<Value> = text
         .lines()
