@@ -15,8 +15,8 @@ const RESTORE: &str = "/v1.0/subcloud-backup/restore";
 
 /// A managed, online, deployed subcloud: valid for create.
 async fn backup_ready(stack: &Stack, name: &str, group: &str) -> u64 {
-    let body =
-        json!({"group_id": group, "management-state": "managed", "availability-status": "online"});
+    let body = json!({"group_id": group, "management-state": "managed",
+        "availability-status": "online", "agent-url": "http://127.0.0.1:18001"});
     stack.register(name, body).await["id"].as_u64().unwrap()
 }
 
@@ -267,10 +267,17 @@ async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
     let op = create(&stack, json!({"subcloud": "u1"})).await.body["subclouds"][0]["operation"]
         ["id"]
         .clone();
+    stack.create_group("elsewhere").await;
+    // What the operation drives, was validated against, reaches the agent by, or is seated in.
     for patch in [
         json!({"management-state": "unmanaged"}),
         json!({"deploy-status": "config-failed"}),
         json!({"backup-status": "failed"}),
+        json!({"availability-status": "offline"}),
+        json!({"agent-url": "http://127.0.0.1:18009"}),
+        json!({"bootstrap-address": "127.0.0.9"}),
+        json!({"group_id": "elsewhere"}),
+        json!({"description": "mixed with", "group_id": 1}),
     ] {
         let reply = stack
             .call(
@@ -302,7 +309,124 @@ async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
         .call(Route::SubcloudsShow, "/v1.0/subclouds/u1", None)
         .await;
     assert_eq!(shown.body["management-state"], "managed");
+    assert_eq!(shown.body["availability-status"], "online");
+    assert_eq!(shown.body["agent-url"], "http://127.0.0.1:18001");
+    assert_eq!(shown.body["group_id"], 1);
     assert_eq!(shown.body["backup-status"], "validating");
+}
+
+/// dcmanager's deploy states that forbid a restore (SPEC §1), each refused inside the claim;
+/// `deploying` is not one of them.
+#[tokio::test]
+async fn restore_is_refused_in_every_deploy_state_dcmanager_forbids() {
+    let stack = Stack::new().await;
+    let forbidden = [
+        "creating",
+        "pre-install",
+        "installing",
+        "pre-bootstrap",
+        "bootstrapping",
+        "pre-config",
+        "configuring",
+        "pre-rehome",
+        "rehoming",
+        "onsite-restoring",
+        "pre-init-enroll",
+        "initiating-enroll",
+        "pre-enroll",
+        "enrolling",
+    ];
+    for state in forbidden.iter().chain(&["deploying", "install-failed"]) {
+        let id = restore_ready(&stack, state, "Default").await;
+        let body = json!({"deploy-status": state});
+        let reply = stack
+            .call(
+                Route::SubcloudsUpdate,
+                &format!("/v1.0/subclouds/{id}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{state}: {:?}", reply.body);
+        let reply = restore(&stack, json!({"subcloud": state})).await;
+        if forbidden.contains(state) {
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{state}: {:?}",
+                reply.body
+            );
+            assert!(
+                reply.message().contains("valid deploy state"),
+                "{state}: {}",
+                reply.message()
+            );
+        } else {
+            assert_eq!(reply.status, StatusCode::OK, "{state}: {:?}", reply.body);
+        }
+    }
+}
+
+/// dcmanager's deploy states that forbid deleting a subcloud from the inventory.
+#[tokio::test]
+async fn deleting_a_subcloud_is_refused_in_every_deploy_state_dcmanager_forbids() {
+    let stack = Stack::new().await;
+    let forbidden = [
+        "pre-deploy",
+        "creating",
+        "pre-install",
+        "installing",
+        "pre-bootstrap",
+        "bootstrapping",
+        "pre-config",
+        "configuring",
+        "deploying",
+        "aborting-install",
+        "aborting-bootstrap",
+        "aborting-config",
+        "onsite-restoring",
+        "pre-rehome",
+        "rehoming",
+        "rehome-pending",
+        "reconfiguring-network",
+        "pre-init-enroll",
+        "initiating-enroll",
+        "pre-enroll",
+        "enrolling",
+    ];
+    for state in forbidden {
+        stack.register(state, json!({"deploy-status": state})).await;
+        let reply = stack
+            .call(
+                Route::SubcloudsDelete,
+                &format!("/v1.0/subclouds/{state}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{state}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply
+                .message()
+                .contains(&format!("deploy-status is '{state}'")),
+            "{}",
+            reply.message()
+        );
+    }
+    stack
+        .register("failed-install", json!({"deploy-status": "install-failed"}))
+        .await;
+    let reply = stack
+        .call(
+            Route::SubcloudsDelete,
+            "/v1.0/subclouds/failed-install",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
 }
 
 fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {

@@ -129,6 +129,7 @@ impl From<InventoryError> for ApiError {
             E::UnknownGroup(_)
             | E::DefaultGroupProtected(_)
             | E::SubcloudManaged(_)
+            | E::SubcloudDeploying { .. }
             | E::NoAgentUrl => ApiError::BadRequest(message),
             E::SubcloudExists(_)
             | E::GroupExists(_)

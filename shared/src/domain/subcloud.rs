@@ -185,12 +185,19 @@ pub struct SubcloudPatch {
 }
 
 impl SubcloudPatch {
-    /// Changes a state an operation drives or depends on: allowed only while no operation
-    /// holds the slot.
+    /// Changes what an operation drives or depends on: allowed only while no operation holds
+    /// the slot (SPEC §3). The operation drives backup-status and deploy-status; it was
+    /// validated against management-state and availability-status; the worker reaches the
+    /// agent at agent-url (which bootstrap-address moves) on every poll; its seat is counted
+    /// in its group. Description and location stay writable: nothing reads them.
     pub fn touches_operation_state(&self) -> bool {
         self.management_state.is_some()
+            || self.availability_status.is_some()
             || self.deploy_status.is_some()
             || self.backup_status.is_some()
+            || self.group.is_some()
+            || self.agent_url.is_some()
+            || self.bootstrap_address.is_some()
     }
 
     /// Only manages or unmanages (dcmanager's `manage_unmanage` rule covers that alone).

@@ -34,6 +34,11 @@ pub enum InventoryError {
     DefaultGroupProtected(&'static str),
     #[error("Cannot delete subcloud {0} while it is managed; unmanage it first")]
     SubcloudManaged(Name),
+    /// dcmanager refuses to delete a subcloud in a deploy state of an active deployment.
+    #[error(
+        "Cannot delete subcloud {name} during an active operation: its deploy-status is '{state}'"
+    )]
+    SubcloudDeploying { name: Name, state: DeployStatus },
     #[error("bootstrap-address needs the subcloud's agent-url (for its scheme and port); set agent-url instead")]
     NoAgentUrl,
     #[error("Subcloud {name} is busy: {} operation {} in progress since {}", holder.kind, holder.op_id, holder.since)]
@@ -433,15 +438,29 @@ impl Inventory {
             if current.management_state == ManagementState::Managed {
                 return Err(InventoryError::SubcloudManaged(current.name));
             }
+            if current.deploy_status.forbids_delete() {
+                return Err(InventoryError::SubcloudDeploying {
+                    name: current.name,
+                    state: current.deploy_status,
+                });
+            }
             let now = crate::domain::timestamp_now();
-            let delete = Delete::builder()
+            // The read above only words the refusal; the write decides (SPEC §3).
+            let mut delete = Delete::builder()
                 .table_name(&self.res.subclouds_table)
                 .key("id", n(current.id))
-                .condition_expression(format!(
-                    "management_state = :unmanaged AND group_id = :g AND {SLOT_FREE}"
-                ))
                 .expression_attribute_values(":unmanaged", s("unmanaged"))
-                .expression_attribute_values(":g", n(current.group_id))
+                .expression_attribute_values(":g", n(current.group_id));
+            let mut forbidden = Vec::new();
+            for (i, state) in DeployStatus::forbidding_delete().enumerate() {
+                delete = delete.expression_attribute_values(format!(":f{i}"), s(state));
+                forbidden.push(format!(":f{i}"));
+            }
+            let delete = delete
+                .condition_expression(format!(
+                    "management_state = :unmanaged AND group_id = :g AND NOT deploy_status IN ({}) AND {SLOT_FREE}",
+                    forbidden.join(", ")
+                ))
                 .build()
                 .map_err(|e| StoreError::Failed(e.to_string()))?;
             let result = self

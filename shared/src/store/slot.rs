@@ -109,8 +109,8 @@ impl ClaimCondition {
                 values.insert(":unmanaged".into(), s(ManagementState::Unmanaged.as_str()));
                 clauses.push("management_state = :unmanaged".into());
                 let mut forbidden = Vec::new();
-                for (i, state) in DeployStatus::FORBID_RESTORE.iter().enumerate() {
-                    values.insert(format!(":f{i}"), s(*state));
+                for (i, state) in DeployStatus::forbidding_restore().enumerate() {
+                    values.insert(format!(":f{i}"), s(state));
                     forbidden.push(format!(":f{i}"));
                 }
                 clauses.push(format!("NOT deploy_status IN ({})", forbidden.join(", ")));
