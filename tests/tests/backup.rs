@@ -1068,3 +1068,110 @@ async fn operators_may_create_and_delete_but_not_restore() {
         .await;
     assert_eq!(admin.status, StatusCode::OK);
 }
+
+/// `{"a": {"a": … 1}}` with `levels` mappings, the outermost included.
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }))
+}
+
+fn multipart_create(
+    stack: &Stack,
+    subcloud: &str,
+    values_yaml: &str,
+) -> http::Request<lambda_http::Body> {
+    let body = format!(
+        "--B0undary\r\nContent-Disposition: form-data; name=\"subcloud\"\r\n\r\n{subcloud}\r\n\
+         --B0undary\r\nContent-Disposition: form-data; name=\"backup_values\"; filename=\"v.yaml\"\r\n\
+         Content-Type: application/x-yaml\r\n\r\n{values_yaml}\r\n--B0undary--\r\n"
+    );
+    http::Request::builder()
+        .method(Method::POST)
+        .uri(CREATE)
+        .header("content-type", "multipart/form-data; boundary=B0undary")
+        .header("x-auth-token", &stack.admin_token)
+        .body(lambda_http::Body::Binary(body.into_bytes()))
+        .unwrap()
+}
+
+/// Every limit the operation record (DynamoDB) and the job (SQS) impose is checked while the
+/// request is parsed: a 400 naming the limit, nothing claimed — never a claim, a rollback and
+/// a 503 that no retry can fix. The deepest values the store keeps go through end to end.
+#[tokio::test]
+async fn values_the_store_or_queue_cannot_hold_are_400_before_any_claim() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "v1", "Default").await;
+    let cases = [
+        (nested(31), "nested more than 30 levels deep"),
+        (nested(126), "nested more than 30 levels deep"),
+        (
+            json!({"list": [[[[nested(27)]]]]}),
+            "nested more than 30 levels deep",
+        ),
+        (json!({"": 1}), "empty key"),
+        (json!({"a": {"": 1}}), "empty key at a"),
+        (json!({"big": 1e200}), "outside what the store keeps"),
+        (json!({"tiny": -1e-200}), "outside what the store keeps"),
+        (json!({"x": "a\u{FFFF}b"}), "U+FFFF"),
+        (json!({"x\u{FFFE}": 1}), "U+FFFE"),
+    ];
+    for (values, expected) in cases {
+        let reply = create(&stack, json!({"subcloud": "v1", "backup_values": values})).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{expected}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.message().contains(expected),
+            "{expected}: {}",
+            reply.message()
+        );
+        assert!(
+            reply.message().contains("backup_values"),
+            "{}",
+            reply.message()
+        );
+    }
+    let deep_yaml = (0..40).fold(String::from("x: 1"), |inner, _| {
+        format!(
+            "a:\n{}",
+            inner
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        )
+    });
+    for (yaml, expected) in [
+        (deep_yaml.as_str(), "nested more than 30 levels deep"),
+        (
+            "a: !!python/object/apply:os.system ['ls']",
+            "YAML tag !!python/object/apply:os.system",
+        ),
+    ] {
+        let reply = stack
+            .request(Route::BackupCreate, multipart_create(&stack, "v1", yaml))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{expected}: {:?}",
+            reply.body
+        );
+        assert!(reply.message().contains(expected), "{}", reply.message());
+    }
+    assert!(stack.operations().await.is_empty(), "nothing was claimed");
+    assert!(stack.drain_jobs().await.is_empty(), "nothing was queued");
+    let shown = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/v1", None)
+        .await;
+    assert_eq!(shown.body["backup-status"], Value::Null);
+
+    // At the limits the record and the job are written as given.
+    let deepest = json!({"deep": nested(29), "big": 9.9e125, "tiny": 2e-130, "n": u64::MAX});
+    let reply = create(&stack, json!({"subcloud": "v1", "backup_values": deepest})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(stack.drain_jobs().await[0]["options"]["values"], deepest);
+}

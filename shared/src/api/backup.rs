@@ -6,8 +6,8 @@
 use super::{empty_response, json_response, ApiError, App, Fields, ReasonStatus, SubcloudReason};
 use crate::auth::Principal;
 use crate::domain::{
-    digest_hex, epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind, OpOptions,
-    OpState, Operation, Ref, Release, Subcloud,
+    check_values_fit, digest_hex, epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind,
+    OpOptions, OpState, Operation, Ref, Release, Subcloud,
 };
 use crate::jobs::JobMessage;
 use crate::store::{ClaimOutcome, ClaimRequest, PriorState};
@@ -19,10 +19,6 @@ use lambda_http::{Body, Response};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
-
-/// `backup_values` / `restore_values` larger than this (as JSON) are refused, so ten jobs
-/// always fit one SQS batch.
-const VALUES_MAX_BYTES: usize = 16 * 1024;
 
 /// dcmanager's reinstall modes: they need the subcloud's BMC, which dcbackup does not drive.
 const UNSUPPORTED_RESTORE_FIELDS: [&str; 5] =
@@ -106,11 +102,7 @@ impl Command {
         };
         let values = values.map(without_secrets);
         if let (Some(v), Some(field)) = (&values, values_field) {
-            if Value::Object(v.clone()).to_string().len() > VALUES_MAX_BYTES {
-                return Err(ApiError::BadRequest(format!(
-                    "{field} is too large; keep it under {VALUES_MAX_BYTES} bytes"
-                )));
-            }
+            check_values_fit(field, v)?;
         }
         Ok(Command {
             kind,

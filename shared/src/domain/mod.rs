@@ -10,7 +10,9 @@ mod subcloud;
 
 pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
 pub use names::{AgentUrl, Name, Ref, Release};
-pub use operation::{without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation};
+pub use operation::{
+    check_values_fit, without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation,
+};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
 pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
 
