@@ -2,8 +2,9 @@
 //! and the SQS emulator: the seed's six scenarios, the cross-kind exclusions, lease expiry,
 //! fencing, rollback of a job the queue refuses, and every input rule.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
-use dcbackup::domain::{epoch_now, OpId, OpKind, Release};
+use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Release};
 use dcbackup::jobs::JobQueue;
 use dcbackup::store::{ClaimOutcome, ClaimRequest, PriorState};
 use dcbackup_tests::{token, Stack};
@@ -1174,4 +1175,35 @@ async fn values_the_store_or_queue_cannot_hold_are_400_before_any_claim() {
     let records = records_of(&stack, id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(stack.drain_jobs().await[0]["options"]["values"], deepest);
+}
+
+/// SPEC §3: the claim orders operations on a subcloud, and their times follow that order even
+/// when the instance that ended the previous one had a clock ahead of this one's.
+#[tokio::test]
+async fn a_claim_is_timed_after_the_subclouds_last_write_whatever_the_clocks() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "t1", "Default").await;
+    // The previous operation ended, as written by an instance 5 s ahead of this one.
+    let ahead = timestamp_of_epoch(epoch_now() + 5);
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&stack.resources.subclouds_table)
+        .key("id", AttributeValue::N(id.to_string()))
+        .update_expression("SET updated_at = :at")
+        .expression_attribute_values(":at", AttributeValue::S(ahead.clone()))
+        .send()
+        .await
+        .unwrap();
+    let reply = create(&stack, json!({"subcloud": "t1"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let since = reply.body["subclouds"][0]["operation"]["since"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(since > ahead, "the claim at {since} is not after {ahead}");
+    let records = records_of(&stack, id).await;
+    assert_eq!(records[0]["created_at"], since.as_str(), "{records:?}");
+    assert!(stack.item(id).await["updated_at"].as_s().unwrap() >= &since);
 }

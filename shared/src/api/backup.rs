@@ -328,6 +328,9 @@ async fn hand_over(
     let operations: Vec<Operation> = claimed
         .iter()
         .map(|c| Operation {
+            // The claim's own time, which the claim made later than the subcloud's last write.
+            created_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
+            updated_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
             op_id: c.op_id.clone(),
             kind: command.kind,
             subcloud_id: c.subcloud.id,
@@ -339,8 +342,6 @@ async fn hand_over(
             group: group.map(str::to_owned),
             state: OpState::Queued,
             error: None,
-            created_at: now.clone(),
-            updated_at: now.clone(),
             started_at: None,
             finished_at: None,
         })

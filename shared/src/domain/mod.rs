@@ -46,6 +46,18 @@ pub fn timestamp_of_epoch(seconds: u64) -> String {
     timestamp(at)
 }
 
+/// The first timestamp after `earlier` (one microsecond on), or now if that is later: for a
+/// write that must be recorded after another whatever the clocks of the two writers say.
+pub fn timestamp_after(earlier: &str) -> String {
+    let now = timestamp_now();
+    let next = time::PrimitiveDateTime::parse(earlier, TIMESTAMP)
+        .map(|at| timestamp(at.assume_utc() + time::Duration::microseconds(1)));
+    match next {
+        Ok(next) if next > now => next,
+        _ => now,
+    }
+}
+
 fn timestamp(at: time::OffsetDateTime) -> String {
     at.format(TIMESTAMP)
         .expect("a UTC timestamp always formats")

@@ -96,7 +96,8 @@ impl super::Inventory {
         now: u64,
     ) -> Result<bool, StoreError> {
         let mut values = still_ours(holder, now);
-        values.insert(":at".into(), s(timestamp_now()));
+        let at = timestamp_now();
+        values.insert(":at".into(), s(&at));
         let mut sets = vec!["updated_at = :at".to_owned()];
         let mut removes = vec![super::SLOT_ATTRIBUTES];
         let mut adds = Vec::new();
@@ -157,12 +158,15 @@ impl super::Inventory {
             state,
             outcome.error.as_deref(),
             seat,
+            &at,
         )
         .await
     }
 
     /// Ends an operation in one transaction: the subcloud's update (whose condition decides),
     /// the operation record's final state and finish time, and the release of its seat.
+    /// `at` is the time the subcloud's update records too, so the next claim — which must
+    /// come after the subcloud's last write — also comes after this finish time.
     /// Returns false, writing nothing, if the subcloud's condition failed.
     pub(crate) async fn end_operation(
         &self,
@@ -171,6 +175,7 @@ impl super::Inventory {
         state: OpState,
         error: Option<&str>,
         seat: Option<u64>,
+        at: &str,
     ) -> Result<bool, StoreError> {
         let subcloud = match seat {
             // The seat must be the one being given back.
@@ -200,7 +205,7 @@ impl super::Inventory {
             .update_expression("SET #state = :state, finished_at = :at, updated_at = :at")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state_name(state)))
-            .expression_attribute_values(":at", s(timestamp_now()));
+            .expression_attribute_values(":at", s(at));
         if let Some(error) = error {
             record = record
                 .update_expression(
