@@ -722,6 +722,9 @@ async fn entries_escaping_the_data_dirs_are_refused() {
     }
 }
 
+/// A crafted archive's entries, its manifest's files, and why it is refused.
+type LinkCase<'a> = (Vec<(&'a str, Crafted<'a>)>, Value, &'a str);
+
 /// Links in a crafted archive cannot carry a write outside the data dirs: not a data dir
 /// that is itself a symlink, not a symlink inside one, not a hard link to a file elsewhere.
 #[tokio::test]
@@ -735,7 +738,7 @@ async fn crafted_links_cannot_write_outside_the_data_dirs() {
     let outside_str = outside.to_str().expect("utf-8");
     let victim_str = victim.to_str().expect("utf-8");
     let listed = |path: &str| json!([{"path": path, "size": 1, "sha256": sha256(b"x")}]);
-    let cases: Vec<(Vec<(&str, Crafted)>, Value, &str)> = vec![
+    let cases: Vec<LinkCase> = vec![
         (
             // The data dir itself arrives as a symlink to elsewhere.
             vec![

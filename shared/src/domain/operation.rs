@@ -97,7 +97,7 @@ pub const VALUES_MAX_BYTES: usize = 16 * 1024;
 /// operation record (`options.values`), so they keep 30 for themselves.
 pub const VALUES_MAX_DEPTH: usize = 30;
 /// DynamoDB numbers: at most 38 significant digits, magnitudes from 1E-130 to below 1E+126.
-const NUMBER_MAX_MAGNITUDE: f64 = 9.999_999_999_999_999e125;
+const NUMBER_MAGNITUDE_BOUND: f64 = 1e126;
 const NUMBER_MIN_MAGNITUDE: f64 = 1e-130;
 
 /// Checks that `values` (the request's `field`) can be kept where an operation keeps it: in
@@ -144,7 +144,7 @@ pub fn check_values_fit(field: &str, values: &Map<String, Value>) -> Result<(), 
             Value::Number(number) => {
                 let magnitude = number.as_f64().map_or(0.0, f64::abs);
                 if magnitude != 0.0
-                    && !(NUMBER_MIN_MAGNITUDE..=NUMBER_MAX_MAGNITUDE).contains(&magnitude)
+                    && !(NUMBER_MIN_MAGNITUDE..NUMBER_MAGNITUDE_BOUND).contains(&magnitude)
                 {
                     return Err(Invalid::field(
                         field,
