@@ -136,13 +136,22 @@ impl Inventory {
         found.ok_or_else(|| InventoryError::SubcloudNotFound(r.clone()))
     }
 
+    /// A group by name or id. Group 1 `Default` is created here if it does not exist yet (a
+    /// fresh deployment holds no items): it always exists for the API (SPEC §1).
     pub async fn group(&self, r: &Ref) -> Result<Group, InventoryError> {
-        let id = self.resolve(Kind::Group, r).await?;
-        let found = match id {
-            Some(id) => self.get(&self.res.groups_table, "group", id).await?,
-            None => None,
-        };
-        found.ok_or_else(|| InventoryError::GroupNotFound(r.clone()))
+        for _ in 0..2 {
+            let id = self.resolve(Kind::Group, r).await?;
+            let found = match id {
+                Some(id) => self.get(&self.res.groups_table, "group", id).await?,
+                None => None,
+            };
+            match found {
+                Some(group) => return Ok(group),
+                None if names_default(r) => self.ensure_default_group().await?,
+                None => break,
+            }
+        }
+        Err(InventoryError::GroupNotFound(r.clone()))
     }
 
     /// A group named in a request body: an unknown one is a bad field (400), not a
@@ -182,6 +191,10 @@ impl Inventory {
 
     pub async fn groups(&self) -> Result<Vec<Group>, InventoryError> {
         let mut all: Vec<Group> = self.scan_all(&self.res.groups_table, "group").await?;
+        if !all.iter().any(Group::is_default) {
+            self.ensure_default_group().await?;
+            all = self.scan_all(&self.res.groups_table, "group").await?;
+        }
         all.sort_by_key(|g| g.id);
         Ok(all)
     }
@@ -209,14 +222,22 @@ impl Inventory {
     // ---- ids and seeding ---------------------------------------------------------------
 
     /// The next id of a kind, from an atomic counter (ids are never reused).
+    /// The next id of `counter`: subclouds from 1, groups from 2 (1 is always `Default`'s,
+    /// whether or not it was created yet).
     async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+        let base = if counter == "group" {
+            DEFAULT_GROUP_ID
+        } else {
+            0
+        };
         let out = self
             .ddb
             .update_item()
             .table_name(&self.res.counters_table)
             .key("counter", s(counter))
-            .update_expression("ADD #v :one")
+            .update_expression("SET #v = if_not_exists(#v, :base) + :one")
             .expression_attribute_names("#v", "value")
+            .expression_attribute_values(":base", n(base))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -227,7 +248,9 @@ impl Inventory {
             .ok_or_else(|| StoreError::decode("counter", "value is not a number"))
     }
 
-    /// Makes sure group 1 `Default` exists and group ids continue after it. Idempotent.
+    /// Makes sure group 1 `Default` exists: conditional puts, so any number of instances may
+    /// race here. Called where Default is first needed, not at deployment: a fresh stack
+    /// holds no items.
     pub async fn ensure_default_group(&self) -> Result<(), StoreError> {
         let now = crate::domain::timestamp_now();
         let default = Group {
@@ -243,13 +266,9 @@ impl Inventory {
         let mut name_item = Item::new();
         name_item.insert("name_key".into(), Kind::Group.name_key(&default.name));
         name_item.insert("id".into(), n(DEFAULT_GROUP_ID));
-        let mut counter = Item::new();
-        counter.insert("counter".into(), s("group"));
-        counter.insert("value".into(), n(DEFAULT_GROUP_ID));
         let puts = [
             (&self.res.groups_table, to_item("group", &default)?, "id"),
             (&self.res.names_table, name_item, "name_key"),
-            (&self.res.counters_table, counter, "counter"),
         ];
         for (table, item, key) in puts {
             let put = self
@@ -280,6 +299,22 @@ impl Inventory {
             None => DEFAULT_GROUP_ID,
         };
         let id = self.allocate_id("subcloud").await?;
+        match self.put_subcloud(new.clone(), id, group_id).await {
+            // The first subcloud of a fresh stack: Default is made on this first need.
+            Err(InventoryError::UnknownGroup(_)) if group_id == DEFAULT_GROUP_ID => {
+                self.ensure_default_group().await?;
+                self.put_subcloud(new, id, group_id).await
+            }
+            other => other,
+        }
+    }
+
+    async fn put_subcloud(
+        &self,
+        new: NewSubcloud,
+        id: u64,
+        group_id: u64,
+    ) -> Result<Subcloud, InventoryError> {
         let now = crate::domain::timestamp_now();
         let subcloud = Subcloud {
             id,
@@ -482,6 +517,10 @@ impl Inventory {
     // ---- groups ------------------------------------------------------------------------
 
     pub async fn create_group(&self, new: NewGroup) -> Result<Group, InventoryError> {
+        // Default's name is taken even before Default is created on its first need.
+        if names_default(&Ref::Name(new.name.clone())) {
+            return Err(InventoryError::GroupExists(new.name));
+        }
         let id = self.allocate_id("group").await?;
         let now = crate::domain::timestamp_now();
         let group = Group {
@@ -516,6 +555,9 @@ impl Inventory {
         let rename = patch.name.as_ref().filter(|name| **name != current.name);
         if rename.is_some() && current.is_default() {
             return Err(InventoryError::DefaultGroupProtected("renamed"));
+        }
+        if let Some(name) = rename.filter(|name| names_default(&Ref::Name((*name).clone()))) {
+            return Err(InventoryError::GroupExists(name.clone()));
         }
         let now = crate::domain::timestamp_now();
         let mut updates = Updates::new()
@@ -638,4 +680,12 @@ fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, Stor
         .build()
         .map_err(|e| StoreError::Failed(e.to_string()))?;
     Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Whether `r` names group 1 `Default`, by id or by name.
+fn names_default(r: &Ref) -> bool {
+    match r {
+        Ref::Id(id) => *id == DEFAULT_GROUP_ID,
+        Ref::Name(name) => name.as_str() == DEFAULT_GROUP_NAME,
+    }
 }
