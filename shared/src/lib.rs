@@ -10,6 +10,7 @@ pub mod central;
 pub mod config;
 pub mod domain;
 pub mod jobs;
+pub mod operations;
 pub mod provision;
 pub mod resources;
 pub mod runtime;

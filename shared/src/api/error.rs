@@ -139,3 +139,13 @@ impl From<InventoryError> for ApiError {
         }
     }
 }
+
+impl From<crate::operations::StartError> for ApiError {
+    fn from(e: crate::operations::StartError) -> Self {
+        use crate::operations::StartError as E;
+        match e {
+            E::Inventory(e) => e.into(),
+            E::EmptyGroup(_) => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}

@@ -34,6 +34,18 @@ pub struct App {
     pub claim_concurrency: usize,
 }
 
+impl App {
+    /// The one way to start operations, over this app's store and queue.
+    pub fn starter(&self) -> crate::operations::Starter<'_> {
+        crate::operations::Starter {
+            inventory: &self.inventory,
+            jobs: &self.jobs,
+            lease_seconds: self.lease_seconds,
+            claim_concurrency: self.claim_concurrency,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     SubcloudsList,
