@@ -24,8 +24,10 @@ pub struct Starter<'a> {
 /// Who asked, recorded on every operation started.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    /// The caller's `sub`.
+    /// The caller's `sub`, or `schedule:<name>` for a scheduled firing.
     pub requested_by: String,
+    /// The schedule that fired it, if any (its backups are subject to its retention).
+    pub schedule_id: Option<u64>,
 }
 
 /// What `start` did with each subcloud of the target.
@@ -220,12 +222,14 @@ async fn hand_over(
             options: command.options.clone(),
             requested_by: origin.requested_by.clone(),
             group: group.map(str::to_owned),
+            schedule_id: origin.schedule_id,
             state: OpState::Queued,
             error: None,
             created_at: now.clone(),
             updated_at: now.clone(),
             started_at: None,
             finished_at: None,
+            retention: Vec::new(),
         })
         .collect();
 

@@ -196,6 +196,7 @@ pub async fn execute(
 ) -> Result<Response<Body>, ApiError> {
     let origin = Origin {
         requested_by: principal.subject.clone(),
+        schedule_id: None,
     };
     let started = operations::start(app.starter(), command, &origin).await?;
     let group_name = started.group.map(|g| g.name.to_string());

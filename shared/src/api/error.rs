@@ -125,13 +125,16 @@ impl From<InventoryError> for ApiError {
         use InventoryError as E;
         let message = e.to_string();
         match e {
-            E::SubcloudNotFound(_) | E::GroupNotFound(_) => ApiError::NotFound(message),
+            E::SubcloudNotFound(_) | E::GroupNotFound(_) | E::ScheduleNotFound(_) => {
+                ApiError::NotFound(message)
+            }
             E::UnknownGroup(_)
             | E::DefaultGroupProtected(_)
             | E::SubcloudManaged(_)
             | E::NoAgentUrl => ApiError::BadRequest(message),
             E::SubcloudExists(_)
             | E::GroupExists(_)
+            | E::ScheduleExists(_)
             | E::GroupNotEmpty { .. }
             | E::Busy { .. }
             | E::Contended(_) => ApiError::Conflict(message),

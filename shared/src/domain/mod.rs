@@ -5,12 +5,16 @@
 mod group;
 mod names;
 mod operation;
+mod schedule;
 mod state;
 mod subcloud;
 
 pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
 pub use names::{AgentUrl, Name, Ref, Release};
-pub use operation::{without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation};
+pub use operation::{
+    without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation, Retired,
+};
+pub use schedule::{CronSpec, FiringState, LastRun, Schedule, ScheduleTarget, Skipped};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
 pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
 

@@ -22,6 +22,10 @@ pub enum InventoryError {
     SubcloudNotFound(Ref),
     #[error("Subcloud group not found: {0}")]
     GroupNotFound(Ref),
+    #[error("Backup schedule not found: {0}")]
+    ScheduleNotFound(Ref),
+    #[error("A backup schedule named {0} already exists")]
+    ScheduleExists(Name),
     #[error("Invalid group_id: there is no subcloud group {0}")]
     UnknownGroup(Ref),
     #[error("A subcloud named {0} already exists")]
@@ -45,9 +49,10 @@ pub enum InventoryError {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Subcloud,
     Group,
+    Schedule,
 }
 
 impl Kind {
@@ -55,6 +60,7 @@ impl Kind {
         let kind = match self {
             Kind::Subcloud => "subcloud",
             Kind::Group => "group",
+            Kind::Schedule => "schedule",
         };
         s(format!("{kind}#{name}"))
     }
@@ -97,7 +103,7 @@ impl Inventory {
             .transpose()
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(
+    pub(super) async fn get<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
         what: &str,
@@ -115,7 +121,7 @@ impl Inventory {
         out.item.map(|item| from_item(what, item)).transpose()
     }
 
-    async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
+    pub(super) async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
         match r {
             Ref::Id(id) => Ok(Some(*id)),
             Ref::Name(name) => self.name_id(kind, name).await,
@@ -204,7 +210,7 @@ impl Inventory {
     // ---- ids and seeding ---------------------------------------------------------------
 
     /// The next id of a kind, from an atomic counter (ids are never reused).
-    async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+    pub(super) async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
         let out = self
             .ddb
             .update_item()
@@ -567,7 +573,7 @@ impl Inventory {
 
     // ---- transaction items -------------------------------------------------------------
 
-    fn reserve_name(
+    pub(super) fn reserve_name(
         &self,
         kind: Kind,
         name: &Name,
@@ -579,7 +585,7 @@ impl Inventory {
         put_new(&self.res.names_table, item, "name_key")
     }
 
-    fn release_name(
+    pub(super) fn release_name(
         &self,
         kind: Kind,
         name: &Name,
@@ -610,7 +616,7 @@ impl Inventory {
     }
 }
 
-fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
+pub(super) fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
