@@ -112,14 +112,19 @@ impl Scheduler {
                 }
             }
         }
-        tracing::info!(
-            fired = report.fired,
-            missed = report.missed,
-            lost = report.lost,
-            accepted = report.accepted,
-            skipped = report.skipped,
-            "scheduler run done"
-        );
+        // A run that found nothing due (most of them) is not worth an info line.
+        if report == RunReport::default() {
+            tracing::debug!("scheduler run done: nothing due");
+        } else {
+            tracing::info!(
+                fired = report.fired,
+                missed = report.missed,
+                lost = report.lost,
+                accepted = report.accepted,
+                skipped = report.skipped,
+                "scheduler run done"
+            );
+        }
         Ok(report)
     }
 

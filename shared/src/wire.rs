@@ -47,6 +47,7 @@ pub fn backup(b: &BackupRecord) -> Value {
         "sha256": b.sha256,
         "created-at": b.created_at,
         "operation": b.op_id,
+        "schedule_id": b.schedule_id,
     })
 }
 
