@@ -128,29 +128,35 @@ fn every_function_has_a_crate_and_a_router_entry() {
 }
 
 /// The scheduler's two samples: the every-minute tick (fires what is due: here nothing) and
-/// an EventBridge Scheduler event naming its target inline (starts the group's backups;
-/// delivered again, it starts nothing).
+/// an EventBridge Scheduler event naming its target inline, group `edge-east` as `make run`
+/// seeds it (starts the backups of its valid members; delivered again, it starts nothing).
 #[tokio::test]
 async fn the_scheduler_samples_run() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events");
     let read = |name: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(root.join(name)).unwrap()).unwrap()
     };
-    let stack = seeded().await;
+    let stack = Stack::new().await;
+    stack.create_group("edge-east").await;
+    let managed = json!({"group_id": "edge-east", "management-state": "managed", "availability-status": "online"});
+    stack.register("subcloud1", managed.clone()).await;
+    stack.register("subcloud2", managed).await;
+    stack
+        .register("subcloud9", json!({"group_id": "edge-east"}))
+        .await;
     let scheduler = stack.scheduler();
     let tick = scheduler.handle(&read("scheduler.json")).await.unwrap();
     assert_eq!(tick["fired"], 0, "{tick}");
     let inline = read("scheduler-inline.json");
     let first = scheduler.handle(&inline).await.unwrap();
     assert_eq!(first["duplicate"], false, "{first}");
+    assert_eq!(first["op_ids"].as_array().unwrap().len(), 2, "{first}");
     assert_eq!(
-        first["op_ids"].as_array().unwrap().len(),
-        1,
-        "subcloud3 started: {first}"
+        first["skipped"][0]["name"], "subcloud9",
+        "unmanaged: {first}"
     );
-    assert_eq!(first["skipped"].as_array().unwrap().len(), 2, "{first}");
     let again = scheduler.handle(&inline).await.unwrap();
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(again["op_ids"], first["op_ids"]);
-    assert_eq!(stack.drain_jobs().await.len(), 1, "one job, not two");
+    assert_eq!(stack.drain_jobs().await.len(), 2, "two jobs, not four");
 }
