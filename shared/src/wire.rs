@@ -1,7 +1,9 @@
 //! The dcmanager wire format. Stock dcmanager clients build their objects from these keys
 //! positionally, so every key is always present (null where unknown).
 
-use crate::domain::{epoch_now, timestamp_of_epoch, Group, Operation, Subcloud};
+use crate::domain::{
+    epoch_now, timestamp_of_epoch, Group, Operation, Schedule, ScheduleTarget, Subcloud,
+};
 use crate::store::BackupRecord;
 use serde_json::{json, Value};
 
@@ -45,6 +47,7 @@ pub fn backup(b: &BackupRecord) -> Value {
         "sha256": b.sha256,
         "created-at": b.created_at,
         "operation": b.op_id,
+        "schedule_id": b.schedule_id,
     })
 }
 
@@ -66,6 +69,12 @@ pub fn operation(op: &Operation) -> Value {
         "updated-at": op.updated_at,
         "started-at": op.started_at,
         "finished-at": op.finished_at,
+        "schedule_id": op.schedule_id,
+        "retention-removed": op.retention.iter().map(|r| json!({
+            "release": r.release,
+            "created-at": r.created_at,
+            "object": r.s3_key,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -114,3 +123,38 @@ pub const SUBCLOUD_KEYS: [&str; 22] = [
     "agent-url",
     "operation",
 ];
+
+/// A backup schedule; times in dcmanager's timestamp form (UTC), `last-run` null until the
+/// first firing.
+pub fn schedule(sc: &Schedule) -> Value {
+    let (subcloud_id, group_id) = match sc.target {
+        ScheduleTarget::Subcloud(id) => (Some(id), None),
+        ScheduleTarget::Group(id) => (None, Some(id)),
+    };
+    json!({
+        "id": sc.id,
+        "name": sc.name,
+        "subcloud_id": subcloud_id,
+        "group_id": group_id,
+        "local_only": sc.options.local_only,
+        "registry_images": sc.options.registry_images,
+        "backup_values": sc.options.values,
+        "cron": sc.cron,
+        "timezone": sc.timezone,
+        "start_window": sc.start_window,
+        "retain": sc.retain,
+        "enabled": sc.enabled,
+        "next-run": sc.next_run.map(timestamp_of_epoch),
+        "last-run": sc.last_run.as_ref().map(|run| json!({
+            "due-at": timestamp_of_epoch(run.due_at),
+            "ran-at": timestamp_of_epoch(run.ran_at),
+            "state": run.state,
+            "operations": run.op_ids,
+            "accepted": run.accepted,
+            "skipped": run.skipped,
+            "error": run.error,
+        })),
+        "created-at": sc.created_at,
+        "updated-at": sc.updated_at,
+    })
+}

@@ -121,6 +121,11 @@ impl Stack {
         }
     }
 
+    /// The scheduler function's handler over this stack, as its Lambda builds it.
+    pub fn scheduler(&self) -> dcbackup::scheduler::Scheduler {
+        dcbackup::runtime::scheduler(&self.clients, &Config::new(self.resources.clone()))
+    }
+
     /// Runs a request through the route's handler, exactly as its Lambda would.
     pub async fn request(&self, route: Route, request: Request) -> Reply {
         let response = api::handle(&self.app, route, request).await;

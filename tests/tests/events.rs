@@ -16,7 +16,8 @@ fn event_path(route: Route) -> PathBuf {
 
 /// The inventory the samples refer to: group `edge` holding `subcloud1` (unmanaged),
 /// `subcloud2` (unmanaged, with a central backup of 24.09) and `subcloud3` (managed,
-/// online); an empty group `spare`; and the operation the operations-show sample asks for.
+/// online); an empty group `spare`; the operation the operations-show sample asks for; and
+/// the backup schedule `nightly-edge` of group `edge`.
 async fn seeded() -> Stack {
     let stack = Stack::new().await;
     stack.create_group("edge").await;
@@ -54,6 +55,15 @@ async fn seeded() -> Stack {
         .await
         .unwrap()
         .is_empty());
+    let schedule = json!({"name": "nightly-edge", "group": "edge", "cron": "@daily"});
+    let reply = stack
+        .call(
+            Route::SchedulesCreate,
+            "/v1.0/backup-schedules",
+            Some(schedule),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     stack
 }
 
@@ -115,4 +125,38 @@ fn every_function_has_a_crate_and_a_router_entry() {
             "the watch router has no {path}[{entry}]"
         );
     }
+}
+
+/// The scheduler's two samples: the every-minute tick (fires what is due: here nothing) and
+/// an EventBridge Scheduler event naming its target inline, group `edge-east` as `make run`
+/// seeds it (starts the backups of its valid members; delivered again, it starts nothing).
+#[tokio::test]
+async fn the_scheduler_samples_run() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(name)).unwrap()).unwrap()
+    };
+    let stack = Stack::new().await;
+    stack.create_group("edge-east").await;
+    let managed = json!({"group_id": "edge-east", "management-state": "managed", "availability-status": "online"});
+    stack.register("subcloud1", managed.clone()).await;
+    stack.register("subcloud2", managed).await;
+    stack
+        .register("subcloud9", json!({"group_id": "edge-east"}))
+        .await;
+    let scheduler = stack.scheduler();
+    let tick = scheduler.handle(&read("scheduler.json")).await.unwrap();
+    assert_eq!(tick["fired"], 0, "{tick}");
+    let inline = read("scheduler-inline.json");
+    let first = scheduler.handle(&inline).await.unwrap();
+    assert_eq!(first["duplicate"], false, "{first}");
+    assert_eq!(first["op_ids"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(
+        first["skipped"][0]["name"], "subcloud9",
+        "unmanaged: {first}"
+    );
+    let again = scheduler.handle(&inline).await.unwrap();
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["op_ids"], first["op_ids"]);
+    assert_eq!(stack.drain_jobs().await.len(), 2, "two jobs, not four");
 }

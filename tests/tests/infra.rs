@@ -107,6 +107,46 @@ fn grants(route: Route) -> Grants {
             takes_dead_letters: false,
             backup_bucket: false,
         },
+        // Every schedule item.
+        Route::SchedulesList => Grants {
+            crud: &[],
+            read: &["SchedulesTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // A schedule by name (names) or id.
+        Route::SchedulesShow => Grants {
+            crud: &[],
+            read: &["SchedulesTable", "NamesTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // The item, its name claim and its id (counters); the target resolved to its id.
+        Route::SchedulesCreate => Grants {
+            crud: &["SchedulesTable", "NamesTable", "CountersTable"],
+            read: &["SubcloudsTable", "GroupsTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // The item and, on a rename, its name claim; a new target resolved to its id.
+        Route::SchedulesUpdate => Grants {
+            crud: &["SchedulesTable", "NamesTable"],
+            read: &["SubcloudsTable", "GroupsTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // The item and its name claim.
+        Route::SchedulesDelete => Grants {
+            crud: &["SchedulesTable", "NamesTable"],
+            read: &[],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
     }
 }
 
@@ -221,7 +261,8 @@ fn background() -> Vec<Background> {
                     "GroupsTable",
                     "CountersTable",
                 ],
-                read: &[],
+                // The schedule of a scheduled backup, for its retention.
+                read: &["SchedulesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
                 backup_bucket: true,
@@ -266,6 +307,31 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
+                backup_bucket: false,
+            },
+            settings: vec![],
+        },
+        // `scheduler::Scheduler`: due schedules through the due-schedules index, each firing
+        // claimed and recorded (schedules); then `operations::start`, as subcloud-backup
+        // create: the target resolved (groups, names), the slots claimed (subclouds), the
+        // records (operations), the jobs; inline events keyed by id (idempotency).
+        Background {
+            function: "scheduler",
+            handler: "serve_scheduler",
+            trigger: Trigger::Schedule {
+                parameter: "SchedulerSchedule",
+                every_seconds: 60,
+            },
+            grants: Grants {
+                crud: &[
+                    "SchedulesTable",
+                    "SubcloudsTable",
+                    "OperationsTable",
+                    "IdempotencyTable",
+                ],
+                read: &["GroupsTable", "NamesTable"],
+                sends_jobs: true,
+                takes_dead_letters: false,
                 backup_bucket: false,
             },
             settings: vec![],

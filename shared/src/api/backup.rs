@@ -1,19 +1,16 @@
 //! The subcloud-backup routes (SPEC §2, §3): create, delete and restore. A request becomes a
-//! typed command; each target subcloud's slot is claimed with one conditional write (a
-//! group's members in parallel, bounded); each claim gets an operation record and a job on
-//! the queue, and a claim whose record or job cannot be written is rolled back at once.
+//! typed command, started through `operations::start` (the one way to claim slots), and its
+//! outcome is rendered as dcmanager answers.
 
 use super::{empty_response, json_response, ApiError, App, Fields, ReasonStatus, SubcloudReason};
 use crate::auth::Principal;
 use crate::domain::{
-    check_values_fit, digest_hex, epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind,
-    OpOptions, OpState, Operation, Ref, Release, Subcloud,
+    check_values_fit, digest_hex, without_secrets, Invalid, OpKind, OpOptions, Ref, Release,
+    Subcloud,
 };
-use crate::jobs::JobMessage;
-use crate::store::{ClaimOutcome, ClaimRequest, PriorState};
+use crate::operations::{self, Origin};
 use crate::wire;
 use base64::Engine;
-use futures::StreamExt;
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{json, Map, Value};
@@ -184,230 +181,22 @@ fn bootstrap_addresses(values: &Map<String, Value>) -> Result<HashMap<String, Ip
         .collect()
 }
 
-/// One target subcloud's fate.
-enum Verdict {
-    Accepted {
-        subcloud: Box<Subcloud>,
-        prior: PriorState,
-        op_id: OpId,
-    },
-    Refused(SubcloudReason),
-}
-
-/// A claimed subcloud on its way to the queue.
-struct Claimed {
-    subcloud: Subcloud,
-    prior: PriorState,
-    op_id: OpId,
-}
-
-fn reason(sc: &Subcloud, status: ReasonStatus, reason: String) -> SubcloudReason {
-    SubcloudReason {
-        id: sc.id,
-        name: sc.name.to_string(),
-        status,
-        reason,
-    }
-}
-
-/// Runs a command for a caller: claims, records, queues, answers.
+/// Runs a command for a caller: starts it through `operations::start`, answers.
 pub async fn execute(
     app: &App,
     principal: &Principal,
     command: &Command,
 ) -> Result<Response<Body>, ApiError> {
-    let (members, group) = match &command.target {
-        Target::Subcloud(r) => (vec![app.inventory.subcloud(r).await?], None),
-        Target::Group(r) => {
-            let group = app.inventory.group(r).await?;
-            let members = app.inventory.members(group.id).await?;
-            if members.is_empty() {
-                return Err(ApiError::BadRequest(format!(
-                    "Group {} has no subclouds",
-                    group.name
-                )));
-            }
-            (members, Some(group))
-        }
+    let origin = Origin {
+        requested_by: principal.subject.clone(),
+        schedule_id: None,
     };
-    let now = epoch_now();
-    let group_id = group.as_ref().map(|g| g.id);
-    let verdicts: Vec<Verdict> = futures::stream::iter(members)
-        .map(|sc| claim_one(app, command, sc, group_id, now))
-        .buffer_unordered(app.claim_concurrency)
-        .collect()
-        .await;
-
-    let mut claimed = Vec::new();
-    let mut refused = Vec::new();
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Accepted {
-                subcloud,
-                prior,
-                op_id,
-            } => claimed.push(Claimed {
-                subcloud: *subcloud,
-                prior,
-                op_id,
-            }),
-            Verdict::Refused(r) => refused.push(r),
-        }
-    }
-    let group_name = group.map(|g| g.name.to_string());
-    let (accepted, failed) =
-        hand_over(app, principal, command, group_name.as_deref(), claimed).await;
-    refused.extend(failed);
+    let started = operations::start(app.starter(), command, &origin).await?;
+    let group_name = started.group.map(|g| g.name.to_string());
+    let mut refused = started.skipped;
+    refused.extend(started.failed);
     refused.sort_by_key(|r| r.id);
-    answer(command, group_name.as_deref(), accepted, refused)
-}
-
-async fn claim_one(
-    app: &App,
-    command: &Command,
-    sc: Subcloud,
-    group_id: Option<u64>,
-    now: u64,
-) -> Verdict {
-    let request = ClaimRequest {
-        op_id: OpId::new(),
-        kind: command.kind,
-        local_only: command.options.local_only,
-        release: command.release_for(&sc),
-        group_id,
-        has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
-        now,
-        lease_seconds: app.lease_seconds,
-    };
-    let refused = |status, why| Verdict::Refused(reason(&sc, status, why));
-    match app.inventory.claim(sc.id, &request).await {
-        Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
-            subcloud,
-            prior,
-            op_id: request.op_id,
-        },
-        Ok(ClaimOutcome::Busy { name, holder }) => refused(
-            ReasonStatus::Busy,
-            format!(
-                "Subcloud {name} is busy: {} operation {} in progress since {}",
-                holder.kind, holder.op_id, holder.since
-            ),
-        ),
-        Ok(ClaimOutcome::Contended { name }) => refused(
-            ReasonStatus::Busy,
-            format!("Subcloud {name} changed while it was being claimed; try again"),
-        ),
-        Ok(ClaimOutcome::Invalid { reason: why, .. }) => refused(ReasonStatus::Invalid, why),
-        Ok(ClaimOutcome::Gone) => refused(
-            ReasonStatus::Gone,
-            format!("Subcloud {} no longer exists", sc.name),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
-            refused(
-                ReasonStatus::Failed,
-                "the database is unavailable; try again".into(),
-            )
-        }
-    }
-}
-
-/// Writes the operation records and sends the jobs of the claimed subclouds. A claim whose
-/// record or job could not be written is rolled back and reported as failed.
-async fn hand_over(
-    app: &App,
-    principal: &Principal,
-    command: &Command,
-    group: Option<&str>,
-    claimed: Vec<Claimed>,
-) -> (Vec<Subcloud>, Vec<SubcloudReason>) {
-    if claimed.is_empty() {
-        return (Vec::new(), Vec::new());
-    }
-    let now = timestamp_now();
-    let operations: Vec<Operation> = claimed
-        .iter()
-        .map(|c| Operation {
-            // The claim's own time, which the claim made later than the subcloud's last write.
-            created_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
-            updated_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
-            op_id: c.op_id.clone(),
-            kind: command.kind,
-            subcloud_id: c.subcloud.id,
-            subcloud_name: c.subcloud.name.to_string(),
-            release: command.release_for(&c.subcloud),
-            fence: c.subcloud.fence,
-            options: command.options.clone(),
-            requested_by: principal.subject.clone(),
-            group: group.map(str::to_owned),
-            state: OpState::Queued,
-            error: None,
-            started_at: None,
-            finished_at: None,
-        })
-        .collect();
-
-    let unrecorded = match app.inventory.put_operations(&operations).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::error!(error = %e, "operation records could not be written");
-            operations.iter().map(|op| op.op_id.clone()).collect()
-        }
-    };
-    let (unrecorded, recorded): (Vec<_>, Vec<_>) = claimed
-        .into_iter()
-        .zip(operations)
-        .partition(|(c, _)| unrecorded.contains(&c.op_id));
-    let mut failed = undo(
-        app,
-        unrecorded,
-        "the operation could not be recorded; try again",
-    )
-    .await;
-
-    let jobs: Vec<JobMessage> = recorded
-        .iter()
-        .map(|(_, op)| JobMessage::for_operation(op))
-        .collect();
-    let sent = app.jobs.send_all(&jobs).await;
-    let mut accepted = Vec::new();
-    let mut unsent = Vec::new();
-    for ((c, op), result) in recorded.into_iter().zip(sent) {
-        match result {
-            Ok(()) => {
-                tracing::info!(op_id = %op.op_id, subcloud = %c.subcloud.name, kind = op.kind.as_str(), "operation queued");
-                accepted.push(c.subcloud);
-            }
-            Err(why) => {
-                tracing::error!(op_id = %op.op_id, subcloud = %c.subcloud.name, error = %why, "job not queued");
-                unsent.push((c, op));
-            }
-        }
-    }
-    failed.extend(undo(app, unsent, "the job could not be queued; try again").await);
-    accepted.sort_by_key(|sc| sc.id);
-    (accepted, failed)
-}
-
-/// Undoes claims whose jobs will never run, all at once: each claim is released and its
-/// record (if written) marked failed. If a release fails too, the lease expires and the
-/// slot is recovered by the next claim.
-async fn undo(app: &App, claims: Vec<(Claimed, Operation)>, why: &str) -> Vec<SubcloudReason> {
-    futures::stream::iter(claims)
-        .map(|(c, op)| async move {
-            match app.inventory.release_claim(&c.subcloud, &c.prior).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(op_id = %op.op_id, "claim was already gone when rolled back"),
-                Err(e) => tracing::error!(op_id = %op.op_id, error = %e, "claim not rolled back; its lease will expire"),
-            }
-            if let Err(e) = app.inventory.fail_operation(&op.op_id, why).await {
-                tracing::error!(op_id = %op.op_id, error = %e, "operation record not marked failed");
-            }
-            reason(&c.subcloud, ReasonStatus::Failed, why.to_owned())
-        })
-        .buffer_unordered(app.claim_concurrency)
-        .collect()
-        .await
+    answer(command, group_name.as_deref(), started.accepted, refused)
 }
 
 fn answer(

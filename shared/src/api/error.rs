@@ -125,7 +125,9 @@ impl From<InventoryError> for ApiError {
         use InventoryError as E;
         let message = e.to_string();
         match e {
-            E::SubcloudNotFound(_) | E::GroupNotFound(_) => ApiError::NotFound(message),
+            E::SubcloudNotFound(_) | E::GroupNotFound(_) | E::ScheduleNotFound(_) => {
+                ApiError::NotFound(message)
+            }
             E::UnknownGroup(_)
             | E::DefaultGroupProtected(_)
             | E::SubcloudManaged(_)
@@ -133,10 +135,21 @@ impl From<InventoryError> for ApiError {
             | E::NoAgentUrl => ApiError::BadRequest(message),
             E::SubcloudExists(_)
             | E::GroupExists(_)
+            | E::ScheduleExists(_)
             | E::GroupNotEmpty { .. }
             | E::Busy { .. }
             | E::Contended(_) => ApiError::Conflict(message),
             E::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<crate::operations::StartError> for ApiError {
+    fn from(e: crate::operations::StartError) -> Self {
+        use crate::operations::StartError as E;
+        match e {
+            E::Inventory(e) => e.into(),
+            E::EmptyGroup(_) => ApiError::BadRequest(e.to_string()),
         }
     }
 }

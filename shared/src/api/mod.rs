@@ -8,6 +8,7 @@ mod fields;
 mod groups;
 mod multipart;
 mod operations;
+mod schedules;
 mod subclouds;
 
 pub use backup::{Command, Target};
@@ -34,6 +35,18 @@ pub struct App {
     pub claim_concurrency: usize,
 }
 
+impl App {
+    /// The one way to start operations, over this app's store and queue.
+    pub fn starter(&self) -> crate::operations::Starter<'_> {
+        crate::operations::Starter {
+            inventory: &self.inventory,
+            jobs: &self.jobs,
+            lease_seconds: self.lease_seconds,
+            claim_concurrency: self.claim_concurrency,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     SubcloudsList,
@@ -53,10 +66,15 @@ pub enum Route {
     OperationsShow,
     OperationsHistory,
     BackupsList,
+    SchedulesList,
+    SchedulesCreate,
+    SchedulesShow,
+    SchedulesUpdate,
+    SchedulesDelete,
 }
 
 impl Route {
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 22] = [
         Route::SubcloudsList,
         Route::SubcloudsRegister,
         Route::SubcloudsShow,
@@ -74,6 +92,11 @@ impl Route {
         Route::OperationsShow,
         Route::OperationsHistory,
         Route::BackupsList,
+        Route::SchedulesList,
+        Route::SchedulesCreate,
+        Route::SchedulesShow,
+        Route::SchedulesUpdate,
+        Route::SchedulesDelete,
     ];
 
     /// The Lambda function (and crate under `functions/`) serving this route.
@@ -96,6 +119,11 @@ impl Route {
             Route::OperationsShow => "operations-show",
             Route::OperationsHistory => "operations-history",
             Route::BackupsList => "backups-list",
+            Route::SchedulesList => "backup-schedules-list",
+            Route::SchedulesCreate => "backup-schedules-create",
+            Route::SchedulesShow => "backup-schedules-show",
+            Route::SchedulesUpdate => "backup-schedules-update",
+            Route::SchedulesDelete => "backup-schedules-delete",
         }
     }
 
@@ -108,6 +136,10 @@ impl Route {
             Route::SubcloudsUpdate | Route::GroupsUpdate => Method::PATCH,
             Route::BackupDelete | Route::BackupRestore => Method::PATCH,
             Route::SubcloudsDelete | Route::GroupsDelete => Method::DELETE,
+            Route::SchedulesList | Route::SchedulesShow => Method::GET,
+            Route::SchedulesCreate => Method::POST,
+            Route::SchedulesUpdate => Method::PATCH,
+            Route::SchedulesDelete => Method::DELETE,
         }
     }
 
@@ -131,6 +163,10 @@ impl Route {
             Route::OperationsShow | Route::OperationsHistory | Route::BackupsList => {
                 rules::SUBCLOUD_BACKUP_GET
             }
+            Route::SchedulesList | Route::SchedulesShow => rules::BACKUP_SCHEDULES_GET,
+            Route::SchedulesCreate => rules::BACKUP_SCHEDULES_CREATE,
+            Route::SchedulesUpdate => rules::BACKUP_SCHEDULES_MODIFY,
+            Route::SchedulesDelete => rules::BACKUP_SCHEDULES_DELETE,
         }
     }
 
@@ -152,6 +188,10 @@ impl Route {
             Route::OperationsShow => "/v1.0/subcloud-backup/operations/{op_id}",
             Route::OperationsHistory => "/v1.0/subclouds/{ref}/operations",
             Route::BackupsList => "/v1.0/subclouds/{ref}/backups",
+            Route::SchedulesList | Route::SchedulesCreate => "/v1.0/backup-schedules",
+            Route::SchedulesShow | Route::SchedulesUpdate | Route::SchedulesDelete => {
+                "/v1.0/backup-schedules/{ref}"
+            }
         }
     }
 
@@ -182,6 +222,8 @@ fn path_ref(route: Route, param: Option<&str>) -> Result<Ref, ApiError> {
     let value = param.unwrap_or_default();
     let what = if route.function().starts_with("groups") {
         "Subcloud group"
+    } else if route.function().starts_with("backup-schedules") {
+        "Backup schedule"
     } else {
         "Subcloud"
     };
@@ -284,6 +326,11 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         Route::BackupCreate => backup(OpKind::Create).await,
         Route::BackupDelete => backup(OpKind::Delete).await,
         Route::BackupRestore => backup(OpKind::Restore).await,
+        Route::SchedulesList => schedules::list(app).await,
+        Route::SchedulesCreate => schedules::create(app, body).await,
+        Route::SchedulesShow => schedules::show(app, &target()?).await,
+        Route::SchedulesUpdate => schedules::update(app, &target()?, body).await,
+        Route::SchedulesDelete => schedules::delete(app, &target()?).await,
     }
 }
 

@@ -5,6 +5,7 @@
 mod group;
 mod names;
 mod operation;
+mod schedule;
 mod state;
 mod subcloud;
 
@@ -12,7 +13,9 @@ pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAUL
 pub use names::{AgentUrl, Name, Ref, Release};
 pub use operation::{
     check_values_fit, without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation,
+    Retired,
 };
+pub use schedule::{CronSpec, FiringState, LastRun, Schedule, ScheduleTarget, Skipped};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
 pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
 

@@ -271,6 +271,9 @@ pub struct Operation {
     pub requested_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The backup schedule that started it, if any (SPEC §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<u64>,
     pub state: OpState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -281,6 +284,18 @@ pub struct Operation {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The older central backups its schedule's retention removed when it finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<Retired>,
+}
+
+/// A central backup removed by a schedule's retention: its record id and S3 object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub backup_id: String,
+    pub release: Release,
+    pub s3_key: Option<String>,
+    pub created_at: String,
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ pub enum InventoryError {
     SubcloudNotFound(Ref),
     #[error("Subcloud group not found: {0}")]
     GroupNotFound(Ref),
+    #[error("Backup schedule not found: {0}")]
+    ScheduleNotFound(Ref),
+    #[error("A backup schedule named {0} already exists")]
+    ScheduleExists(Name),
     #[error("Invalid group_id: there is no subcloud group {0}")]
     UnknownGroup(Ref),
     #[error("A subcloud named {0} already exists")]
@@ -50,9 +54,10 @@ pub enum InventoryError {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Subcloud,
     Group,
+    Schedule,
 }
 
 impl Kind {
@@ -60,6 +65,7 @@ impl Kind {
         let kind = match self {
             Kind::Subcloud => "subcloud",
             Kind::Group => "group",
+            Kind::Schedule => "schedule",
         };
         s(format!("{kind}#{name}"))
     }
@@ -102,7 +108,7 @@ impl Inventory {
             .transpose()
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(
+    pub(super) async fn get<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
         what: &str,
@@ -120,7 +126,7 @@ impl Inventory {
         out.item.map(|item| from_item(what, item)).transpose()
     }
 
-    async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
+    pub(super) async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
         match r {
             Ref::Id(id) => Ok(Some(*id)),
             Ref::Name(name) => self.name_id(kind, name).await,
@@ -224,7 +230,7 @@ impl Inventory {
     /// The next id of a kind, from an atomic counter (ids are never reused).
     /// The next id of `counter`: subclouds from 1, groups from 2 (1 is always `Default`'s,
     /// whether or not it was created yet).
-    async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+    pub(super) async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
         let base = if counter == "group" {
             DEFAULT_GROUP_ID
         } else {
@@ -628,7 +634,7 @@ impl Inventory {
 
     // ---- transaction items -------------------------------------------------------------
 
-    fn reserve_name(
+    pub(super) fn reserve_name(
         &self,
         kind: Kind,
         name: &Name,
@@ -640,7 +646,7 @@ impl Inventory {
         put_new(&self.res.names_table, item, "name_key")
     }
 
-    fn release_name(
+    pub(super) fn release_name(
         &self,
         kind: Kind,
         name: &Name,
@@ -671,7 +677,7 @@ impl Inventory {
     }
 }
 
-fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
+pub(super) fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))

@@ -4,7 +4,7 @@
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
 use super::{conditional, failed_conditions, n, s, Item, StoreError};
-use crate::domain::{timestamp_now, OpId, OpState, Release};
+use crate::domain::{epoch_now, timestamp_now, OpId, OpState, Release, Retired};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
 
@@ -83,6 +83,60 @@ impl super::Inventory {
             .send()
             .await;
         conditional(result, "UpdateItem advance")
+    }
+
+    /// Removes releases from one of the subcloud's backup sets while the operation still
+    /// holds the slot (retention emptied them). False if the slot is no longer its own.
+    pub async fn remove_releases(
+        &self,
+        holder: &Holder,
+        set: BackupSet,
+        releases: &[Release],
+    ) -> Result<bool, StoreError> {
+        let mut values = still_ours(holder, epoch_now());
+        values.insert(
+            ":gone".into(),
+            aws_sdk_dynamodb::types::AttributeValue::Ss(
+                releases.iter().map(|r| r.as_str().to_owned()).collect(),
+            ),
+        );
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(holder.subcloud_id))
+            .update_expression(format!("DELETE {} :gone", set.attribute()))
+            .condition_expression(STILL_OURS)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        conditional(result, "UpdateItem remove releases")
+    }
+
+    /// Records on an operation which backups its schedule's retention removed.
+    pub async fn record_retention(
+        &self,
+        op_id: &OpId,
+        retired: &[Retired],
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(retired)
+            .map_err(|e| StoreError::Failed(format!("retention does not encode: {e}")))?;
+        self.ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression(
+                "SET retention = list_append(if_not_exists(retention, :none), :retired)",
+            )
+            .expression_attribute_values(":retired", value)
+            .expression_attribute_values(
+                ":none",
+                aws_sdk_dynamodb::types::AttributeValue::L(vec![]),
+            )
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UpdateItem operations retention", e))?;
+        Ok(())
     }
 
     /// Records how the operation ended and frees the slot, in one conditional write.
