@@ -6,6 +6,7 @@ use dcbackup::api::Route;
 use dcbackup_tests::Stack;
 use http::StatusCode;
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 fn event_path(route: Route) -> PathBuf {
@@ -90,10 +91,46 @@ async fn every_route_has_a_sample_event_that_succeeds() {
     }
 }
 
+/// `make run`'s router (`[workspace.metadata.lambda.watch.router]` of the root Cargo.toml):
+/// path → (method, function) for every entry, read line by line as watch's table is written.
+fn watch_router(manifest: &str) -> BTreeMap<String, BTreeSet<(String, String)>> {
+    let section = manifest
+        .split("[workspace.metadata.lambda.watch.router]")
+        .nth(1)
+        .expect("the root Cargo.toml has a watch router")
+        .split("\n[")
+        .next()
+        .unwrap_or_default();
+    let quoted = |text: &str, key: &str| {
+        let start = text.find(&format!("{key} = \""))? + key.len() + 4;
+        let len = text[start..].find('"')?;
+        Some(text[start..start + len].to_owned())
+    };
+    let mut router = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with('"')) {
+        let (path, entries) = line
+            .split_once(" = ")
+            .expect("a router line is path = [...]");
+        let targets = entries
+            .split('{')
+            .skip(1)
+            .map(|entry| {
+                let method = quoted(entry, "method").expect("a method");
+                let function = quoted(entry, "function").expect("a function");
+                (method, function)
+            })
+            .collect();
+        router.insert(path.trim_matches('"').to_owned(), targets);
+    }
+    router
+}
+
 #[test]
-fn every_function_has_a_crate_and_a_router_entry() {
+fn every_function_has_a_crate_and_watch_serves_its_route_with_and_without_a_slash() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let router = watch_router(&manifest);
+    let mut expected: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     for route in Route::ALL {
         let function = route.function();
         assert!(
@@ -103,16 +140,12 @@ fn every_function_has_a_crate_and_a_router_entry() {
                 .exists(),
             "functions/{function} is missing"
         );
-        let path = format!("\"{}\" = ", route.pattern());
-        let entry = format!(
-            "{{ method = \"{}\", function = \"{function}\" }}",
-            route.method()
-        );
-        assert!(
-            manifest
-                .lines()
-                .any(|line| line.starts_with(&path) && line.contains(&entry)),
-            "the watch router has no {path}[{entry}]"
-        );
+        for path in [route.pattern().to_owned(), format!("{}/", route.pattern())] {
+            expected
+                .entry(path)
+                .or_default()
+                .insert((route.method().to_string(), function.to_owned()));
+        }
     }
+    assert_eq!(router, expected, "the watch router differs from the routes");
 }

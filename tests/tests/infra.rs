@@ -55,6 +55,7 @@ fn grants(route: Route) -> Grants {
         Route::SubcloudsList
         | Route::SubcloudsRegister
         | Route::SubcloudsShow
+        | Route::SubcloudsDetail
         | Route::SubcloudsUpdate
         | Route::SubcloudsDelete
         | Route::GroupsList
@@ -967,9 +968,10 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
             &grants(route),
             &[],
         );
-        // (type, method, path, API): exactly the route, on the stack's one HTTP API.
+        // (type, method, path, API): exactly the route, with and without a trailing slash
+        // (HTTP API routes match paths exactly), on the stack's one HTTP API.
         type HttpEvent = (String, Option<String>, Option<String>, Option<String>);
-        let events: Vec<HttpEvent> = props
+        let mut events: Vec<HttpEvent> = props
             .get("Events")
             .and_then(Value::as_mapping)
             .into_iter()
@@ -993,15 +995,22 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
                 )
             })
             .collect();
+        events.sort();
+        let event = |path: String| {
+            (
+                "HttpApi".to_owned(),
+                Some(route.method().to_string()),
+                Some(path),
+                Some(API.to_owned()),
+            )
+        };
         drift.compare(
             &format!("{id} Events"),
             events,
-            vec![(
-                "HttpApi".to_owned(),
-                Some(route.method().to_string()),
-                Some(route.pattern().to_owned()),
-                Some(API.to_owned()),
-            )],
+            vec![
+                event(route.pattern().to_owned()),
+                event(format!("{}/", route.pattern())),
+            ],
         );
     }
     let queues = code().queues();

@@ -6,11 +6,11 @@
 use super::{empty_response, json_response, ApiError, App, Fields, ReasonStatus, SubcloudReason};
 use crate::auth::Principal;
 use crate::domain::{
-    digest_hex, epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind, OpOptions,
-    OpState, Operation, Ref, Release, Subcloud,
+    digest_hex, epoch_now, timestamp_now, without_secrets, ClaimedState, OpId, OpKind, OpOptions,
+    OpState, Operation, Ref, Release, SlotHolder, Subcloud,
 };
 use crate::jobs::JobMessage;
-use crate::store::{ClaimOutcome, ClaimRequest, PriorState};
+use crate::store::{ClaimOutcome, ClaimRequest, InventoryError, PriorState};
 use crate::wire;
 use base64::Engine;
 use futures::StreamExt;
@@ -24,9 +24,9 @@ use std::net::IpAddr;
 /// always fit one SQS batch.
 const VALUES_MAX_BYTES: usize = 16 * 1024;
 
-/// dcmanager's reinstall modes: they need the subcloud's BMC, which dcbackup does not drive.
-const UNSUPPORTED_RESTORE_FIELDS: [&str; 5] =
-    ["with_install", "release", "auto", "factory", "on_site"];
+/// dcmanager's reinstall modes (booleans): they need the subcloud's BMC, which dcbackup does
+/// not drive. The stock client always sends them as "false", which asks for none of them.
+const REINSTALL_FLAGS: [&str; 4] = ["with_install", "auto", "factory", "on_site"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -53,8 +53,8 @@ impl Command {
         release: Option<Release>,
         mut f: Fields,
     ) -> Result<Command, ApiError> {
-        let subcloud = f.target("subcloud", "Subcloud")?;
-        let group = f.target("group", "Subcloud group")?;
+        let subcloud = f.target("subcloud", "Subcloud not found")?;
+        let group = f.target("group", "Group not found")?;
         let local_only = f.boolean("local_only")?.unwrap_or(false);
         let registry_images = match kind {
             OpKind::Delete => false,
@@ -72,12 +72,31 @@ impl Command {
         if let Some(password) = f.string("sysadmin_password")? {
             check_password(&password)?;
         }
-        if kind == OpKind::Restore {
-            for field in UNSUPPORTED_RESTORE_FIELDS {
-                if f.present(field) {
-                    return Err(ApiError::BadRequest(format!("{field} is not supported")));
+        match kind {
+            OpKind::Restore => {
+                for field in REINSTALL_FLAGS {
+                    if f.boolean(field)? == Some(true) {
+                        return Err(ApiError::BadRequest(format!("{field} is not supported")));
+                    }
+                }
+                // The release to reinstall (with with_install): empty asks for nothing.
+                if f.string("release")?.is_some_and(|r| !r.trim().is_empty()) {
+                    return Err(ApiError::BadRequest("release is not supported".into()));
                 }
             }
+            // The stock client repeats the path's release in the body.
+            OpKind::Delete => {
+                if let (Some(given), Some(path)) = (f.string("release")?, &release) {
+                    if given != path.as_str() {
+                        let path = path.as_str();
+                        return Err(ApiError::BadRequest(format!(
+                            "release {given} in the body differs from release {path} in the path; \
+                             give the same release or leave it out of the body"
+                        )));
+                    }
+                }
+            }
+            OpKind::Create => {}
         }
         f.finish()?;
 
@@ -97,7 +116,7 @@ impl Command {
         };
         if registry_images && !local_only {
             return Err(ApiError::BadRequest(
-                "Option registry_images cannot be used without local_only option.".into(),
+                "Option registry_images can not be used without local_only option.".into(),
             ));
         }
         let bootstrap = match &values {
@@ -182,11 +201,17 @@ fn bootstrap_addresses(values: &Map<String, Value>) -> Result<HashMap<String, Ip
     })?;
     map.iter()
         .map(|(name, address)| {
-            let field = format!("restore_values.bootstrap_address.{name}");
             let ip = address
                 .as_str()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| Invalid::field(&field, "must be an IPv4 or IPv6 address"))?;
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    let given = address
+                        .as_str()
+                        .map_or_else(|| address.to_string(), str::to_owned);
+                    ApiError::BadRequest(format!(
+                        "Subcloud {name} must have a valid bootstrap address: {given}"
+                    ))
+                })?;
             Ok((name.clone(), ip))
         })
         .collect()
@@ -199,7 +224,8 @@ enum Verdict {
         prior: PriorState,
         op_id: OpId,
     },
-    Refused(SubcloudReason),
+    /// Not taken; the subcloud as it stands, unless it is gone.
+    Refused(SubcloudReason, Option<Box<Subcloud>>),
 }
 
 /// A claimed subcloud on its way to the queue.
@@ -227,17 +253,19 @@ pub async fn execute(
     let (members, group) = match &command.target {
         Target::Subcloud(r) => (vec![app.inventory.subcloud(r).await?], None),
         Target::Group(r) => {
-            let group = app.inventory.group(r).await?;
+            let group = app.inventory.group(r).await.map_err(|e| match e {
+                InventoryError::GroupNotFound(_) => ApiError::NotFound("Group not found".into()),
+                other => other.into(),
+            })?;
             let members = app.inventory.members(group.id).await?;
             if members.is_empty() {
-                return Err(ApiError::BadRequest(format!(
-                    "Group {} has no subclouds",
-                    group.name
-                )));
+                return Err(ApiError::BadRequest("No subclouds present in group".into()));
             }
             (members, Some(group))
         }
     };
+    // Rolled-back claims are answered as they were read.
+    let as_read: HashMap<u64, Subcloud> = members.iter().map(|sc| (sc.id, sc.clone())).collect();
     let now = epoch_now();
     let group_id = group.as_ref().map(|g| g.id);
     let verdicts: Vec<Verdict> = futures::stream::iter(members)
@@ -248,6 +276,7 @@ pub async fn execute(
 
     let mut claimed = Vec::new();
     let mut refused = Vec::new();
+    let mut standing = Vec::new();
     for verdict in verdicts {
         match verdict {
             Verdict::Accepted {
@@ -259,15 +288,28 @@ pub async fn execute(
                 prior,
                 op_id,
             }),
-            Verdict::Refused(r) => refused.push(r),
+            Verdict::Refused(r, sc) => {
+                refused.push(r);
+                standing.extend(sc.map(|sc| *sc));
+            }
         }
     }
     let group_name = group.map(|g| g.name.to_string());
     let (accepted, failed) =
         hand_over(app, principal, command, group_name.as_deref(), claimed).await;
+    standing.extend(failed.iter().filter_map(|r| as_read.get(&r.id).cloned()));
     refused.extend(failed);
     refused.sort_by_key(|r| r.id);
-    answer(command, group_name.as_deref(), accepted, refused)
+    let accepted_any = !accepted.is_empty();
+    standing.extend(accepted);
+    standing.sort_by_key(|sc| sc.id);
+    answer(
+        command,
+        group_name.as_deref(),
+        accepted_any,
+        standing,
+        refused,
+    )
 }
 
 async fn claim_one(
@@ -287,37 +329,59 @@ async fn claim_one(
         now,
         lease_seconds: app.lease_seconds,
     };
-    let refused = |status, why| Verdict::Refused(reason(&sc, status, why));
+    let refused = |status, why, standing: Option<Box<Subcloud>>| {
+        Verdict::Refused(reason(&sc, status, why), standing)
+    };
     match app.inventory.claim(sc.id, &request).await {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
             subcloud,
             prior,
             op_id: request.op_id,
         },
-        Ok(ClaimOutcome::Busy { name, holder }) => refused(
-            ReasonStatus::Busy,
-            format!(
-                "Subcloud {name} is busy: {} operation {} in progress since {}",
-                holder.kind, holder.op_id, holder.since
-            ),
-        ),
+        Ok(ClaimOutcome::Busy { subcloud, holder }) => {
+            let why = busy_reason(command.kind, &subcloud, &holder);
+            refused(ReasonStatus::Busy, why, Some(subcloud))
+        }
         Ok(ClaimOutcome::Contended { name }) => refused(
             ReasonStatus::Busy,
             format!("Subcloud {name} changed while it was being claimed; try again"),
+            Some(Box::new(sc.clone())),
         ),
-        Ok(ClaimOutcome::Invalid { reason: why, .. }) => refused(ReasonStatus::Invalid, why),
+        Ok(ClaimOutcome::Invalid {
+            subcloud,
+            reason: why,
+        }) => refused(ReasonStatus::Invalid, why, Some(subcloud)),
         Ok(ClaimOutcome::Gone) => refused(
             ReasonStatus::Gone,
             format!("Subcloud {} no longer exists", sc.name),
+            None,
         ),
         Err(e) => {
             tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
             refused(
                 ReasonStatus::Failed,
                 "the database is unavailable; try again".into(),
+                Some(Box::new(sc.clone())),
             )
         }
     }
+}
+
+/// dcmanager's words for a subcloud whose slot another operation holds, naming the state
+/// that operation set: backup-status for a backup or delete, deploy-status for a restore.
+fn busy_reason(requested: OpKind, sc: &Subcloud, holder: &SlotHolder) -> String {
+    let state = match holder.kind.claimed_state() {
+        ClaimedState::Backup(_) => format!(
+            "backup_status is '{}'",
+            sc.backup_status.map_or("none", |b| b.as_str())
+        ),
+        ClaimedState::Deploy(_) => format!("deploy_status is '{}'", sc.deploy_status.as_str()),
+    };
+    format!(
+        "Cannot perform {requested} operation: Subcloud {} current {state}. Please wait until \
+         it finishes before running this operation.",
+        sc.name
+    )
 }
 
 /// Writes the operation records and sends the jobs of the claimed subclouds. A claim whose
@@ -417,17 +481,22 @@ async fn undo(app: &App, claims: Vec<(Claimed, Operation)>, why: &str) -> Vec<Su
         .await
 }
 
+/// The answer, as dcmanager gives it: `subclouds` lists every subcloud of the target as it
+/// stands after the request (SPEC §3); `skipped` and `failed` say why the others were not
+/// taken. A request that took none is an error listing each one's reason.
 fn answer(
     command: &Command,
     group: Option<&str>,
-    accepted: Vec<Subcloud>,
+    accepted_any: bool,
+    standing: Vec<Subcloud>,
     refused: Vec<SubcloudReason>,
 ) -> Result<Response<Body>, ApiError> {
-    if accepted.is_empty() {
+    if !accepted_any {
         let count = |status: ReasonStatus| refused.iter().filter(|r| r.status == status).count();
         let (busy, failed) = (count(ReasonStatus::Busy), count(ReasonStatus::Failed));
         if let (Target::Subcloud(r), 1) = (&command.target, count(ReasonStatus::Gone)) {
-            return Err(ApiError::NotFound(format!("Subcloud not found: {r}")));
+            tracing::info!(subcloud = %r, "subcloud deleted while it was being claimed");
+            return Err(ApiError::NotFound("Subcloud not found".into()));
         }
         // 409 when every subcloud was busy; 400 when any was not valid; else (only busy and
         // failed ones) the failure of a dependency: 503.
@@ -464,7 +533,7 @@ fn answer(
         .into_iter()
         .partition(|r| r.status == ReasonStatus::Failed);
     let body = json!({
-        "subclouds": accepted.iter().map(wire::subcloud).collect::<Vec<_>>(),
+        "subclouds": standing.iter().map(wire::subcloud).collect::<Vec<_>>(),
         "skipped": skipped,
         "failed": failed,
     });

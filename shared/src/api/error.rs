@@ -47,8 +47,6 @@ pub enum ApiError {
     #[error("Request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
-    UnsupportedMediaType(String),
-    #[error("{0}")]
     Unprocessable(String),
     /// A request about subclouds, refused as a whole, with each subcloud's reason.
     #[error("{message}")]
@@ -73,7 +71,6 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Subclouds { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -133,8 +130,18 @@ impl From<InventoryError> for ApiError {
             E::SubcloudExists(_)
             | E::GroupExists(_)
             | E::GroupNotEmpty { .. }
-            | E::Busy { .. }
             | E::Contended(_) => ApiError::Conflict(message),
+            // Listed under `error.subclouds` like every other refusal about a subcloud.
+            E::Busy { id, name, .. } => ApiError::Subclouds {
+                status: StatusCode::CONFLICT,
+                subclouds: vec![SubcloudReason {
+                    id,
+                    name: name.to_string(),
+                    status: ReasonStatus::Busy,
+                    reason: message.clone(),
+                }],
+                message,
+            },
             E::Store(store) => store.into(),
         }
     }

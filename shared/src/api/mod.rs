@@ -39,6 +39,7 @@ pub enum Route {
     SubcloudsList,
     SubcloudsRegister,
     SubcloudsShow,
+    SubcloudsDetail,
     SubcloudsUpdate,
     SubcloudsDelete,
     GroupsList,
@@ -56,10 +57,11 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 18] = [
         Route::SubcloudsList,
         Route::SubcloudsRegister,
         Route::SubcloudsShow,
+        Route::SubcloudsDetail,
         Route::SubcloudsUpdate,
         Route::SubcloudsDelete,
         Route::GroupsList,
@@ -82,6 +84,7 @@ impl Route {
             Route::SubcloudsList => "subclouds-list",
             Route::SubcloudsRegister => "subclouds-register",
             Route::SubcloudsShow => "subclouds-show",
+            Route::SubcloudsDetail => "subclouds-detail",
             Route::SubcloudsUpdate => "subclouds-update",
             Route::SubcloudsDelete => "subclouds-delete",
             Route::GroupsList => "groups-list",
@@ -101,7 +104,7 @@ impl Route {
 
     pub fn method(self) -> Method {
         match self {
-            Route::SubcloudsList | Route::SubcloudsShow => Method::GET,
+            Route::SubcloudsList | Route::SubcloudsShow | Route::SubcloudsDetail => Method::GET,
             Route::GroupsList | Route::GroupsShow | Route::GroupsMembers => Method::GET,
             Route::OperationsShow | Route::OperationsHistory | Route::BackupsList => Method::GET,
             Route::SubcloudsRegister | Route::GroupsCreate | Route::BackupCreate => Method::POST,
@@ -115,7 +118,9 @@ impl Route {
     /// needs the weaker `manage_unmanage` rule instead (checked once the body is parsed).
     pub fn policy_rule(self) -> &'static str {
         match self {
-            Route::SubcloudsList | Route::SubcloudsShow => rules::SUBCLOUDS_GET,
+            Route::SubcloudsList | Route::SubcloudsShow | Route::SubcloudsDetail => {
+                rules::SUBCLOUDS_GET
+            }
             Route::SubcloudsRegister => rules::SUBCLOUDS_CREATE,
             Route::SubcloudsUpdate => rules::SUBCLOUDS_MODIFY,
             Route::SubcloudsDelete => rules::SUBCLOUDS_DELETE,
@@ -145,6 +150,7 @@ impl Route {
             Route::GroupsShow | Route::GroupsUpdate | Route::GroupsDelete => {
                 "/v1.0/subcloud-groups/{ref}"
             }
+            Route::SubcloudsDetail => "/v1.0/subclouds/{ref}/detail",
             Route::GroupsMembers => "/v1.0/subcloud-groups/{ref}/subclouds",
             Route::BackupCreate => "/v1.0/subcloud-backup",
             Route::BackupDelete => "/v1.0/subcloud-backup/delete/{release_version}",
@@ -153,6 +159,23 @@ impl Route {
             Route::OperationsHistory => "/v1.0/subclouds/{ref}/operations",
             Route::BackupsList => "/v1.0/subclouds/{ref}/backups",
         }
+    }
+
+    /// The routes whose pattern is this whole path, with or without one trailing slash
+    /// (SPEC §2), whatever their method.
+    pub fn for_path(path: &str) -> Vec<Route> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        Route::ALL
+            .into_iter()
+            .filter(|route| {
+                let pattern: Vec<&str> = route.pattern().split('/').collect();
+                pattern.len() == segments.len()
+                    && pattern.iter().zip(&segments).all(|(want, got)| {
+                        want == got || (want.starts_with('{') && !got.is_empty())
+                    })
+            })
+            .collect()
     }
 
     /// The `{...}` segment of a request path, percent-decoded. The pattern is matched
@@ -180,12 +203,12 @@ impl Route {
 /// A path's subcloud or group reference; one that cannot name anything is simply not found.
 fn path_ref(route: Route, param: Option<&str>) -> Result<Ref, ApiError> {
     let value = param.unwrap_or_default();
-    let what = if route.function().starts_with("groups") {
-        "Subcloud group"
+    let message = if route.function().starts_with("groups") {
+        format!("Subcloud group not found: {value}")
     } else {
-        "Subcloud"
+        "Subcloud not found".to_owned()
     };
-    Ref::parse("ref", value).map_err(|_| ApiError::NotFound(format!("{what} not found: {value}")))
+    Ref::parse("ref", value).map_err(|_| ApiError::NotFound(message))
 }
 
 fn percent_decode(segment: &str) -> Option<String> {
@@ -262,6 +285,7 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         Route::SubcloudsList => subclouds::list(app).await,
         Route::SubcloudsRegister => subclouds::register(app, body).await,
         Route::SubcloudsShow => subclouds::show(app, &target()?).await,
+        Route::SubcloudsDetail => subclouds::detail(app, &target()?).await,
         Route::SubcloudsUpdate => subclouds::update(app, &principal, &target()?, body).await,
         Route::SubcloudsDelete => subclouds::delete(app, &target()?).await,
         Route::GroupsList => groups::list(app).await,
@@ -305,26 +329,20 @@ async fn backup_route(
     idempotent(app, route, req, principal, &command).await
 }
 
-/// A body's fields: JSON, or `multipart/form-data` (every part as text; value files are
-/// parsed as YAML by `Fields::mapping`).
+/// A body's fields: `multipart/form-data` (every part as text; value files are parsed as
+/// YAML by `Fields::mapping`), else JSON whatever the Content-Type says, as dcmanager reads
+/// it (curl's `-d` sends `application/x-www-form-urlencoded`).
 fn request_fields(req: &Request) -> Result<Fields, ApiError> {
-    let content_type = match req.headers().get(http::header::CONTENT_TYPE) {
-        None => "application/json",
-        Some(v) => v.to_str().map_err(|_| {
-            ApiError::UnsupportedMediaType("Content-Type is not readable text".into())
-        })?,
-    };
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let body: &[u8] = req.body().as_ref();
-    if let Some(boundary) = multipart::boundary(content_type) {
-        return Fields::from_map(multipart::parse(body, &boundary?)?);
+    match multipart::boundary(content_type) {
+        Some(boundary) => Fields::from_map(multipart::parse(body, &boundary?)?),
+        None => Fields::from_json(body),
     }
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    if media.eq_ignore_ascii_case("application/json") || media.is_empty() {
-        return Fields::from_json(body);
-    }
-    Err(ApiError::UnsupportedMediaType(format!(
-        "Content-Type {media} is not supported; send application/json or multipart/form-data"
-    )))
 }
 
 /// Runs a subcloud-backup command once per `Idempotency-Key` (scoped to the route and the
@@ -472,6 +490,26 @@ mod tests {
             param(Route::GroupsList, "/v1.0/subcloud-groups").unwrap(),
             None
         );
+        for route in Route::ALL {
+            let path = route.pattern().replace("{ref}", "dc1");
+            for path in [path.clone(), format!("{path}/")] {
+                let found: Vec<Route> = Route::for_path(&path)
+                    .into_iter()
+                    .filter(|r| r.method() == route.method())
+                    .collect();
+                assert_eq!(found, [route], "{path}");
+            }
+        }
+        assert_eq!(
+            Route::for_path("/v1.0/subclouds/dc1"),
+            [
+                Route::SubcloudsShow,
+                Route::SubcloudsUpdate,
+                Route::SubcloudsDelete
+            ]
+        );
+        assert!(Route::for_path("/v1.0/subclouds//").is_empty());
+        assert!(Route::for_path("/v1.0/subclouds/a/b").is_empty());
         assert_eq!(
             param(Route::BackupDelete, "/v1.0/subcloud-backup/delete/24.09")
                 .unwrap()

@@ -12,7 +12,7 @@ pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAUL
 pub use names::{AgentUrl, Name, Ref, Release};
 pub use operation::{without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
-pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
+pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch, NO_ERRORS};
 
 /// Why a value given by a caller is not acceptable. The message names the field and says
 /// what would be accepted.
