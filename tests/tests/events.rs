@@ -111,6 +111,13 @@ fn watch_router(manifest: &str) -> BTreeMap<String, BTreeSet<(String, String)>> 
         let (path, entries) = line
             .split_once(" = ")
             .expect("a router line is path = [...]");
+        // `"path" = "function"`: every method.
+        if let Some(function) = entries.strip_prefix('"') {
+            let function = function.trim_end_matches('"').to_owned();
+            let any = BTreeSet::from([("*".to_owned(), function)]);
+            router.insert(path.trim_matches('"').to_owned(), any);
+            continue;
+        }
         let targets = entries
             .split('{')
             .skip(1)
@@ -124,6 +131,9 @@ fn watch_router(manifest: &str) -> BTreeMap<String, BTreeSet<(String, String)>> 
     }
     router
 }
+
+/// The methods `make run`'s router sends to `default-route` where a path does not take them.
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 
 #[test]
 fn every_function_has_a_crate_and_watch_serves_its_route_with_and_without_a_slash() {
@@ -147,5 +157,57 @@ fn every_function_has_a_crate_and_watch_serves_its_route_with_and_without_a_slas
                 .insert((route.method().to_string(), function.to_owned()));
         }
     }
+    // Every other method of a known path, and every other path, to the default route.
+    for targets in expected.values_mut() {
+        let served: BTreeSet<String> = targets.iter().map(|(m, _)| m.clone()).collect();
+        for method in METHODS.iter().filter(|m| !served.contains(**m)) {
+            targets.insert((method.to_string(), "default-route".to_owned()));
+        }
+    }
+    for path in ["/", "/{*path}"] {
+        let any = BTreeSet::from([("*".to_owned(), "default-route".to_owned())]);
+        expected.insert(path.to_owned(), any);
+    }
     assert_eq!(router, expected, "the watch router differs from the routes");
+}
+
+#[test]
+fn the_default_route_answers_json_404_and_405_with_allow() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/default-route.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sample = lambda_http::request::from_str(&text).unwrap();
+    let check = |request: &lambda_http::Request, status: StatusCode, message: &str| {
+        let response = dcbackup::api::default_route(request);
+        assert_eq!(response.status(), status);
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["error"]["code"], status.as_u16());
+        assert_eq!(body["error"]["message"], message);
+        response.headers().get(http::header::ALLOW).cloned()
+    };
+    // The sample: PUT on the subclouds collection.
+    let allow = check(
+        &sample,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PUT is not allowed on /v1.0/subclouds; use GET, POST",
+    );
+    assert_eq!(allow.unwrap(), "GET, POST");
+    let request = |method: &str, path: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+    };
+    let allow = check(
+        &request("POST", "/v1.0/subclouds/sc1/"),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "POST is not allowed on /v1.0/subclouds/{ref}; use GET, PATCH, DELETE",
+    );
+    assert_eq!(allow.unwrap(), "GET, PATCH, DELETE");
+    let allow = check(
+        &request("GET", "/v1.0/nosuch"),
+        StatusCode::NOT_FOUND,
+        "No route for GET /v1.0/nosuch; the API's routes are under /v1.0 (see README.md)",
+    );
+    assert!(allow.is_none());
 }

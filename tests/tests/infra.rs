@@ -150,6 +150,8 @@ enum Trigger {
         parameter: &'static str,
         every_seconds: u64,
     },
+    /// The HTTP API's `$default` route, any method: what no `api::Route` serves.
+    DefaultRoute,
 }
 
 impl Trigger {
@@ -157,6 +159,7 @@ impl Trigger {
         match self {
             Trigger::Queue { queue, .. } => format!("on {queue}"),
             Trigger::Schedule { parameter, .. } => format!("on the {parameter} schedule"),
+            Trigger::DefaultRoute => "on the $default route".to_owned(),
         }
     }
 }
@@ -178,6 +181,8 @@ enum Event {
         /// `State` unset or `ENABLED`.
         enabled: bool,
     },
+    /// An HTTP API route: (method, path, the `!Ref` of its API).
+    HttpApi(Option<String>, Option<String>, Option<String>),
     /// Any other type, by its type.
     Other(String),
 }
@@ -199,6 +204,20 @@ const VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT: u64 = 6;
 
 fn background() -> Vec<Background> {
     vec![
+        // `api::default_route`: answers from the request alone.
+        Background {
+            function: "default-route",
+            handler: "serve_default_route",
+            trigger: Trigger::DefaultRoute,
+            grants: Grants {
+                crud: &[],
+                read: &[],
+                sends_jobs: false,
+                takes_dead_letters: false,
+                backup_bucket: false,
+            },
+            settings: vec![],
+        },
         // `worker::Worker`: a job's subcloud by id and its slot (subclouds), the operation's
         // state (operations), the backups made and deleted (backups); delayed polls to the
         // jobs queue; pre-signed PUT and GET URLs, and a release's objects listed and deleted
@@ -1090,11 +1109,32 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
                             .get("State")
                             .is_none_or(|state| state.as_str() == Some("ENABLED")),
                     },
+                    "HttpApi" => {
+                        let property = |key| {
+                            properties
+                                .get(key)
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        };
+                        Event::HttpApi(
+                            property("Method"),
+                            property("Path"),
+                            properties
+                                .get("ApiId")
+                                .and_then(|api| target(api, "Ref", None))
+                                .map(str::to_owned),
+                        )
+                    }
                     other => Event::Other(other.to_owned()),
                 }
             })
             .collect();
         let expected = match &known.trigger {
+            Trigger::DefaultRoute => Event::HttpApi(
+                Some("ANY".to_owned()),
+                Some("$default".to_owned()),
+                Some(API.to_owned()),
+            ),
             Trigger::Queue {
                 queue,
                 batch_size,

@@ -40,8 +40,9 @@ pub enum ApiError {
     Forbidden(Denied),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// A method the path does not serve; `allow` lists those it does (the `Allow` header).
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("Request body is larger than the limit of {0} bytes")]
@@ -68,7 +69,7 @@ impl ApiError {
             ApiError::Unauthorized(e) => e.status(),
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -91,11 +92,19 @@ impl ApiError {
             body["error"]["subclouds"] = json!(subclouds);
         }
         let mut response = super::json_response(status, &body);
-        if let ApiError::Unauthorized(e) = self {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static(e.www_authenticate()),
-            );
+        match self {
+            ApiError::Unauthorized(e) => {
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(e.www_authenticate()),
+                );
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(allow) = http::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(http::header::ALLOW, allow);
+                }
+            }
+            _ => {}
         }
         response
     }

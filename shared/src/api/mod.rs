@@ -243,6 +243,42 @@ pub(crate) fn empty_response(status: StatusCode) -> Response<Body> {
         .expect("status is valid")
 }
 
+/// The 405 for `method` on a path whose routes are `routes`; `None` when no route serves
+/// the path at all.
+fn method_not_allowed(method: &Method, routes: &[Route]) -> Option<ApiError> {
+    let first = routes.first()?;
+    let allow: Vec<String> = routes.iter().map(|r| r.method().to_string()).collect();
+    let allow = allow.join(", ");
+    Some(ApiError::MethodNotAllowed {
+        message: format!(
+            "{method} is not allowed on {}; use {allow}",
+            first.pattern()
+        ),
+        allow,
+    })
+}
+
+/// API Gateway's `$default` route (and `make run`'s router for everything it does not route):
+/// a request no route serves gets dcbackup's JSON error, 404 for an unknown path and 405
+/// with `Allow` for a method its path does not take. Needs no token: it reveals nothing
+/// beyond the routes this module declares.
+pub fn default_route(req: &Request) -> Response<Body> {
+    let path = req.uri().path();
+    let error = method_not_allowed(req.method(), &Route::for_path(path)).unwrap_or_else(|| {
+        ApiError::NotFound(format!(
+            "No route for {} {path}; the API's routes are under /v1.0 (see README.md)",
+            req.method()
+        ))
+    });
+    let response = error.into_response();
+    tracing::info!(
+        function = "default-route",
+        status = response.status().as_u16(),
+        "request served"
+    );
+    response
+}
+
 /// Serves one request on one route. Never fails: every error becomes its HTTP answer. Log
 /// lines carry the Lambda request id through the runtime's span.
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
@@ -260,12 +296,11 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
 
 async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, ApiError> {
     if req.method() != route.method() {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "{} is not allowed on {}; use {}",
-            req.method(),
-            route.pattern(),
-            route.method()
-        )));
+        return Err(
+            method_not_allowed(req.method(), &Route::for_path(req.uri().path())).unwrap_or_else(
+                || ApiError::NotFound(format!("No route for {}", req.uri().path())),
+            ),
+        );
     }
     let principal = app
         .auth
