@@ -4,6 +4,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 TOOLS := $(CURDIR)/.tools
+# Where make run keeps its state, and its API's port: make token and make invoke use the same.
+RUN_DIR ?= .local/run
+API_PORT ?= 9000
+export RUN_DIR API_PORT
 CARGO_LAMBDA_VERSION := 1.9.2
 export PATH := $(TOOLS)/venv/bin:$(PATH)
 
@@ -14,7 +18,8 @@ help:
 	@echo "make test   lint, then every test against local engines on free ports"
 	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
-	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json and an admin token"
+	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json (an admin token added to HTTP events); FN is one of:"
+	@ls events | sed -n 's/\.json$$//p' | paste -sd' ' | fold -s -w 90 | sed 's/^/    /'
 
 prerequisites:
 	@missing=""; \
@@ -41,7 +46,7 @@ lint: prerequisites
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-test: engines-deps lint
+test: engines-deps cargo-lambda lint
 	@tools/with-engines cargo test --workspace --locked
 
 # Not part of make test: the slot's cost against a bare-SDK baseline (see BENCHMARKS.md).
@@ -52,14 +57,16 @@ ROLES ?= admin
 PROJECT ?= admin
 SUB ?= admin
 token:
-	@[ -f .local/run/lambda.env ] || { echo "start the stack with make run first" >&2; exit 1; }
-	@set -a && source .local/run/lambda.env && set +a && \
+	@[ -f "$(RUN_DIR)/lambda.env" ] || { echo "start the stack with make run first" >&2; exit 1; }
+	@set -a && source "$(RUN_DIR)/lambda.env" && set +a && \
 		cargo run --quiet --locked -p dcbackup-dev -- mint-token --sub "$(SUB)" --roles "$(ROLES)" --project "$(PROJECT)"
 
-# The sample event of a function, with a fresh admin token, through cargo lambda invoke.
+# The sample event of a function through cargo lambda invoke; an HTTP event (one with headers)
+# gets a fresh admin token, queue and schedule events go as they are.
 FN ?= subclouds-list
 invoke: cargo-lambda
+	@[ -f "events/$(FN).json" ] || { echo "no events/$(FN).json; FN is one of: $$(ls events | sed -n 's/\.json$$//p' | paste -sd' ')" >&2; exit 2; }
 	@token=$$($(MAKE) -s token ROLES=admin PROJECT=admin) && \
-	python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); e["headers"]["x-auth-token"] = sys.argv[2]; json.dump(e, sys.stdout)' \
-		events/$(FN).json "$$token" > .local/run/event.json && \
-	cargo lambda invoke $(FN) -A 127.0.0.1 -P 9000 --data-file .local/run/event.json
+	python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); "headers" in e and e["headers"].update({"x-auth-token": sys.argv[2]}); json.dump(e, sys.stdout)' \
+		"events/$(FN).json" "$$token" > "$(RUN_DIR)/event.json" && \
+	cargo lambda invoke $(FN) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"
