@@ -27,6 +27,7 @@ prerequisites:
 	{ command -v java >/dev/null && java -version 2>&1 | awk -F'"' '/version/ {split($$2, v, "."); exit !(v[1] >= 17)}'; } || missing="$$missing Java-17+"; \
 	{ command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; } || missing="$$missing Node-20+"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	for tool in curl tar setsid; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	{ command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 && python3 -c 'import venv' 2>/dev/null; } || missing="$$missing Python3-with-pip-and-venv"; \
 	if [ -n "$$missing" ]; then echo "missing prerequisites:$$missing" >&2; exit 1; fi
 
