@@ -178,6 +178,51 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// `make invoke FN=<name>` for every sample in `events/`: (name, exit status, output).
+    fn invoke_every_sample(&self) -> Vec<(String, bool, String)> {
+        let repo = repo();
+        let mut names: Vec<String> = std::fs::read_dir(repo.join("events"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        let path = format!(
+            "{}:{}",
+            repo.join(".tools/venv/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        names
+            .into_iter()
+            .map(|name| {
+                let out = Command::new("make")
+                    .args([
+                        "--no-print-directory",
+                        "-s",
+                        "invoke",
+                        &format!("FN={name}"),
+                    ])
+                    .current_dir(&repo)
+                    .env("PATH", &path)
+                    .env("RUN_DIR", &self.run_dir)
+                    .env("API_PORT", self.api_port.to_string())
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("make runs");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                (name, out.status.success(), text)
+            })
+            .collect()
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         // run-local stops its agents, poller, watch and engines on SIGINT (its Ctrl-C).
@@ -241,10 +286,25 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
     let logs = std::env::temp_dir();
 
     let api = &sections["Using the API"];
-    let outputs = {
+    let (outputs, invoked) = {
         let stack = Stack::start(&logs.join("dcbackup-readme-api.log"));
-        stack.run_blocks(api)
+        (stack.run_blocks(api), stack.invoke_every_sample())
     };
+    // `make invoke` reaches every function with its sample, HTTP events with a token.
+    assert!(invoked.len() >= 20, "{invoked:?}");
+    for (name, ok, output) in &invoked {
+        assert!(ok, "make invoke FN={name} failed:\n{output}");
+        let http = std::fs::read_to_string(repo().join(format!("events/{name}.json")))
+            .unwrap()
+            .contains("\"routeKey\"");
+        if http {
+            assert!(output.contains("\"statusCode\":"), "{name}: {output}");
+            assert!(!output.contains("\"statusCode\":401"), "{name}: {output}");
+            assert!(!output.contains("\"statusCode\":5"), "{name}: {output}");
+        }
+    }
+    let worker = &invoked.iter().find(|(n, ..)| n == "worker").unwrap().2;
+    assert!(worker.contains("batchItemFailures"), "{worker}");
     check(
         "Using the API",
         &outputs,
