@@ -11,10 +11,11 @@ export RUN_DIR API_PORT
 CARGO_LAMBDA_VERSION := 1.9.2
 export PATH := $(TOOLS)/venv/bin:$(PATH)
 
-.PHONY: help prerequisites engines-deps cargo-lambda run test lint token invoke bench
+.PHONY: help prerequisites engines-deps cargo-lambda run stop test lint token invoke bench
 
 help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
+	@echo "make stop   stop a make run whose terminal is gone (its recorded pids)"
 	@echo "make test   lint, then every test against local engines on free ports"
 	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
@@ -42,6 +43,10 @@ cargo-lambda: prerequisites
 
 run: engines-deps cargo-lambda
 	@tools/run-local
+
+# Stops a make run whose terminal is gone, from the pids it recorded in RUN_DIR.
+stop:
+	@tools/run-local stop
 
 lint: prerequisites
 	cargo fmt --all --check

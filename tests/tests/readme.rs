@@ -223,6 +223,32 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// `make stop` from another shell, as a user whose `make run` terminal is gone would.
+    fn stop_with_make_stop(mut self) {
+        let status = Command::new("make")
+            .args(["--no-print-directory", "-s", "stop"])
+            .current_dir(repo())
+            .env("RUN_DIR", &self.run_dir)
+            .stdin(Stdio::null())
+            .status()
+            .expect("make runs");
+        assert!(status.success(), "make stop failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.run.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "make run still runs after make stop"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            TcpStream::connect(("127.0.0.1", self.api_port)).is_err(),
+            "the API still answers after make stop"
+        );
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         // run-local stops its agents, poller, watch and engines on SIGINT (its Ctrl-C).
@@ -332,7 +358,9 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
     let walkthrough = &sections["Walkthrough: a backup and a restore with curl"];
     let outputs = {
         let stack = Stack::start(&logs.join("dcbackup-readme-walkthrough.log"));
-        stack.run_blocks(walkthrough)
+        let outputs = stack.run_blocks(walkthrough);
+        stack.stop_with_make_stop();
+        outputs
     };
     check(
         "Walkthrough",
