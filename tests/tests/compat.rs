@@ -446,3 +446,50 @@ async fn any_body_that_is_not_multipart_is_read_as_json() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_subclouds_backups_are_listed_newest_first() {
+    use dcbackup::domain::OpId;
+    use dcbackup::store::{BackupLocation, BackupRecord};
+    let stack = seeded(false).await;
+    let subcloud3 = Ref::parse("ref", "subcloud3").unwrap();
+    let id = stack.app.inventory.subcloud(&subcloud3).await.unwrap().id;
+    // Op ids are random, so the table's key order is not the time order.
+    for at in ["2026-11-02", "2026-11-03", "2026-11-01"] {
+        let op_id = OpId::new();
+        let release = dcbackup::domain::Release::parse("r", "24.09").unwrap();
+        let record = BackupRecord {
+            subcloud_id: id,
+            backup_id: BackupRecord::id(&release, &op_id),
+            release,
+            location: BackupLocation::Central,
+            size: 1,
+            sha256: "0".repeat(64),
+            s3_key: None,
+            op_id,
+            created_at: format!("{at} 10:00:00.000000"),
+        };
+        stack.app.inventory.put_backup(&record).await.unwrap();
+    }
+    let listed = call(
+        &stack,
+        Route::BackupsList,
+        "/v1.0/subclouds/subcloud3/backups",
+        None,
+    )
+    .await;
+    let times: Vec<&str> = listed.body["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["created-at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2026-11-03 10:00:00.000000",
+            "2026-11-02 10:00:00.000000",
+            "2026-11-01 10:00:00.000000"
+        ]
+    );
+}
