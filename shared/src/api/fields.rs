@@ -134,11 +134,6 @@ impl Fields {
         }
     }
 
-    /// Whether the field was given (it is then taken).
-    pub fn present(&mut self, key: &str) -> bool {
-        self.take(key).is_some()
-    }
-
     /// A subcloud or group reference: an id (number or digits) or a name.
     pub fn reference(&mut self, key: &str) -> Result<Option<Ref>, ApiError> {
         self.reference_or(key, |invalid, _| invalid.into())
