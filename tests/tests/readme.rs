@@ -350,7 +350,7 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
                 // Restoring subcloud4: refused (no backup, or still busy with the delete).
                 "Subcloud subcloud4",
             ],
-            &["\"name\":\"subcloud2\""],
+            &["\"name\":\"subcloud2\"", "\"name\":\"subcloud3\""],
             &["\"statusCode\":200", "subclouds"],
         ],
     );
