@@ -5,10 +5,14 @@
 //! claims a slot.
 
 use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
-use crate::domain::{epoch_now, timestamp_now, Group, OpId, OpState, Operation, Subcloud};
+use crate::domain::{
+    epoch_now, timestamp_now, ClaimedState, Group, OpId, OpKind, OpState, Operation, SlotHolder,
+    Subcloud,
+};
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState};
 use futures::StreamExt;
+use std::collections::HashMap;
 
 /// What `start` needs: the store, the jobs queue and two settings.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +39,9 @@ pub struct Origin {
 pub struct Started {
     /// The group targeted, if the target was a group.
     pub group: Option<Group>,
-    /// Every subcloud of the target as it stood before the claims, by id.
+    /// Every subcloud of the target as it stands after the request, by id: the accepted in
+    /// their claimed state, the others as their claim found them (SPEC §3, dcmanager's
+    /// answer); a member deleted meanwhile is left out.
     pub members: Vec<Subcloud>,
     /// Claimed, recorded and queued: in their claimed state, by id.
     pub accepted: Vec<Subcloud>,
@@ -65,7 +71,8 @@ enum Verdict {
         prior: PriorState,
         op_id: OpId,
     },
-    Refused(SubcloudReason),
+    /// Not taken; the subcloud as it stands, unless it is gone.
+    Refused(SubcloudReason, Option<Box<Subcloud>>),
 }
 
 /// A claimed subcloud on its way to the queue.
@@ -102,9 +109,11 @@ pub async fn start(
             (members, Some(group))
         }
     };
+    // Rolled-back claims are answered as they were read.
+    let as_read: HashMap<u64, Subcloud> = members.iter().map(|sc| (sc.id, sc.clone())).collect();
     let now = epoch_now();
     let group_id = group.as_ref().map(|g| g.id);
-    let verdicts: Vec<Verdict> = futures::stream::iter(members.clone())
+    let verdicts: Vec<Verdict> = futures::stream::iter(members)
         .map(|sc| claim_one(starter, command, sc, group_id, now))
         .buffer_unordered(starter.claim_concurrency)
         .collect()
@@ -112,6 +121,7 @@ pub async fn start(
 
     let mut claimed = Vec::new();
     let mut refused = Vec::new();
+    let mut standing = Vec::new();
     for verdict in verdicts {
         match verdict {
             Verdict::Accepted {
@@ -123,19 +133,24 @@ pub async fn start(
                 prior,
                 op_id,
             }),
-            Verdict::Refused(r) => refused.push(r),
+            Verdict::Refused(r, sc) => {
+                refused.push(r);
+                standing.extend(sc.map(|sc| *sc));
+            }
         }
     }
     let group_name = group.as_ref().map(|g| g.name.to_string());
     let (accepted, failed) =
         hand_over(starter, origin, command, group_name.as_deref(), claimed).await;
+    standing.extend(failed.iter().filter_map(|r| as_read.get(&r.id).cloned()));
     refused.extend(failed);
     refused.sort_by_key(|r| r.id);
     let (failed, skipped): (Vec<_>, Vec<_>) = refused
         .into_iter()
         .partition(|r| r.status == ReasonStatus::Failed);
-    let mut members = members;
-    members.sort_by_key(|sc| sc.id);
+    standing.extend(accepted.iter().cloned());
+    standing.sort_by_key(|sc| sc.id);
+    let members = standing;
     let op_ids = accepted.iter().filter_map(|sc| sc.op_id.clone()).collect();
     Ok(Started {
         group,
@@ -164,37 +179,59 @@ async fn claim_one(
         now,
         lease_seconds: starter.lease_seconds,
     };
-    let refused = |status, why| Verdict::Refused(reason(&sc, status, why));
+    let refused = |status, why, standing: Option<Box<Subcloud>>| {
+        Verdict::Refused(reason(&sc, status, why), standing)
+    };
     match starter.inventory.claim(sc.id, &request).await {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
             subcloud,
             prior,
             op_id: request.op_id,
         },
-        Ok(ClaimOutcome::Busy { name, holder }) => refused(
-            ReasonStatus::Busy,
-            format!(
-                "Subcloud {name} is busy: {} operation {} in progress since {}",
-                holder.kind, holder.op_id, holder.since
-            ),
-        ),
+        Ok(ClaimOutcome::Busy { subcloud, holder }) => {
+            let why = busy_reason(command.kind, &subcloud, &holder);
+            refused(ReasonStatus::Busy, why, Some(subcloud))
+        }
         Ok(ClaimOutcome::Contended { name }) => refused(
             ReasonStatus::Busy,
             format!("Subcloud {name} changed while it was being claimed; try again"),
+            Some(Box::new(sc.clone())),
         ),
-        Ok(ClaimOutcome::Invalid { reason: why, .. }) => refused(ReasonStatus::Invalid, why),
+        Ok(ClaimOutcome::Invalid {
+            subcloud,
+            reason: why,
+        }) => refused(ReasonStatus::Invalid, why, Some(subcloud)),
         Ok(ClaimOutcome::Gone) => refused(
             ReasonStatus::Gone,
             format!("Subcloud {} no longer exists", sc.name),
+            None,
         ),
         Err(e) => {
             tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
             refused(
                 ReasonStatus::Failed,
                 "the database is unavailable; try again".into(),
+                Some(Box::new(sc.clone())),
             )
         }
     }
+}
+
+/// dcmanager's words for a subcloud whose slot another operation holds, naming the state
+/// that operation set: backup-status for a backup or delete, deploy-status for a restore.
+fn busy_reason(requested: OpKind, sc: &Subcloud, holder: &SlotHolder) -> String {
+    let state = match holder.kind.claimed_state() {
+        ClaimedState::Backup(_) => format!(
+            "backup_status is '{}'",
+            sc.backup_status.map_or("none", |b| b.as_str())
+        ),
+        ClaimedState::Deploy(_) => format!("deploy_status is '{}'", sc.deploy_status.as_str()),
+    };
+    format!(
+        "Cannot perform {requested} operation: Subcloud {} current {state}. Please wait until \
+         it finishes before running this operation.",
+        sc.name
+    )
 }
 
 /// Writes the operation records and sends the jobs of the claimed subclouds. A claim whose

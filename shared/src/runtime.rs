@@ -83,6 +83,16 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
     .await
 }
 
+/// Runs the `$default` route (`api::default_route`) as a Lambda function: no clients, no
+/// configuration.
+pub async fn serve_default_route() -> Result<(), Error> {
+    init_tracing();
+    lambda_http::run(service_fn(|req: Request| async move {
+        Ok::<_, std::convert::Infallible>(api::default_route(&req))
+    }))
+    .await
+}
+
 /// Runs the worker as a Lambda function on the jobs queue (partial batch responses on).
 pub async fn serve_worker() -> Result<(), Error> {
     init_tracing();

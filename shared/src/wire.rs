@@ -29,6 +29,19 @@ pub fn subcloud(sc: &Subcloud) -> Value {
         "systemcontroller-gateway-ip": sc.systemcontroller_gateway_ip,
         "created-at": sc.created_at,
         "updated-at": sc.updated_at,
+        // Keys of dcmanager features dcbackup does not have, as dcmanager shows them for a
+        // subcloud without them (the stock client maps every one).
+        "peer_group_id": null,
+        "rehome_data": null,
+        "sync_status": "unknown",
+        "endpoint_sync_status": [],
+        "prestage-software-version": null,
+        "prestage-status": null,
+        "prestage-versions": null,
+        "info_message": null,
+        "openstack-installed": false,
+        "data_install": null,
+        "data_upgrade": null,
         "agent-url": sc.agent_url,
         "operation": sc.slot_holder(epoch_now()).map(|holder| json!({
             "id": holder.op_id,
@@ -37,6 +50,17 @@ pub fn subcloud(sc: &Subcloud) -> Value {
             "lease-expires-at": timestamp_of_epoch(holder.lease_expires_at),
         })),
     })
+}
+
+/// `GET /v1.0/subclouds/{ref}/detail`: the subcloud object plus the keys dcmanager's detail
+/// adds that the stock client reads (`subcloud show --detail`), null where dcbackup has no
+/// value.
+pub fn subcloud_detail(sc: &Subcloud) -> Value {
+    let mut detail = subcloud(sc);
+    detail["oam_floating_ip"] = Value::Null;
+    detail["deploy_config_sync_status"] = json!("unknown");
+    detail["region_name"] = json!(sc.region_name);
+    detail
 }
 
 pub fn backup(b: &BackupRecord) -> Value {
@@ -99,7 +123,7 @@ pub fn group_list(groups: &[Group]) -> Value {
 }
 
 /// The keys every subcloud object carries (SPEC §1), for clients and tests to check against.
-pub const SUBCLOUD_KEYS: [&str; 22] = [
+pub const SUBCLOUD_KEYS: [&str; 33] = [
     "id",
     "name",
     "description",
@@ -120,6 +144,17 @@ pub const SUBCLOUD_KEYS: [&str; 22] = [
     "systemcontroller-gateway-ip",
     "created-at",
     "updated-at",
+    "peer_group_id",
+    "rehome_data",
+    "sync_status",
+    "endpoint_sync_status",
+    "prestage-software-version",
+    "prestage-status",
+    "prestage-versions",
+    "info_message",
+    "openstack-installed",
+    "data_install",
+    "data_upgrade",
     "agent-url",
     "operation",
 ];
@@ -158,3 +193,10 @@ pub fn schedule(sc: &Schedule) -> Value {
         "updated-at": sc.updated_at,
     })
 }
+
+/// The keys `subcloud_detail` adds to a subcloud object.
+pub const SUBCLOUD_DETAIL_KEYS: [&str; 3] = [
+    "oam_floating_ip",
+    "deploy_config_sync_status",
+    "region_name",
+];

@@ -73,11 +73,11 @@ async fn concurrent_backup_create_cannot_be_triggered_on_one_subcloud() {
     assert_eq!(accepted.len(), 1, "exactly one create starts");
     for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
         assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
-        assert!(
-            r.message()
-                .starts_with("Subcloud sc1 is busy: subcloud-backup create operation"),
-            "{}",
-            r.message()
+        assert_eq!(
+            r.message(),
+            "Cannot perform subcloud-backup create operation: Subcloud sc1 current \
+             backup_status is 'validating'. Please wait until it finishes before running this \
+             operation."
         );
     }
     let sc = &accepted[0].body["subclouds"][0];
@@ -127,7 +127,12 @@ async fn with_group_no_concurrent_create_starts_on_a_busy_member_and_free_member
     let busy_op = first.body["subclouds"][0]["operation"]["id"].clone();
     let reply = create(&stack, json!({"group": "mixed"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    assert_eq!(names(&reply.body, "subclouds"), ["m1", "m3", "m4"]);
+    // Like dcmanager: every member as it stands, the busy one with the operation it kept.
+    assert_eq!(names(&reply.body, "subclouds"), ["m1", "m2", "m3", "m4"]);
+    let listed = reply.body["subclouds"].as_array().unwrap();
+    assert!(listed.iter().all(|sc| sc["backup-status"] == "validating"));
+    assert_eq!(listed[1]["operation"]["id"], busy_op);
+    assert_ne!(listed[0]["operation"]["id"], busy_op);
     assert_eq!(names(&reply.body, "skipped"), ["m2"]);
     assert_eq!(reply.body["skipped"][0]["status"], "busy");
     let m2 = stack
@@ -195,7 +200,7 @@ async fn with_group_no_concurrent_restore_starts_on_a_busy_member_and_free_membe
     );
     let reply = restore(&stack, json!({"group": "rmixed"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    assert_eq!(names(&reply.body, "subclouds"), ["r1", "r2"]);
+    assert_eq!(names(&reply.body, "subclouds"), ["r1", "r2", "r3"]);
     assert_eq!(names(&reply.body, "skipped"), ["r3"]);
     assert_eq!(stack.operations().await.len(), 3);
 }
@@ -212,12 +217,10 @@ async fn create_is_refused_while_a_restore_runs_and_the_reverse() {
     );
     let refused = create(&stack, json!({"subcloud": "x1"})).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    assert!(
-        refused
-            .message()
-            .contains("subcloud-backup restore operation"),
-        "{}",
-        refused.message()
+    assert_eq!(
+        refused.message(),
+        "Cannot perform subcloud-backup create operation: Subcloud x1 current deploy_status \
+         is 'pre-restore'. Please wait until it finishes before running this operation."
     );
 
     backup_ready(&stack, "x2", "Default").await;
@@ -258,7 +261,14 @@ async fn delete_is_refused_while_a_backup_runs() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
-    assert!(reply.message().contains("subcloud-backup create operation"));
+    assert!(
+        reply.message().starts_with(
+            "Cannot perform subcloud-backup delete operation: Subcloud d1 current backup_status \
+             is 'validating'."
+        ),
+        "{}",
+        reply.message()
+    );
 }
 
 #[tokio::test]
@@ -293,6 +303,12 @@ async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
             "{}",
             reply.message()
         );
+        // Listed under error.subclouds, like every other refusal about a subcloud.
+        let listed = &reply.body["error"]["subclouds"];
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{:?}", reply.body);
+        assert_eq!(listed[0]["name"], "u1");
+        assert_eq!(listed[0]["status"], "busy");
+        assert_eq!(listed[0]["reason"], reply.message());
     }
     let description = stack
         .call(
@@ -479,12 +495,17 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     assert_eq!(item["op_id"].as_s().unwrap(), fresh_op.as_str().unwrap());
     assert_eq!(item["fence"].as_n().unwrap(), "2");
     assert_eq!(item["backup_status"].as_s().unwrap(), "validating");
-    let why = item["error_description"].as_s().unwrap();
-    let stale_op = stale.op_id.as_ref().unwrap().as_str();
-    assert!(
-        why.contains(stale_op) && why.contains("lease expired"),
-        "{why}"
+    // The new claim reset error-description; the stale operation's record says why it ended.
+    assert_eq!(
+        item["error_description"].as_s().unwrap(),
+        "No errors present"
     );
+    let stale_op = stale.op_id.as_ref().unwrap().as_str();
+    let records = stack.operations().await;
+    let record = records.iter().find(|op| op["op_id"] == stale_op).unwrap();
+    assert_eq!(record["state"], "failed");
+    let why = record["error"].as_str().unwrap();
+    assert!(why.contains("lease expired"), "{why}");
 }
 
 #[tokio::test]
@@ -669,7 +690,12 @@ async fn delete_answers_204_when_every_member_is_taken_and_207_otherwise() {
         "{:?}",
         partial.body
     );
-    assert_eq!(names(&partial.body, "subclouds"), ["d3"]);
+    assert_eq!(names(&partial.body, "subclouds"), ["d1", "d2", "d3"]);
+    assert!(partial.body["subclouds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|sc| sc["backup-status"] == "deleting-backup"));
     assert_eq!(names(&partial.body, "skipped"), ["d1", "d2"]);
 
     // A central delete works on an offline subcloud; a local one needs it online.
@@ -687,10 +713,10 @@ async fn delete_answers_204_when_every_member_is_taken_and_207_otherwise() {
         )
         .await;
     assert_eq!(local.status, StatusCode::BAD_REQUEST);
-    assert!(
-        local.message().contains("must be online and managed"),
-        "{}",
-        local.message()
+    assert_eq!(
+        local.message(),
+        "Subcloud off2 must be online and managed for the subcloud-backup delete operation \
+         with --local-only option."
     );
 }
 
@@ -735,10 +761,11 @@ async fn invalid_subclouds_get_dcmanager_reasons() {
         .unwrap();
     stack.add_backup(id, "24.09", false).await;
     let r = restore(&stack, json!({"subcloud": "noaddress"})).await;
-    assert!(
-        r.message().contains("no address to reach it"),
-        "{}",
-        r.message()
+    assert_eq!(
+        r.message(),
+        "Unable to obtain the subcloud noaddress bootstrap_address from either restore or \
+         install values. Please ensure bootstrap_address is specified in the restore-values.yml \
+         and try again."
     );
     let with_address = restore(
         &stack,
@@ -806,7 +833,7 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupCreate,
             json!({"subcloud": "ok1", "registry_images": true}),
             StatusCode::BAD_REQUEST,
-            "Option registry_images cannot be used without local_only option.",
+            "Option registry_images can not be used without local_only option.",
         ),
         (
             Route::BackupCreate,
@@ -836,7 +863,7 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupCreate,
             json!({"subcloud": "ok1", "backup_values": [1, 2]}),
             StatusCode::BAD_REQUEST,
-            "backup_values must be a mapping",
+            "Invalid type for backup_values: Expected dict, got list",
         ),
         (
             Route::BackupCreate,
@@ -848,19 +875,19 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupCreate,
             json!({"subcloud": "nope"}),
             StatusCode::NOT_FOUND,
-            "Subcloud not found: nope",
+            "Subcloud not found",
         ),
         (
             Route::BackupCreate,
             json!({"group": "nogroup"}),
             StatusCode::NOT_FOUND,
-            "Subcloud group not found: nogroup",
+            "Group not found",
         ),
         (
             Route::BackupCreate,
             json!({"group": "empty"}),
             StatusCode::BAD_REQUEST,
-            "Group empty has no subclouds",
+            "No subclouds present in group",
         ),
         (
             Route::BackupRestore,
@@ -884,7 +911,31 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupRestore,
             json!({"subcloud": "ok1", "restore_values": {"bootstrap_address": {"ok1": "10.0.0.999"}}}),
             StatusCode::BAD_REQUEST,
-            "restore_values.bootstrap_address.ok1",
+            "Subcloud ok1 must have a valid bootstrap address: 10.0.0.999",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "with_install": "maybe"}),
+            StatusCode::BAD_REQUEST,
+            "Invalid with_install value, should be boolean",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "on_site": true}),
+            StatusCode::BAD_REQUEST,
+            "on_site is not supported",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "release": "24.09"}),
+            StatusCode::BAD_REQUEST,
+            "release is not supported",
+        ),
+        (
+            Route::BackupDelete,
+            json!({"subcloud": "ok1", "release": "22.12"}),
+            StatusCode::BAD_REQUEST,
+            "release 22.12 in the body differs from release 24.09 in the path",
         ),
         (
             Route::BackupDelete,
@@ -901,7 +952,7 @@ async fn every_input_rule_is_a_clear_4xx() {
         let reply = stack.call(route, path, Some(body.clone())).await;
         assert_eq!(reply.status, status, "{body}: {:?}", reply.body);
         assert!(
-            reply.message().contains(expected),
+            reply.message().starts_with(expected),
             "{body}: {}",
             reply.message()
         );
@@ -928,15 +979,16 @@ async fn every_input_rule_is_a_clear_4xx() {
         .raw(Route::BackupCreate, Method::POST, CREATE, &big)
         .await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let mut xml = dcbackup_tests::json_request(Method::POST, CREATE, None);
+    // A body that is not multipart is JSON whatever its Content-Type says (dcmanager).
+    let mut xml =
+        dcbackup_tests::json_request(Method::POST, CREATE, Some(json!({"subcloud": "nope"})));
     xml.headers_mut()
         .insert("content-type", "application/xml".parse().unwrap());
     xml.headers_mut()
         .insert("x-auth-token", stack.admin_token.parse().unwrap());
-    assert_eq!(
-        stack.request(Route::BackupCreate, xml).await.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE
-    );
+    let xml = stack.request(Route::BackupCreate, xml).await;
+    assert_eq!(xml.status, StatusCode::NOT_FOUND, "{:?}", xml.body);
+    assert_eq!(xml.message(), "Subcloud not found");
     assert!(
         stack.operations().await.is_empty(),
         "no bad request claimed anything"

@@ -6,6 +6,7 @@ use dcbackup::api::Route;
 use dcbackup_tests::Stack;
 use http::StatusCode;
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 fn event_path(route: Route) -> PathBuf {
@@ -100,10 +101,56 @@ async fn every_route_has_a_sample_event_that_succeeds() {
     }
 }
 
+/// `make run`'s router (`[workspace.metadata.lambda.watch.router]` of the root Cargo.toml):
+/// path → (method, function) for every entry, read line by line as watch's table is written.
+fn watch_router(manifest: &str) -> BTreeMap<String, BTreeSet<(String, String)>> {
+    let section = manifest
+        .split("[workspace.metadata.lambda.watch.router]")
+        .nth(1)
+        .expect("the root Cargo.toml has a watch router")
+        .split("\n[")
+        .next()
+        .unwrap_or_default();
+    let quoted = |text: &str, key: &str| {
+        let start = text.find(&format!("{key} = \""))? + key.len() + 4;
+        let len = text[start..].find('"')?;
+        Some(text[start..start + len].to_owned())
+    };
+    let mut router = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with('"')) {
+        let (path, entries) = line
+            .split_once(" = ")
+            .expect("a router line is path = [...]");
+        // `"path" = "function"`: every method.
+        if let Some(function) = entries.strip_prefix('"') {
+            let function = function.trim_end_matches('"').to_owned();
+            let any = BTreeSet::from([("*".to_owned(), function)]);
+            router.insert(path.trim_matches('"').to_owned(), any);
+            continue;
+        }
+        let targets = entries
+            .split('{')
+            .skip(1)
+            .map(|entry| {
+                let method = quoted(entry, "method").expect("a method");
+                let function = quoted(entry, "function").expect("a function");
+                (method, function)
+            })
+            .collect();
+        router.insert(path.trim_matches('"').to_owned(), targets);
+    }
+    router
+}
+
+/// The methods `make run`'s router sends to `default-route` where a path does not take them.
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
 #[test]
-fn every_function_has_a_crate_and_a_router_entry() {
+fn every_function_has_a_crate_and_watch_serves_its_route_with_and_without_a_slash() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let router = watch_router(&manifest);
+    let mut expected: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     for route in Route::ALL {
         let function = route.function();
         assert!(
@@ -113,18 +160,66 @@ fn every_function_has_a_crate_and_a_router_entry() {
                 .exists(),
             "functions/{function} is missing"
         );
-        let path = format!("\"{}\" = ", route.pattern());
-        let entry = format!(
-            "{{ method = \"{}\", function = \"{function}\" }}",
-            route.method()
-        );
-        assert!(
-            manifest
-                .lines()
-                .any(|line| line.starts_with(&path) && line.contains(&entry)),
-            "the watch router has no {path}[{entry}]"
-        );
+        for path in [route.pattern().to_owned(), format!("{}/", route.pattern())] {
+            expected
+                .entry(path)
+                .or_default()
+                .insert((route.method().to_string(), function.to_owned()));
+        }
     }
+    // Every other method of a known path, and every other path, to the default route.
+    for targets in expected.values_mut() {
+        let served: BTreeSet<String> = targets.iter().map(|(m, _)| m.clone()).collect();
+        for method in METHODS.iter().filter(|m| !served.contains(**m)) {
+            targets.insert((method.to_string(), "default-route".to_owned()));
+        }
+    }
+    for path in ["/", "/{*path}"] {
+        let any = BTreeSet::from([("*".to_owned(), "default-route".to_owned())]);
+        expected.insert(path.to_owned(), any);
+    }
+    assert_eq!(router, expected, "the watch router differs from the routes");
+}
+
+#[test]
+fn the_default_route_answers_json_404_and_405_with_allow() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/default-route.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sample = lambda_http::request::from_str(&text).unwrap();
+    let check = |request: &lambda_http::Request, status: StatusCode, message: &str| {
+        let response = dcbackup::api::default_route(request);
+        assert_eq!(response.status(), status);
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(body["error"]["code"], status.as_u16());
+        assert_eq!(body["error"]["message"], message);
+        response.headers().get(http::header::ALLOW).cloned()
+    };
+    // The sample: PUT on the subclouds collection.
+    let allow = check(
+        &sample,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "PUT is not allowed on /v1.0/subclouds; use GET, POST",
+    );
+    assert_eq!(allow.unwrap(), "GET, POST");
+    let request = |method: &str, path: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+    };
+    let allow = check(
+        &request("POST", "/v1.0/subclouds/sc1/"),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "POST is not allowed on /v1.0/subclouds/{ref}; use GET, PATCH, DELETE",
+    );
+    assert_eq!(allow.unwrap(), "GET, PATCH, DELETE");
+    let allow = check(
+        &request("GET", "/v1.0/nosuch"),
+        StatusCode::NOT_FOUND,
+        "No route for GET /v1.0/nosuch; the API's routes are under /v1.0 (see README.md)",
+    );
+    assert!(allow.is_none());
 }
 
 /// The scheduler's two samples: the every-minute tick (fires what is due: here nothing) and

@@ -5,8 +5,7 @@
 use super::{empty_response, json_response, ApiError, App, Fields, ReasonStatus, SubcloudReason};
 use crate::auth::Principal;
 use crate::domain::{
-    check_values_fit, digest_hex, without_secrets, Invalid, OpKind, OpOptions, Ref, Release,
-    Subcloud,
+    check_values_fit, digest_hex, without_secrets, OpKind, OpOptions, Ref, Release, Subcloud,
 };
 use crate::operations::{self, Origin};
 use crate::wire;
@@ -17,9 +16,9 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// dcmanager's reinstall modes: they need the subcloud's BMC, which dcbackup does not drive.
-const UNSUPPORTED_RESTORE_FIELDS: [&str; 5] =
-    ["with_install", "release", "auto", "factory", "on_site"];
+/// dcmanager's reinstall modes (booleans): they need the subcloud's BMC, which dcbackup does
+/// not drive. The stock client always sends them as "false", which asks for none of them.
+const REINSTALL_FLAGS: [&str; 4] = ["with_install", "auto", "factory", "on_site"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -46,8 +45,8 @@ impl Command {
         release: Option<Release>,
         mut f: Fields,
     ) -> Result<Command, ApiError> {
-        let subcloud = f.target("subcloud", "Subcloud")?;
-        let group = f.target("group", "Subcloud group")?;
+        let subcloud = f.target("subcloud", "Subcloud not found")?;
+        let group = f.target("group", "Group not found")?;
         let local_only = f.boolean("local_only")?.unwrap_or(false);
         let registry_images = match kind {
             OpKind::Delete => false,
@@ -65,12 +64,31 @@ impl Command {
         if let Some(password) = f.string("sysadmin_password")? {
             check_password(&password)?;
         }
-        if kind == OpKind::Restore {
-            for field in UNSUPPORTED_RESTORE_FIELDS {
-                if f.present(field) {
-                    return Err(ApiError::BadRequest(format!("{field} is not supported")));
+        match kind {
+            OpKind::Restore => {
+                for field in REINSTALL_FLAGS {
+                    if f.boolean(field)? == Some(true) {
+                        return Err(ApiError::BadRequest(format!("{field} is not supported")));
+                    }
+                }
+                // The release to reinstall (with with_install): empty asks for nothing.
+                if f.string("release")?.is_some_and(|r| !r.trim().is_empty()) {
+                    return Err(ApiError::BadRequest("release is not supported".into()));
                 }
             }
+            // The stock client repeats the path's release in the body.
+            OpKind::Delete => {
+                if let (Some(given), Some(path)) = (f.string("release")?, &release) {
+                    if given != path.as_str() {
+                        let path = path.as_str();
+                        return Err(ApiError::BadRequest(format!(
+                            "release {given} in the body differs from release {path} in the path; \
+                             give the same release or leave it out of the body"
+                        )));
+                    }
+                }
+            }
+            OpKind::Create => {}
         }
         f.finish()?;
 
@@ -90,7 +108,7 @@ impl Command {
         };
         if registry_images && !local_only {
             return Err(ApiError::BadRequest(
-                "Option registry_images cannot be used without local_only option.".into(),
+                "Option registry_images can not be used without local_only option.".into(),
             ));
         }
         let bootstrap = match &values {
@@ -171,11 +189,17 @@ fn bootstrap_addresses(values: &Map<String, Value>) -> Result<HashMap<String, Ip
     })?;
     map.iter()
         .map(|(name, address)| {
-            let field = format!("restore_values.bootstrap_address.{name}");
             let ip = address
                 .as_str()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| Invalid::field(&field, "must be an IPv4 or IPv6 address"))?;
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    let given = address
+                        .as_str()
+                        .map_or_else(|| address.to_string(), str::to_owned);
+                    ApiError::BadRequest(format!(
+                        "Subcloud {name} must have a valid bootstrap address: {given}"
+                    ))
+                })?;
             Ok((name.clone(), ip))
         })
         .collect()
@@ -193,23 +217,35 @@ pub async fn execute(
     };
     let started = operations::start(app.starter(), command, &origin).await?;
     let group_name = started.group.map(|g| g.name.to_string());
+    let accepted_any = !started.accepted.is_empty();
     let mut refused = started.skipped;
     refused.extend(started.failed);
     refused.sort_by_key(|r| r.id);
-    answer(command, group_name.as_deref(), started.accepted, refused)
+    answer(
+        command,
+        group_name.as_deref(),
+        accepted_any,
+        started.members,
+        refused,
+    )
 }
 
+/// The answer, as dcmanager gives it: `subclouds` lists every subcloud of the target as it
+/// stands after the request (SPEC §3); `skipped` and `failed` say why the others were not
+/// taken. A request that took none is an error listing each one's reason.
 fn answer(
     command: &Command,
     group: Option<&str>,
-    accepted: Vec<Subcloud>,
+    accepted_any: bool,
+    standing: Vec<Subcloud>,
     refused: Vec<SubcloudReason>,
 ) -> Result<Response<Body>, ApiError> {
-    if accepted.is_empty() {
+    if !accepted_any {
         let count = |status: ReasonStatus| refused.iter().filter(|r| r.status == status).count();
         let (busy, failed) = (count(ReasonStatus::Busy), count(ReasonStatus::Failed));
         if let (Target::Subcloud(r), 1) = (&command.target, count(ReasonStatus::Gone)) {
-            return Err(ApiError::NotFound(format!("Subcloud not found: {r}")));
+            tracing::info!(subcloud = %r, "subcloud deleted while it was being claimed");
+            return Err(ApiError::NotFound("Subcloud not found".into()));
         }
         // 409 when every subcloud was busy; 400 when any was not valid; else (only busy and
         // failed ones) the failure of a dependency: 503.
@@ -246,7 +282,7 @@ fn answer(
         .into_iter()
         .partition(|r| r.status == ReasonStatus::Failed);
     let body = json!({
-        "subclouds": accepted.iter().map(wire::subcloud).collect::<Vec<_>>(),
+        "subclouds": standing.iter().map(wire::subcloud).collect::<Vec<_>>(),
         "skipped": skipped,
         "failed": failed,
     });

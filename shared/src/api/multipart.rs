@@ -105,9 +105,7 @@ pub fn yaml_mapping(field: &str, text: &[u8]) -> Result<Value, ApiError> {
     match value {
         Value::Object(_) => Ok(value),
         Value::Null => Ok(Value::Object(Map::new())),
-        _ => Err(ApiError::BadRequest(format!(
-            "{field} must be a YAML mapping of keys to values"
-        ))),
+        other => Err(super::fields::expected_dict(field, &other)),
     }
 }
 
@@ -257,7 +255,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("restore_values is not valid YAML"));
-        assert!(yaml_mapping("restore_values", b"- 1\n- 2").is_err());
+        assert_eq!(
+            yaml_mapping("restore_values", b"- 1\n- 2")
+                .unwrap_err()
+                .to_string(),
+            "Invalid type for restore_values: Expected dict, got list"
+        );
+        assert_eq!(
+            yaml_mapping("backup_values", b"just text")
+                .unwrap_err()
+                .to_string(),
+            "Invalid type for backup_values: Expected dict, got str"
+        );
         let twice = body(&[("a", None, "1"), ("a", None, "2")]);
         assert!(parse(&twice, "XyZ").is_err());
     }

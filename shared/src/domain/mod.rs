@@ -17,7 +17,7 @@ pub use operation::{
 };
 pub use schedule::{CronSpec, FiringState, LastRun, Schedule, ScheduleTarget, Skipped};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
-pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
+pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch, NO_ERRORS};
 
 /// Why a value given by a caller is not acceptable. The message names the field and says
 /// what would be accepted.

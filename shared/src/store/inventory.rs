@@ -18,7 +18,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 /// What can go wrong with an inventory request, each variant something the caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("Subcloud not found: {0}")]
+    /// dcmanager's words, verbatim (SPEC §2).
+    #[error("Subcloud not found")]
     SubcloudNotFound(Ref),
     #[error("Subcloud group not found: {0}")]
     GroupNotFound(Ref),
@@ -46,7 +47,11 @@ pub enum InventoryError {
     #[error("bootstrap-address needs the subcloud's agent-url (for its scheme and port); set agent-url instead")]
     NoAgentUrl,
     #[error("Subcloud {name} is busy: {} operation {} in progress since {}", holder.kind, holder.op_id, holder.since)]
-    Busy { name: Name, holder: SlotHolder },
+    Busy {
+        id: u64,
+        name: Name,
+        holder: SlotHolder,
+    },
     #[error("{0} changed while it was being updated; try again")]
     Contended(String),
     #[error(transparent)]
@@ -335,7 +340,7 @@ impl Inventory {
             deploy_status: new.deploy_status.unwrap_or_else(DeployStatus::complete),
             backup_status: None,
             backup_datetime: None,
-            error_description: None,
+            error_description: crate::domain::NO_ERRORS.to_owned(),
             region_name: new
                 .region_name
                 .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
@@ -458,6 +463,7 @@ impl Inventory {
     async fn slot_is_free(&self, sc: &Subcloud, now: u64) -> Result<bool, InventoryError> {
         if let Some(holder) = sc.slot_holder(now) {
             return Err(InventoryError::Busy {
+                id: sc.id,
                 name: sc.name.clone(),
                 holder,
             });

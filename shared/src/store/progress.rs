@@ -39,7 +39,7 @@ pub struct Outcome {
     pub backup_status: Option<Option<&'static str>>,
     pub deploy_status: Option<String>,
     pub backup_datetime: Option<String>,
-    /// Set on failure; cleared on success.
+    /// Set on failure; on success `error-description` goes back to "No errors present".
     pub error: Option<String>,
     pub add_release: Option<(BackupSet, Release)>,
     pub remove_release: Option<(BackupSet, Release)>,
@@ -172,13 +172,9 @@ impl super::Inventory {
             values.insert(":datetime".into(), s(at));
             sets.push("backup_datetime = :datetime".into());
         }
-        match &outcome.error {
-            Some(error) => {
-                values.insert(":error".into(), s(error));
-                sets.push("error_description = :error".into());
-            }
-            None => removes.push("error_description"),
-        }
+        let error = outcome.error.as_deref().unwrap_or(crate::domain::NO_ERRORS);
+        values.insert(":error".into(), s(error));
+        sets.push("error_description = :error".into());
         if let Some((set, release)) = &outcome.add_release {
             values.insert(
                 ":added".into(),

@@ -8,7 +8,7 @@
 use super::{from_item, n, s, Item, StoreError};
 use crate::domain::{
     timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud,
+    ManagementState, Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud, NO_ERRORS,
 };
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
@@ -49,10 +49,16 @@ pub enum ClaimOutcome {
         subcloud: Box<Subcloud>,
         prior: PriorState,
     },
-    /// Another operation holds the slot.
-    Busy { name: Name, holder: SlotHolder },
-    /// The subcloud is not valid for the operation (dcmanager's reason).
-    Invalid { name: Name, reason: String },
+    /// Another operation holds the slot; the subcloud as it stands.
+    Busy {
+        subcloud: Box<Subcloud>,
+        holder: SlotHolder,
+    },
+    /// The subcloud (as it stands) is not valid for the operation (dcmanager's reason).
+    Invalid {
+        subcloud: Box<Subcloud>,
+        reason: String,
+    },
     /// The subcloud was deleted meanwhile.
     Gone,
     /// The subcloud kept changing under the claim (another writer won each attempt).
@@ -162,7 +168,7 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
             }),
         OpKind::Delete => (req.local_only && !managed_online).then(|| {
             format!(
-                "Subcloud {} must be online and managed for the subcloud-backup delete operation with the local_only option.",
+                "Subcloud {} must be online and managed for the subcloud-backup delete operation with --local-only option.",
                 sc.name
             )
         }),
@@ -182,8 +188,8 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
                 ))
             } else if !req.has_bootstrap_address && sc.agent_url.is_none() {
                 Some(format!(
-                    "Subcloud {}: no address to reach it; give restore_values.bootstrap_address.{} or register its agent-url.",
-                    sc.name, sc.name
+                    "Unable to obtain the subcloud {} bootstrap_address from either restore or install values. Please ensure bootstrap_address is specified in the restore-values.yml and try again.",
+                    sc.name
                 ))
             } else {
                 None
@@ -193,8 +199,9 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
 }
 
 impl super::Inventory {
-    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem. A
-    /// slot held under an expired lease is first recovered, then claimed.
+    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem, which
+    /// also resets `error-description` to "No errors present" (SPEC §1). A slot held under
+    /// an expired lease is first recovered, then claimed.
     /// The claim's time (`op_since`) is after every earlier write to the subcloud, the end
     /// of the previous operation included, even when that writer's clock was ahead.
     pub async fn claim(&self, id: u64, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
@@ -238,6 +245,7 @@ impl super::Inventory {
         values.insert(":one".into(), n(1));
         values.insert(":state".into(), s(&state_value));
         values.insert(":held".into(), s(LEASE_HELD));
+        values.insert(":no_errors".into(), s(NO_ERRORS));
         let result = self
             .ddb
             .update_item()
@@ -246,7 +254,7 @@ impl super::Inventory {
             .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
                  lease_held = :held, fence = if_not_exists(fence, :zero) + :one, updated_at = :since, \
-                 {state_attr} = :state"
+                 error_description = :no_errors, {state_attr} = :state"
             ))
             .condition_expression(condition.expression)
             .set_expression_attribute_values(Some(values))
@@ -269,6 +277,7 @@ impl super::Inventory {
                 sc.lease_expires_at = Some(lease);
                 sc.fence += 1;
                 sc.updated_at = since.to_owned();
+                sc.error_description = NO_ERRORS.to_owned();
                 match req.kind.claimed_state() {
                     ClaimedState::Backup(b) => sc.backup_status = Some(b),
                     ClaimedState::Deploy(d) => sc.deploy_status = d,
@@ -289,7 +298,7 @@ impl super::Inventory {
                 let old: Subcloud = from_item("subcloud", old)?;
                 if let Some(holder) = old.slot_holder(req.now) {
                     return Ok(Attempt::Done(ClaimOutcome::Busy {
-                        name: old.name,
+                        subcloud: Box::new(old),
                         holder,
                     }));
                 }
@@ -298,7 +307,7 @@ impl super::Inventory {
                 }
                 Ok(match explain(req, &old) {
                     Some(reason) => Attempt::Done(ClaimOutcome::Invalid {
-                        name: old.name,
+                        subcloud: Box::new(old),
                         reason,
                     }),
                     None if old.updated_at.as_str() >= since => Attempt::Behind(old.updated_at),
