@@ -68,11 +68,12 @@ token:
 		cargo run --quiet --locked -p dcbackup-dev -- mint-token --sub "$(SUB)" --roles "$(ROLES)" --project "$(PROJECT)"
 
 # The sample event of a function through cargo lambda invoke; an HTTP event (one with headers)
-# gets a fresh admin token, queue and schedule events go as they are.
+# gets a fresh admin token, queue and schedule events go as they are. A function with several
+# samples has events/<function>.<variant>.json: FN=scheduler.inline invokes scheduler.
 FN ?= subclouds-list
 invoke: cargo-lambda
 	@[ -f "events/$(FN).json" ] || { echo "no events/$(FN).json; FN is one of: $$(ls events | sed -n 's/\.json$$//p' | paste -sd' ')" >&2; exit 2; }
 	@token=$$($(MAKE) -s token ROLES=admin PROJECT=admin) && \
 	python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); "headers" in e and e["headers"].update({"x-auth-token": sys.argv[2]}); json.dump(e, sys.stdout)' \
 		"events/$(FN).json" "$$token" > "$(RUN_DIR)/event.json" && \
-	cargo lambda invoke $(FN) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"
+	cargo lambda invoke $(firstword $(subst ., ,$(FN))) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"
