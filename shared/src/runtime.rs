@@ -191,5 +191,6 @@ pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
             config.resources.jobs_dead_letter_queue.clone(),
             config.jobs_dead_letter_queue_url.clone(),
         ),
+        central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
     }
 }
