@@ -14,8 +14,8 @@ use crate::domain::{
 };
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{
-    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome, Seat,
-    StoreError,
+    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome,
+    Seat, StoreError,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use dcbackup_agent::protocol::{self, BackupRequest, JobState, JobView, RestoreRequest};
@@ -421,10 +421,7 @@ impl Step<'_> {
             }
         };
         match view.state {
-            JobState::Running => self
-                .poll_later(Some(followed.running()), 0)
-                .await
-                .map(drop),
+            JobState::Running => self.poll_later(Some(followed.running()), 0).await.map(drop),
             JobState::Failed => {
                 let why = view
                     .error

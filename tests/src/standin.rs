@@ -42,8 +42,13 @@ impl StandIn {
     /// A stand-in for the agent at `agent_url` (`http://host:port`).
     pub async fn new(agent_url: &str, hold: Hold) -> StandIn {
         let agent = agent_url.trim_start_matches("http://").to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("stand-in port");
-        let url = format!("http://{}", listener.local_addr().expect("stand-in address"));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("stand-in port");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("stand-in address")
+        );
         let starts = Arc::new(AtomicUsize::new(0));
         let dark = Arc::new(AtomicBool::new(false));
         let (sender, held) = mpsc::unbounded_channel();
@@ -144,7 +149,9 @@ async fn serve(
 async fn exchange(agent: &str, request: &[u8]) -> Vec<u8> {
     let mut upstream = TcpStream::connect(agent).await.expect("the agent listens");
     upstream.write_all(request).await.expect("request sent");
-    read_message(&mut upstream).await.expect("the agent answers")
+    read_message(&mut upstream)
+        .await
+        .expect("the agent answers")
 }
 
 /// One HTTP/1.1 message (head and a `Content-Length` body); `None` at end of stream.

@@ -131,7 +131,11 @@ async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
         .stack
         .call(Route::SubcloudsShow, "/v1.0/subclouds/kill1", None)
         .await;
-    assert_eq!(shown.body["backup-status"], "backup-prep-failed", "{}", shown.body);
+    assert_eq!(
+        shown.body["backup-status"], "backup-prep-failed",
+        "{}",
+        shown.body
+    );
     assert!(shown.body["error-description"]
         .as_str()
         .unwrap()

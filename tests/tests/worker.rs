@@ -278,7 +278,11 @@ async fn take(lab: &Lab, count: usize) -> Vec<(String, JobMessage)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut taken = Vec::new();
     while taken.len() < count {
-        assert!(Instant::now() < deadline, "only {} of {count} jobs came", taken.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} jobs came",
+            taken.len()
+        );
         let out = sqs
             .receive_message()
             .queue_url(&url)
@@ -319,7 +323,10 @@ async fn a_job_delivered_again_during_backing_up_leaves_one_poll_chain() {
     let id = lab.register("twice1", &standin.url).await;
     create(&lab, json!({"subcloud": "twice1"})).await;
     assert_eq!(lab.pump_once().await, 1, "the API's job");
-    assert_eq!(lab.stack.item(id).await["backup_status"].as_s().unwrap(), "backing-up");
+    assert_eq!(
+        lab.stack.item(id).await["backup_status"].as_s().unwrap(),
+        "backing-up"
+    );
     // The agent's answers stop: every poll of the chain sends the next one.
     standin.go_dark();
     let jobs = &lab.stack.resources.jobs_queue;
@@ -328,7 +335,11 @@ async fn a_job_delivered_again_during_backing_up_leaves_one_poll_chain() {
     let first: JobMessage = serde_json::from_str(&lab.delivered.lock().unwrap()[0]).unwrap();
     lab.worker.handle(&first).await.unwrap();
     lab.worker.handle(&first).await.unwrap();
-    assert_eq!(lab.stack.queued(jobs).await, 1, "the API's job again started no chain");
+    assert_eq!(
+        lab.stack.queued(jobs).await,
+        1,
+        "the API's job again started no chain"
+    );
 
     let (receipt, poll) = take(&lab, 1).await.remove(0);
     assert_eq!(poll.attempt, 1);
