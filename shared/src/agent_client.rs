@@ -12,15 +12,21 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
-/// How long one agent call may take (the agent answers at once; long work runs as a job).
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one agent call may take by default (the agent answers at once; long work runs as
+/// a job).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Worker tokens live just long enough for one call.
 const TOKEN_TTL: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// No connection could be made: the request never reached the agent.
     #[error("the agent at {url} is unreachable: {why}")]
     Unreachable { url: String, why: String },
+    /// The request may have reached the agent, but no answer came (timeout, connection
+    /// lost): the agent may have acted on it.
+    #[error("the agent at {url} did not answer: {why}")]
+    NoAnswer { url: String, why: String },
     #[error("the agent at {url} refused the request ({status}): {message}")]
     Refused {
         url: String,
@@ -36,6 +42,7 @@ pub enum AgentError {
 pub struct AgentClient {
     http: Client<HttpConnector, Full<Bytes>>,
     secret: Secret,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -51,7 +58,13 @@ impl AgentClient {
         AgentClient {
             http: Client::builder(TokioExecutor::new()).build(connector),
             secret,
+            timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// The same client with another bound on each call (default `CALL_TIMEOUT`).
+    pub fn with_timeout(self, timeout: Duration) -> AgentClient {
+        AgentClient { timeout, ..self }
     }
 
     async fn call(
@@ -79,24 +92,30 @@ impl AgentClient {
             url: url.clone(),
             why,
         };
+        let no_answer = |why: String| AgentError::NoAnswer {
+            url: url.clone(),
+            why,
+        };
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    unreachable(e.to_string())
+                } else {
+                    no_answer(e.to_string())
+                }
+            })?;
             let status = response.status();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| unreachable(e.to_string()))?
+                .map_err(|e| no_answer(e.to_string()))?
                 .to_bytes();
             Ok((status, bytes))
         };
-        tokio::time::timeout(CALL_TIMEOUT, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|_| no_answer(format!("no answer within {:?}", self.timeout)))?
     }
 
     fn refused(agent: &AgentUrl, status: StatusCode, body: &[u8]) -> AgentError {

@@ -176,7 +176,8 @@ pub async fn serve_sweeper() -> Result<(), Error> {
         move |_: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let sweeper = Arc::clone(&sweeper);
             // A failed sweep is retried by the next scheduled run; the error is logged.
-            async move { sweeper.sweep().await.map_err(Error::from) }
+            // Boxed: a sweep's future is too deep to nest in the runtime's for the compiler.
+            async move { Box::pin(sweeper.sweep()).await.map_err(Error::from) }
         },
     ))
     .await
@@ -191,5 +192,6 @@ pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
             config.resources.jobs_dead_letter_queue.clone(),
             config.jobs_dead_letter_queue_url.clone(),
         ),
+        central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
     }
 }

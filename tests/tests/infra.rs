@@ -309,7 +309,8 @@ fn background() -> Vec<Background> {
         // `sweeper::Sweeper`: expired leases through the expiring-leases index and a
         // dead-lettered job's subcloud by id (subclouds); each such operation ended as
         // failed in one transaction: the slot (subclouds), the record (operations) and its
-        // seat given back (groups, counters); dead-lettered jobs received and deleted.
+        // seat given back (groups, counters); dead-lettered jobs received and deleted; a
+        // recovered create's record read (operations) and its archive deleted (the bucket).
         Background {
             function: "sweeper",
             handler: "serve_sweeper",
@@ -327,7 +328,7 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
-                backup_bucket: false,
+                backup_bucket: true,
             },
             settings: vec![],
         },

@@ -358,6 +358,8 @@ impl Inventory {
             op_since: None,
             lease_expires_at: None,
             seat: None,
+            poll_seq: None,
+            poll_token: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),
