@@ -1,7 +1,7 @@
 //! What a function's `main` calls: structured JSON logs, AWS clients from the environment
 //! (no network I/O at start), and the Lambda runtime loop around the shared handler.
 
-use crate::agent_client::AgentClient;
+use crate::agent_client::{AgentClient, TlsSetupError};
 use crate::api::{self, App, Route};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::central::CentralStore;
@@ -87,7 +87,7 @@ pub async fn serve_worker() -> Result<(), Error> {
     init_tracing();
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
-    let worker = Arc::new(worker(&clients, &config, agent_secret_from_env()?));
+    let worker = Arc::new(worker(&clients, &config, agent_secret_from_env()?)?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
             let worker = Arc::clone(&worker);
@@ -108,9 +108,13 @@ pub fn agent_secret_from_env() -> Result<dcbackup_agent::Secret, crate::config::
         .map_err(|e| crate::config::ConfigError(format!("DCBACKUP_AGENT_SECRET: {e}")))
 }
 
-/// The worker over these clients and settings.
-pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::Secret) -> Worker {
-    Worker {
+/// The worker over these clients and settings; fails if the agent TLS files are unusable.
+pub fn worker(
+    clients: &Clients,
+    config: &Config,
+    agent_secret: dcbackup_agent::Secret,
+) -> Result<Worker, TlsSetupError> {
+    Ok(Worker {
         inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
         jobs: JobQueue::new(
             clients.sqs.clone(),
@@ -118,11 +122,11 @@ pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::
             config.jobs_queue_url.clone(),
         ),
         central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
-        agents: AgentClient::new(agent_secret),
+        agents: AgentClient::new(agent_secret, &config.agent_tls)?,
         lease_seconds: config.lease_seconds,
         poll_cap: config.poll_cap,
         max_running: config.max_running,
-    }
+    })
 }
 
 /// Runs the sweeper as a scheduled Lambda function (any event triggers one sweep).
