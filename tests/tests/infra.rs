@@ -749,6 +749,36 @@ fn the_bucket_matches_the_code() {
         buckets,
         vec![(BACKUP_BUCKET.to_owned(), code().backup_bucket)],
     );
+    // Central backups go up as multipart uploads: one a crash leaves incomplete is aborted by
+    // a lifecycle rule within a day rather than billed for ever.
+    let props = template
+        .properties(BACKUP_BUCKET, "AWS::S3::Bucket")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let aborts_after: Vec<u64> = props
+        .get("LifecycleConfiguration")
+        .and_then(|c| c.get("Rules"))
+        .and_then(Value::as_sequence)
+        .map(|rules| {
+            rules
+                .iter()
+                .filter(|rule| {
+                    rule.get("Status").and_then(Value::as_str) == Some("Enabled")
+                        && rule.get("Prefix").is_none()
+                        && rule.get("Filter").is_none()
+                })
+                .filter_map(|rule| {
+                    rule.get("AbortIncompleteMultipartUpload")?
+                        .get("DaysAfterInitiation")?
+                        .as_u64()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    drift.compare(
+        "the bucket's lifecycle rules aborting incomplete multipart uploads (days after initiation)",
+        aborts_after,
+        vec![1],
+    );
     drift.assert_none();
 }
 
