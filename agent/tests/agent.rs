@@ -963,3 +963,78 @@ async fn sparse_files_are_archived_and_restored_with_their_holes() {
         allocated_kib(&patchy)
     );
 }
+
+/// The sizes of the regular files under `dir`: what a backup of it archives.
+fn file_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a data dir")
+        .map(|entry| {
+            let entry = entry.expect("a dir entry");
+            let kind = entry.file_type().expect("its type");
+            if kind.is_dir() {
+                file_bytes(&entry.path())
+            } else if kind.is_file() {
+                entry.metadata().expect("its metadata").len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_running_backup_reports_its_bytes() {
+    let agent = TestAgent::start().await;
+    let objects = ObjectServer::start().await;
+    // The upload is held open once its body is sent, so the job is seen running after it.
+    objects
+        .gate
+        .forget_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    let op_id = Uuid::new_v4();
+    let key = "bytes.tar.gz";
+    let (status, started) = agent
+        .call(
+            Method::POST,
+            "/v1/backups",
+            Some(backup(op_id, Some(objects.presigned(key)))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(started["bytes"]["uploaded"], 0, "{started}");
+    let data = file_bytes(&agent.etc) + file_bytes(&agent.opt);
+    assert!(data > 0);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let (_, job) = agent
+            .call(Method::GET, &format!("/v1/jobs/{op_id}"), None)
+            .await;
+        assert_eq!(job["state"], "running", "{job}");
+        let bytes = &job["bytes"];
+        if bytes["archive"].as_u64() > Some(0) && bytes["uploaded"] == bytes["archive"] {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never finished sending: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(running["bytes"]["total"].as_u64(), Some(data), "{running}");
+    assert_eq!(running["bytes"]["archived"], running["bytes"]["total"]);
+
+    objects.gate.add_permits(1);
+    let job = agent.wait(&op_id.to_string()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let result = job.result.expect("result");
+    assert_eq!(
+        (job.bytes.total, job.bytes.archived),
+        (data, data),
+        "{:?}",
+        job.bytes
+    );
+    assert_eq!(
+        (job.bytes.archive, job.bytes.uploaded),
+        (result.size, result.size)
+    );
+}

@@ -312,6 +312,15 @@ impl Step<'_> {
         Ok(())
     }
 
+    /// The backup's progress in bytes, as the agent reports it, on the operation record.
+    async fn record_bytes(&self, view: &JobView) -> Result<(), Retry> {
+        self.worker
+            .inventory
+            .set_operation_bytes(&self.job.op_id, &view.bytes)
+            .await?;
+        Ok(())
+    }
+
     async fn fail_followed(&self, followed: Followed, why: String) -> Result<(), Retry> {
         match followed {
             Followed::Backup => self.fail_backup(BackupStatus::Failed, why).await,
@@ -348,6 +357,9 @@ impl Step<'_> {
             JobState::Running => {
                 let (attribute, state) = followed.running();
                 if self.advance(attribute, state).await? {
+                    if let Followed::Backup = followed {
+                        self.record_bytes(&view).await?;
+                    }
                     self.poll_later().await?;
                 }
                 Ok(())
@@ -447,6 +459,8 @@ impl Step<'_> {
     }
 
     async fn backup_done(&self, view: JobView) -> Result<(), Retry> {
+        // The final figures, while the record still says running.
+        self.record_bytes(&view).await?;
         let Some(result) = view.result else {
             let why = "the agent reported success without a result".to_owned();
             return self.fail_backup(BackupStatus::Failed, why).await;

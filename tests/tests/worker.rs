@@ -73,6 +73,24 @@ async fn central_objects(lab: &Lab, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The sizes of the regular files under `dir`: what a backup of it archives.
+fn data_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a data dir")
+        .map(|entry| {
+            let entry = entry.expect("a dir entry");
+            let kind = entry.file_type().expect("its type");
+            if kind.is_dir() {
+                data_size(&entry.path())
+            } else if kind.is_file() {
+                entry.metadata().expect("its metadata").len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 /// Changes the data dir: one file edited, one removed, one added.
 fn disturb(dir: &std::path::Path) {
     std::fs::write(dir.join("platform.conf"), "changed\n").unwrap();
@@ -105,6 +123,27 @@ async fn central_backup_then_restore_round_trip_is_byte_identical() {
     assert_eq!(backups[0].s3_key.as_deref(), Some(objects[0].as_str()));
     let ops = lab.stack.operations().await;
     assert_eq!(ops[0]["state"], "succeeded");
+    // Its progress in bytes: all the data archived, the whole archive uploaded.
+    let op_id = ops[0]["op_id"].as_str().expect("op_id");
+    let shown = lab
+        .stack
+        .call(
+            Route::OperationsShow,
+            &format!("/v1.0/subcloud-backup/operations/{op_id}"),
+            None,
+        )
+        .await;
+    let bytes = &shown.body["bytes"];
+    let data: u64 = data_size(&agent.data);
+    assert_eq!(bytes["total"].as_u64(), Some(data), "{}", shown.body);
+    assert_eq!(bytes["archived"], bytes["total"], "{}", shown.body);
+    assert_eq!(
+        bytes["archive"].as_u64(),
+        Some(backups[0].size),
+        "{}",
+        shown.body
+    );
+    assert_eq!(bytes["uploaded"], bytes["archive"], "{}", shown.body);
     let listed = lab
         .stack
         .call(Route::BackupsList, "/v1.0/subclouds/rt1/backups", None)
