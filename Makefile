@@ -17,7 +17,7 @@ help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
 	@echo "make stop   stop a make run whose terminal is gone (its recorded pids)"
 	@echo "make test   lint, then every test against local engines on free ports"
-	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
+	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines; the agent's peak memory backing up 1 GiB"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
 	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json (an admin token added to HTTP events); FN is one of:"
 	@ls events | sed -n 's/\.json$$//p' | paste -sd' ' | fold -s -w 90 | sed 's/^/    /'
@@ -57,7 +57,9 @@ test: engines-deps cargo-lambda lint
 
 # Not part of make test: the slot's cost against a bare-SDK baseline (see BENCHMARKS.md).
 bench: engines-deps
-	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench
+	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench --bin dcbackup-bench
+	@cargo build --quiet --locked --profile perf -p dcbackup-agent
+	@cargo run --quiet --locked --profile perf -p dcbackup-bench --bin agent-memory
 
 ROLES ?= admin
 PROJECT ?= admin

@@ -1,7 +1,7 @@
 //! What a function's `main` calls: structured JSON logs, AWS clients from the environment
 //! (no network I/O at start), and the Lambda runtime loop around the shared handler.
 
-use crate::agent_client::AgentClient;
+use crate::agent_client::{AgentClient, TlsSetupError};
 use crate::api::{self, App, Route};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::central::CentralStore;
@@ -98,7 +98,7 @@ pub async fn serve_worker() -> Result<(), Error> {
     init_tracing();
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
-    let worker = Arc::new(worker(&clients, &config, agent_secret_from_env()?));
+    let worker = Arc::new(worker(&clients, &config, agent_secret().await?)?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
             let worker = Arc::clone(&worker);
@@ -106,6 +106,48 @@ pub async fn serve_worker() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+/// Names the Secrets Manager secret holding the agents' token key (its ARN or name).
+pub const AGENT_SECRET_ARN_VARIABLE: &str = "DCBACKUP_AGENT_SECRET_ARN";
+
+/// The key the worker signs agent tokens with, read once per cold start: from the Secrets
+/// Manager secret `DCBACKUP_AGENT_SECRET_ARN` names when it is set (on AWS), else from
+/// `DCBACKUP_AGENT_SECRET` (local use).
+pub async fn agent_secret() -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+    match std::env::var(AGENT_SECRET_ARN_VARIABLE) {
+        Ok(arn) if !arn.is_empty() => {
+            let shared = aws_config::load_from_env().await;
+            fetch_agent_secret(&aws_sdk_secretsmanager::Client::new(&shared), &arn).await
+        }
+        _ => agent_secret_from_env(),
+    }
+}
+
+/// The agents' key from the Secrets Manager secret `arn`: its current version's
+/// `SecretString` (or `SecretBinary`), at least 32 bytes. The secret's value is never part of
+/// an error.
+pub async fn fetch_agent_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+    let fail = |why: String| {
+        crate::config::ConfigError(format!(
+            "the agent key in Secrets Manager ({AGENT_SECRET_ARN_VARIABLE}={arn}): {why}"
+        ))
+    };
+    let output = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+    let bytes = match (output.secret_string(), output.secret_binary()) {
+        (Some(text), _) => text.as_bytes().to_vec(),
+        (None, Some(binary)) => binary.as_ref().to_vec(),
+        (None, None) => return Err(fail("the secret has no value".into())),
+    };
+    dcbackup_agent::Secret::new(bytes).map_err(|e| fail(e.to_string()))
 }
 
 /// The key the worker signs agent tokens with (`DCBACKUP_AGENT_SECRET`, at least 32 bytes).
@@ -119,9 +161,13 @@ pub fn agent_secret_from_env() -> Result<dcbackup_agent::Secret, crate::config::
         .map_err(|e| crate::config::ConfigError(format!("DCBACKUP_AGENT_SECRET: {e}")))
 }
 
-/// The worker over these clients and settings.
-pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::Secret) -> Worker {
-    Worker {
+/// The worker over these clients and settings; fails if the agent TLS files are unusable.
+pub fn worker(
+    clients: &Clients,
+    config: &Config,
+    agent_secret: dcbackup_agent::Secret,
+) -> Result<Worker, TlsSetupError> {
+    Ok(Worker {
         inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
         jobs: JobQueue::new(
             clients.sqs.clone(),
@@ -129,11 +175,11 @@ pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::
             config.jobs_queue_url.clone(),
         ),
         central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
-        agents: AgentClient::new(agent_secret),
+        agents: AgentClient::new(agent_secret, &config.agent_tls)?,
         lease_seconds: config.lease_seconds,
         poll_cap: config.poll_cap,
         max_running: config.max_running,
-    }
+    })
 }
 
 /// Runs the scheduler as a Lambda function on EventBridge events (SPEC §5).
@@ -193,5 +239,64 @@ pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
             config.jobs_dead_letter_queue_url.clone(),
         ),
         central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_secretsmanager::operation::get_secret_value::{
+        GetSecretValueError, GetSecretValueOutput,
+    };
+    use aws_sdk_secretsmanager::types::error::ResourceNotFoundException;
+    use aws_sdk_secretsmanager::Client;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    const ARN: &str =
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dcbackup-agent-key-AbCdEf";
+    const KEY: &str = "the agents' key from Secrets Manager, 32+ bytes";
+
+    #[tokio::test]
+    async fn the_agent_key_comes_from_the_named_secret() {
+        let get = mock!(Client::get_secret_value)
+            .match_requests(|r| r.secret_id() == Some(ARN))
+            .then_output(|| GetSecretValueOutput::builder().secret_string(KEY).build());
+        let client = mock_client!(aws_sdk_secretsmanager, [&get]);
+        let secret = fetch_agent_secret(&client, ARN).await.expect("the key");
+        assert_eq!(secret.as_bytes(), KEY.as_bytes());
+        assert_eq!(get.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_short_or_empty_secret_is_a_clear_error_without_its_value() {
+        let missing = mock!(Client::get_secret_value).then_error(|| {
+            GetSecretValueError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("Secrets Manager can't find the specified secret.")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_secretsmanager, [&missing]);
+        let error = fetch_agent_secret(&client, ARN).await.expect_err("missing");
+        assert!(
+            error.to_string().contains(ARN) && error.to_string().contains("can't find"),
+            "{error}"
+        );
+
+        let short = mock!(Client::get_secret_value).then_output(|| {
+            GetSecretValueOutput::builder()
+                .secret_string("too short")
+                .build()
+        });
+        let client = mock_client!(aws_sdk_secretsmanager, [&short]);
+        let error = fetch_agent_secret(&client, ARN).await.expect_err("short");
+        assert!(error.to_string().contains("at least 32"), "{error}");
+        assert!(!error.to_string().contains("too short"), "{error}");
+
+        let empty =
+            mock!(Client::get_secret_value).then_output(|| GetSecretValueOutput::builder().build());
+        let client = mock_client!(aws_sdk_secretsmanager, [&empty]);
+        let error = fetch_agent_secret(&client, ARN).await.expect_err("empty");
+        assert!(error.to_string().contains("has no value"), "{error}");
     }
 }

@@ -388,6 +388,15 @@ impl Step<'_> {
         }
     }
 
+    /// The backup's progress in bytes, as the agent reports it, on the operation record.
+    async fn record_bytes(&self, view: &JobView) -> Result<(), Retry> {
+        self.worker
+            .inventory
+            .set_operation_bytes(&self.job.op_id, &view.bytes)
+            .await?;
+        Ok(())
+    }
+
     async fn fail_followed(&self, followed: Followed, why: String) -> Result<(), Retry> {
         match followed {
             Followed::Backup => self.fail_backup(BackupStatus::Failed, why).await,
@@ -421,7 +430,15 @@ impl Step<'_> {
             }
         };
         match view.state {
-            JobState::Running => self.poll_later(Some(followed.running()), 0).await.map(drop),
+            JobState::Running => {
+                let still_ours = self.poll_later(Some(followed.running()), 0).await?;
+                if still_ours {
+                    if let Followed::Backup = followed {
+                        self.record_bytes(&view).await?;
+                    }
+                }
+                Ok(())
+            }
             JobState::Failed => {
                 let why = view
                     .error
@@ -516,6 +533,8 @@ impl Step<'_> {
     }
 
     async fn backup_done(&self, view: JobView) -> Result<(), Retry> {
+        // The final figures, while the record still says running.
+        self.record_bytes(&view).await?;
         let Some(result) = view.result else {
             let why = "the agent reported success without a result".to_owned();
             return self.fail_backup(BackupStatus::Failed, why).await;

@@ -4,6 +4,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 pub mod lab;
+pub mod pki;
 pub mod race;
 pub mod standin;
 

@@ -75,6 +75,24 @@ async fn central_objects(lab: &Lab, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The sizes of the regular files under `dir`: what a backup of it archives.
+fn data_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a data dir")
+        .map(|entry| {
+            let entry = entry.expect("a dir entry");
+            let kind = entry.file_type().expect("its type");
+            if kind.is_dir() {
+                data_size(&entry.path())
+            } else if kind.is_file() {
+                entry.metadata().expect("its metadata").len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 /// Changes the data dir: one file edited, one removed, one added.
 fn disturb(dir: &std::path::Path) {
     std::fs::write(dir.join("platform.conf"), "changed\n").unwrap();
@@ -107,6 +125,27 @@ async fn central_backup_then_restore_round_trip_is_byte_identical() {
     assert_eq!(backups[0].s3_key.as_deref(), Some(objects[0].as_str()));
     let ops = lab.stack.operations().await;
     assert_eq!(ops[0]["state"], "succeeded");
+    // Its progress in bytes: all the data archived, the whole archive uploaded.
+    let op_id = ops[0]["op_id"].as_str().expect("op_id");
+    let shown = lab
+        .stack
+        .call(
+            Route::OperationsShow,
+            &format!("/v1.0/subcloud-backup/operations/{op_id}"),
+            None,
+        )
+        .await;
+    let bytes = &shown.body["bytes"];
+    let data: u64 = data_size(&agent.data);
+    assert_eq!(bytes["total"].as_u64(), Some(data), "{}", shown.body);
+    assert_eq!(bytes["archived"], bytes["total"], "{}", shown.body);
+    assert_eq!(
+        bytes["archive"].as_u64(),
+        Some(backups[0].size),
+        "{}",
+        shown.body
+    );
+    assert_eq!(bytes["uploaded"], bytes["archive"], "{}", shown.body);
     let listed = lab
         .stack
         .call(Route::BackupsList, "/v1.0/subclouds/rt1/backups", None)
@@ -375,8 +414,12 @@ async fn a_job_delivered_again_during_backing_up_leaves_one_poll_chain() {
 async fn a_start_the_agent_does_not_answer_is_asked_again() {
     let mut lab = Lab::new().await;
     let secret = dcbackup_agent::Secret::new(AGENT_SECRET.as_bytes().to_vec()).unwrap();
-    lab.worker.agents =
-        dcbackup::agent_client::AgentClient::new(secret).with_timeout(Duration::from_secs(1));
+    lab.worker.agents = dcbackup::agent_client::AgentClient::new(
+        secret,
+        &dcbackup::agent_client::AgentTls::default(),
+    )
+    .expect("agent client")
+    .with_timeout(Duration::from_secs(1));
     let agent = lab.agent("slow1").await;
     let standin = StandIn::new(&agent.url, Hold::FirstAnswer).await;
     lab.register("slow1", &standin.url).await;

@@ -4,7 +4,7 @@
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
 use super::{conditional, failed_conditions, n, s, Item, StoreError};
-use crate::domain::{epoch_now, timestamp_now, OpId, OpState, Release, Retired};
+use crate::domain::{epoch_now, timestamp_now, ByteProgress, OpId, OpState, Release, Retired};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
 
@@ -355,6 +355,41 @@ impl super::Inventory {
                 .condition_expression("attribute_exists(op_id) AND #state = :queued")
                 .expression_attribute_values(":queued", s(state_name(OpState::Queued))),
         };
+        match update.send().await {
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::from_sdk("UpdateItem operations", e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl super::Inventory {
+    /// Records a running backup's progress in bytes on its operation record; a record no
+    /// longer running (a late or duplicate poll) is left as it is.
+    pub async fn set_operation_bytes(
+        &self,
+        op_id: &OpId,
+        bytes: &ByteProgress,
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(bytes)
+            .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))?;
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression("SET #bytes = :bytes, updated_at = :now")
+            .condition_expression("attribute_exists(op_id) AND #state = :running")
+            .expression_attribute_names("#bytes", "bytes")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":bytes", value)
+            .expression_attribute_values(":now", s(timestamp_now()))
+            .expression_attribute_values(":running", s(state_name(OpState::Running)));
         match update.send().await {
             Err(e)
                 if !e
