@@ -3,6 +3,7 @@
 //! starts — so tests run in parallel without seeing each other's data.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+pub mod server;
 pub mod lab;
 pub mod race;
 
