@@ -100,7 +100,6 @@ pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<
         }
         BackupCmd::Delete(a) => {
             let mut b = base_body(&a.target, a.local_only);
-            b.insert("release".into(), json!(a.release));
             if let Some(p) = password(&a.sysadmin_password)? {
                 b.insert("sysadmin_password".into(), json!(p));
             }

@@ -2,6 +2,9 @@
 //! worker) whose API handlers are served over HTTP on 127.0.0.1, and the real `dcbackup`
 //! binary run against it.
 
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
 use dcbackup_tests::lab::Lab;
 use dcbackup_tests::server::{serve, Server};
 use serde_json::Value;
@@ -95,9 +98,15 @@ impl Env {
         Run::from(cmd.output().await.expect("dcbackup runs"))
     }
 
-    /// Runs a prepared command while the worker takes jobs off the queue, as Lambda's event
-    /// source mapping would, until the command ends.
+    /// Runs a prepared command while the worker takes jobs off the queue, until it ends.
     pub async fn finish_with_worker(&self, mut cmd: tokio::process::Command) -> Run {
+        let out = self.with_worker(cmd.output()).await;
+        Run::from(out.expect("dcbackup runs"))
+    }
+
+    /// Awaits `work` while the worker takes jobs off the queue, as Lambda's event source
+    /// mapping would.
+    pub async fn with_worker<F: std::future::Future>(&self, work: F) -> F::Output {
         let stop = Arc::new(AtomicBool::new(false));
         let pump = {
             let (lab, stop) = (Arc::clone(&self.lab), Arc::clone(&stop));
@@ -107,10 +116,10 @@ impl Env {
                 }
             })
         };
-        let out = cmd.output().await.expect("dcbackup runs");
+        let out = work.await;
         stop.store(true, Ordering::Relaxed);
         pump.await.expect("the pump ends");
-        Run::from(out)
+        out
     }
 
     /// Registers a managed, online subcloud with a running agent; the agent is returned so
