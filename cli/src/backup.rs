@@ -197,3 +197,29 @@ fn accepted_view(printer: &Printer, kind: Kind, answer: Value, started: &[Starte
         ids: started.iter().map(|s| s.op_id.clone()).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_are_the_subclouds_holding_an_operation_less_the_refused() {
+        // SPEC §3: the answer may list every member; a busy one holds another's operation.
+        let answer = json!({
+            "subclouds": [
+                {"id": 1, "name": "a", "operation": {"id": "op-a"}},
+                {"id": 2, "name": "b", "operation": {"id": "op-other"}},
+                {"id": 3, "name": "c", "operation": null},
+            ],
+            "skipped": [{"id": 2, "name": "b", "status": "busy", "reason": "busy"}],
+            "failed": [],
+        });
+        let refused: Vec<Value> = items(&answer, "skipped").to_vec();
+        let started = accepted(&answer, &refused);
+        assert_eq!(started.len(), 1);
+        assert_eq!((started[0].id, started[0].op_id.as_str()), (1, "op-a"));
+        // The older shape: only accepted ones listed.
+        let answer = json!({"subclouds": [{"id": 1, "name": "a", "operation": {"id": "op-a"}}]});
+        assert_eq!(accepted(&answer, &[]).len(), 1);
+    }
+}
