@@ -45,9 +45,8 @@ impl Api {
             let pem = std::fs::read(path).map_err(|e| {
                 CliError::Usage(format!("cannot read the CA bundle {}: {e}", path.display()))
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                CliError::Usage(format!("CA bundle {}: {e}", path.display()))
-            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| CliError::Usage(format!("CA bundle {}: {e}", path.display())))?;
             if certs.is_empty() {
                 return Err(CliError::Usage(format!(
                     "CA bundle {} holds no PEM certificate",
@@ -149,9 +148,9 @@ impl Api {
                     ""
                 },
             },
-            s if s.is_server_error() => {
-                CliError::Unreachable(format!("the dcbackup API is unavailable: {message} (HTTP {status_code})"))
-            }
+            s if s.is_server_error() => CliError::Unreachable(format!(
+                "the dcbackup API is unavailable: {message} (HTTP {status_code})"
+            )),
             _ => CliError::Refused {
                 status: status_code,
                 message,

@@ -93,7 +93,7 @@ pub enum SubcloudCmd {
         subcloud: String,
     },
     /// Registers a subcloud.
-    Add(SubcloudAdd),
+    Add(Box<SubcloudAdd>),
     /// Changes a subcloud.
     Update(SubcloudUpdate),
     /// Sets a subcloud managed.

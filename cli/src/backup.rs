@@ -81,7 +81,9 @@ fn password(given: &Option<Option<String>>) -> Result<Option<String>, CliError> 
                 ))
             })?,
     };
-    Ok(Some(base64::engine::general_purpose::STANDARD.encode(plain)))
+    Ok(Some(
+        base64::engine::general_purpose::STANDARD.encode(plain),
+    ))
 }
 
 pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<View>, CliError> {
@@ -90,7 +92,10 @@ pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<
             let mut b = base_body(&a.target, a.local_only);
             b.insert("registry_images".into(), json!(a.registry_images));
             if let Some(path) = &a.backup_values {
-                b.insert("backup_values".into(), values_file("--backup-values", path)?);
+                b.insert(
+                    "backup_values".into(),
+                    values_file("--backup-values", path)?,
+                );
             }
             if let Some(p) = password(&a.sysadmin_password)? {
                 b.insert("sysadmin_password".into(), json!(p));
@@ -110,7 +115,10 @@ pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<
             let mut b = base_body(&a.target, a.local_only);
             b.insert("registry_images".into(), json!(a.registry_images));
             if let Some(path) = &a.restore_values {
-                b.insert("restore_values".into(), values_file("--restore-values", path)?);
+                b.insert(
+                    "restore_values".into(),
+                    values_file("--restore-values", path)?,
+                );
             }
             if let Some(p) = password(&a.sysadmin_password)? {
                 b.insert("sysadmin_password".into(), json!(p));
@@ -125,7 +133,9 @@ pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<
         Method::PATCH
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let reply = api.send(method, &segments, Some(&Value::Object(body))).await?;
+    let reply = api
+        .send(method, &segments, Some(&Value::Object(body)))
+        .await?;
     let answer = reply.body;
     let refused: Vec<Value> = items(&answer, "skipped")
         .iter()
@@ -139,16 +149,23 @@ pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<
         accepted(&answer, &refused)
     };
     if !wait.wait {
-        return Ok(Some(accepted_view(printer, kind, answer, &started, &refused)));
+        return Ok(Some(accepted_view(
+            printer, kind, answer, &started, &refused,
+        )));
     }
     for r in &refused {
-        eprintln!(
-            "{}: not started: {}",
-            text(&r["name"]),
-            text(&r["reason"])
-        );
+        eprintln!("{}: not started: {}", text(&r["name"]), text(&r["reason"]));
     }
-    follow::follow(api, printer, kind, target.group.as_deref(), started, refused, wait).await?;
+    follow::follow(
+        api,
+        printer,
+        kind,
+        target.group.as_deref(),
+        started,
+        refused,
+        wait,
+    )
+    .await?;
     Ok(None)
 }
 
@@ -168,7 +185,13 @@ fn accepted(answer: &Value, refused: &[Value]) -> Vec<Started> {
         .collect()
 }
 
-fn accepted_view(printer: &Printer, kind: Kind, answer: Value, started: &[Started], refused: &[Value]) -> View {
+fn accepted_view(
+    printer: &Printer,
+    kind: Kind,
+    answer: Value,
+    started: &[Started],
+    refused: &[Value],
+) -> View {
     for r in refused {
         eprintln!("{}: not started: {}", text(&r["name"]), text(&r["reason"]));
     }

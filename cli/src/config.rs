@@ -64,7 +64,8 @@ fn default_path() -> Option<PathBuf> {
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
-    let base = xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let base =
+        xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("dcbackup").join("config.toml"))
 }
 
@@ -82,7 +83,10 @@ fn read_file(path: &Path, explicit: bool) -> Result<File, CliError> {
 
 fn read_token_file(path: &Path) -> Result<Token, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::Usage(format!("cannot read the token file {}: {e}", path.display()))
+        CliError::Usage(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
     })?;
     let token = text.trim();
     if token.is_empty() {
@@ -115,12 +119,13 @@ impl Settings {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the configuration file".into());
-        let profile = match global.profile.as_ref().or(file.default_profile.as_ref()) {
-            Some(name) => file.profiles.get(name).cloned().ok_or_else(|| {
-                CliError::Usage(format!("no profile named {name:?} in {where_}"))
-            })?,
-            None => file.profiles.get("default").cloned().unwrap_or_default(),
-        };
+        let profile =
+            match global.profile.as_ref().or(file.default_profile.as_ref()) {
+                Some(name) => file.profiles.get(name).cloned().ok_or_else(|| {
+                    CliError::Usage(format!("no profile named {name:?} in {where_}"))
+                })?,
+                None => file.profiles.get("default").cloned().unwrap_or_default(),
+            };
         let url = non_empty(global.url.clone())
             .or(non_empty(profile.url))
             .ok_or_else(|| {

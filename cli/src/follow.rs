@@ -12,7 +12,7 @@ use crate::error::CliError;
 use crate::output::{items, text, Printer, View};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -57,17 +57,26 @@ struct Tracked {
 pub async fn resolve_deletes(api: &Api, target: &Target) -> Result<Vec<Started>, CliError> {
     let subclouds = match (&target.subcloud, &target.group) {
         (Some(s), _) => vec![api.get(&["subclouds", s]).await?.body],
-        (None, Some(g)) => items(&api.get(&["subcloud-groups", g, "subclouds"]).await?.body, "subclouds").to_vec(),
+        (None, Some(g)) => items(
+            &api.get(&["subcloud-groups", g, "subclouds"]).await?.body,
+            "subclouds",
+        )
+        .to_vec(),
         (None, None) => Vec::new(),
     };
     let mut started = Vec::new();
     for sc in subclouds {
-        let Some(id) = sc["id"].as_u64() else { continue };
+        let Some(id) = sc["id"].as_u64() else {
+            continue;
+        };
         let name = text(&sc["name"]);
         let op_id = if sc["operation"]["kind"] == "delete" {
             sc["operation"]["id"].as_str().map(str::to_owned)
         } else {
-            let history = api.get(&["subclouds", &id.to_string(), "operations"]).await?.body;
+            let history = api
+                .get(&["subclouds", &id.to_string(), "operations"])
+                .await?
+                .body;
             items(&history, "operations")
                 .iter()
                 .find(|op| op["kind"] == "delete")
@@ -88,9 +97,11 @@ struct Display {
 }
 
 fn running_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner:.cyan} {prefix} [{bar:12.cyan/blue}] {msg} {elapsed:.dim}")
-        .expect("a valid template")
-        .progress_chars("=> ")
+    ProgressStyle::with_template(
+        "{spinner:.cyan} {prefix} [{bar:12.cyan/blue}] {msg} {elapsed:.dim}",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ")
 }
 
 fn finished_style() -> ProgressStyle {
@@ -104,7 +115,11 @@ impl Display {
         let rows = console::Term::stderr().size().0 as usize;
         // More subclouds than rows would scroll the bars away: the summary alone then.
         let per_subcloud = terminal && tracked.len() + 3 <= rows;
-        let width = tracked.iter().map(|t| t.started.name.len()).max().unwrap_or(0);
+        let width = tracked
+            .iter()
+            .map(|t| t.started.name.len())
+            .max()
+            .unwrap_or(0);
         if per_subcloud {
             for t in tracked.iter_mut() {
                 let bar = multi.add(ProgressBar::new(kind.steps().len() as u64 + 1));
@@ -118,9 +133,11 @@ impl Display {
         let summary = group.filter(|_| terminal).map(|g| {
             let bar = multi.add(ProgressBar::new(tracked.len() as u64));
             bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30.green/blue}] {pos}/{len} done {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30.green/blue}] {pos}/{len} done {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(format!("group {g}"));
             bar
@@ -150,7 +167,11 @@ impl Display {
             (None, result) if self.terminal => {
                 // No bar of its own (too many subclouds): a line above the summary.
                 if result == Outcome::Failed {
-                    let _ = self.multi.println(format!("{} {}", t.started.name, outcome_line(t, result)));
+                    let _ = self.multi.println(format!(
+                        "{} {}",
+                        t.started.name,
+                        outcome_line(t, result)
+                    ));
                 }
             }
             (None, result) => eprintln!("{}: {}", t.started.name, plain_outcome(t, result)),
@@ -228,7 +249,11 @@ pub async fn follow(
     let mut stopped: Option<CliError> = None;
     let mut first = true;
     while tracked.iter().any(|t| t.result == Outcome::Running) {
-        let pause = if first { Duration::ZERO } else { wait.poll_interval };
+        let pause = if first {
+            Duration::ZERO
+        } else {
+            wait.poll_interval
+        };
         first = false;
         let timeout = async {
             match deadline {
@@ -275,7 +300,11 @@ pub async fn follow(
     if let Some(e) = stopped {
         return Err(e);
     }
-    let failed = tracked.iter().filter(|t| t.result == Outcome::Failed).count() + refused.len();
+    let failed = tracked
+        .iter()
+        .filter(|t| t.result == Outcome::Failed)
+        .count()
+        + refused.len();
     if failed > 0 {
         let total = tracked.len() + refused.len();
         return Err(CliError::Partial(format!(
@@ -304,11 +333,11 @@ async fn tick(
     }
     for t in tracked.iter_mut().filter(|t| t.result == Outcome::Running) {
         let id = t.started.id;
-        if !seen.contains_key(&id) {
+        if let Entry::Vacant(slot) = seen.entry(id) {
             // Not (or no longer) in the group: read it alone; gone means only the record tells.
             match api.get(&["subclouds", &id.to_string()]).await {
                 Ok(reply) => {
-                    seen.insert(id, reply.body);
+                    slot.insert(reply.body);
                 }
                 Err(CliError::Refused { status: 404, .. }) => {}
                 Err(e) => return Err(e),
@@ -369,7 +398,11 @@ fn print_outcome(printer: &Printer, kind: Kind, tracked: &[Tracked], refused: &[
         })
         .collect();
     for r in refused {
-        let result = if r["status"] == "failed" { "failed" } else { "skipped" };
+        let result = if r["status"] == "failed" {
+            "failed"
+        } else {
+            "skipped"
+        };
         rows.push(json!({
             "id": r["id"],
             "name": r["name"],

@@ -1,7 +1,10 @@
 //! The read-mostly commands: subclouds, groups, operation records and backups.
 
 use crate::api::Api;
-use crate::args::{BackupListCmd, GroupAdd, GroupCmd, GroupUpdate, OperationCmd, SubcloudAdd, SubcloudCmd, SubcloudUpdate};
+use crate::args::{
+    BackupListCmd, GroupAdd, GroupCmd, GroupUpdate, OperationCmd, SubcloudAdd, SubcloudCmd,
+    SubcloudUpdate,
+};
 use crate::error::CliError;
 use crate::output::{fields, id, items, text, Printer, View};
 use reqwest::Method;
@@ -125,7 +128,9 @@ fn done(body: Value, id: String) -> View {
 
 pub async fn subcloud(api: &Api, printer: &Printer, cmd: SubcloudCmd) -> Result<View, CliError> {
     Ok(match cmd {
-        SubcloudCmd::List => subcloud_list(printer, api.get(&["subclouds"]).await?.body, "subclouds"),
+        SubcloudCmd::List => {
+            subcloud_list(printer, api.get(&["subclouds"]).await?.body, "subclouds")
+        }
         SubcloudCmd::Show { subcloud } => {
             subcloud_view(printer, api.get(&["subclouds", &subcloud]).await?.body)
         }
@@ -147,14 +152,22 @@ pub async fn subcloud(api: &Api, printer: &Printer, cmd: SubcloudCmd) -> Result<
             patch_subcloud(api, printer, &update.subcloud, body).await?
         }
         SubcloudCmd::Manage { subcloud } => {
-            patch_subcloud(api, printer, &subcloud, json!({"management-state": "managed"})).await?
+            patch_subcloud(
+                api,
+                printer,
+                &subcloud,
+                json!({"management-state": "managed"}),
+            )
+            .await?
         }
         SubcloudCmd::Unmanage { subcloud } => {
             let body = json!({"management-state": "unmanaged"});
             patch_subcloud(api, printer, &subcloud, body).await?
         }
         SubcloudCmd::Delete { subcloud } => {
-            let reply = api.send(Method::DELETE, &["subclouds", &subcloud], None).await?;
+            let reply = api
+                .send(Method::DELETE, &["subclouds", &subcloud], None)
+                .await?;
             done(reply.body, subcloud)
         }
     })
@@ -175,7 +188,11 @@ async fn patch_subcloud(
 fn register_body(add: &SubcloudAdd) -> Value {
     let mut map = Map::new();
     put(&mut map, "name", &Some(add.name.clone()));
-    put(&mut map, "software-version", &Some(add.software_version.clone()));
+    put(
+        &mut map,
+        "software-version",
+        &Some(add.software_version.clone()),
+    );
     put(&mut map, "description", &add.description);
     put(&mut map, "location", &add.location);
     put(&mut map, "group_id", &add.group);
@@ -186,8 +203,16 @@ fn register_body(add: &SubcloudAdd) -> Value {
     put(&mut map, "management-subnet", &add.management_subnet);
     put(&mut map, "management-start-ip", &add.management_start_ip);
     put(&mut map, "management-end-ip", &add.management_end_ip);
-    put(&mut map, "management-gateway-ip", &add.management_gateway_ip);
-    put(&mut map, "systemcontroller-gateway-ip", &add.systemcontroller_gateway_ip);
+    put(
+        &mut map,
+        "management-gateway-ip",
+        &add.management_gateway_ip,
+    );
+    put(
+        &mut map,
+        "systemcontroller-gateway-ip",
+        &add.systemcontroller_gateway_ip,
+    );
     put(&mut map, "agent-url", &add.agent_url);
     Value::Object(map)
 }
@@ -237,15 +262,24 @@ pub async fn group(api: &Api, printer: &Printer, cmd: GroupCmd) -> Result<View, 
                 ids,
             }
         }
-        GroupCmd::Show { group } => group_view(printer, api.get(&["subcloud-groups", &group]).await?.body),
+        GroupCmd::Show { group } => {
+            group_view(printer, api.get(&["subcloud-groups", &group]).await?.body)
+        }
         GroupCmd::Add(GroupAdd {
             name,
             description,
             update_apply_type,
             max_parallel_subclouds,
         }) => {
-            let body = group_body(&Some(name), &description, &update_apply_type, max_parallel_subclouds);
-            let reply = api.send(Method::POST, &["subcloud-groups"], Some(&body)).await?;
+            let body = group_body(
+                &Some(name),
+                &description,
+                &update_apply_type,
+                max_parallel_subclouds,
+            );
+            let reply = api
+                .send(Method::POST, &["subcloud-groups"], Some(&body))
+                .await?;
             group_view(printer, reply.body)
         }
         GroupCmd::Update(GroupUpdate {
@@ -255,7 +289,12 @@ pub async fn group(api: &Api, printer: &Printer, cmd: GroupCmd) -> Result<View, 
             update_apply_type,
             max_parallel_subclouds,
         }) => {
-            let body = group_body(&name, &description, &update_apply_type, max_parallel_subclouds);
+            let body = group_body(
+                &name,
+                &description,
+                &update_apply_type,
+                max_parallel_subclouds,
+            );
             if body.as_object().is_some_and(Map::is_empty) {
                 return Err(CliError::Usage(
                     "nothing to update: give at least one of --name, --description, \
@@ -269,11 +308,16 @@ pub async fn group(api: &Api, printer: &Printer, cmd: GroupCmd) -> Result<View, 
             group_view(printer, reply.body)
         }
         GroupCmd::Delete { group } => {
-            let reply = api.send(Method::DELETE, &["subcloud-groups", &group], None).await?;
+            let reply = api
+                .send(Method::DELETE, &["subcloud-groups", &group], None)
+                .await?;
             done(reply.body, group)
         }
         GroupCmd::ListSubclouds { group } => {
-            let body = api.get(&["subcloud-groups", &group, "subclouds"]).await?.body;
+            let body = api
+                .get(&["subcloud-groups", &group, "subclouds"])
+                .await?
+                .body;
             subcloud_list(printer, body, "subclouds")
         }
     })
@@ -282,7 +326,10 @@ pub async fn group(api: &Api, printer: &Printer, cmd: GroupCmd) -> Result<View, 
 pub async fn operation(api: &Api, printer: &Printer, cmd: OperationCmd) -> Result<View, CliError> {
     Ok(match cmd {
         OperationCmd::Show { operation } => {
-            let body = api.get(&["subcloud-backup", "operations", &operation]).await?.body;
+            let body = api
+                .get(&["subcloud-backup", "operations", &operation])
+                .await?
+                .body;
             View {
                 tables: vec![fields(printer, &body, OPERATION_FIELDS)],
                 ids: vec![id(&body)],
@@ -291,7 +338,9 @@ pub async fn operation(api: &Api, printer: &Printer, cmd: OperationCmd) -> Resul
         }
         OperationCmd::List { subcloud } => {
             let body = api.get(&["subclouds", &subcloud, "operations"]).await?.body;
-            let mut table = printer.table(["id", "kind", "release", "state", "created", "finished", "error"]);
+            let mut table = printer.table([
+                "id", "kind", "release", "state", "created", "finished", "error",
+            ]);
             let list = items(&body, "operations");
             for op in list {
                 table.add_row([
@@ -317,7 +366,14 @@ pub async fn operation(api: &Api, printer: &Printer, cmd: OperationCmd) -> Resul
 pub async fn backups(api: &Api, printer: &Printer, cmd: BackupListCmd) -> Result<View, CliError> {
     let BackupListCmd::List { subcloud } = cmd;
     let body = api.get(&["subclouds", &subcloud, "backups"]).await?.body;
-    let mut table = printer.table(["release", "location", "size", "created", "operation", "sha256"]);
+    let mut table = printer.table([
+        "release",
+        "location",
+        "size",
+        "created",
+        "operation",
+        "sha256",
+    ]);
     let list = items(&body, "backups");
     for b in list {
         table.add_row([

@@ -31,7 +31,9 @@ fn parse_time(value: &str) -> Option<OffsetDateTime> {
         .or_else(|_| PrimitiveDateTime::parse(value, DCMANAGER_TIME_WHOLE))
         .map(PrimitiveDateTime::assume_utc)
         .ok()
-        .or_else(|| OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok())
+        .or_else(|| {
+            OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok()
+        })
 }
 
 /// Whether the subcloud's last successful backup is newer than `threshold`.
@@ -97,15 +99,29 @@ pub async fn run(api: &Api, printer: &Printer, args: StatusArgs) -> Result<View,
             .filter(|sc| sc["group_id"] == group["id"])
             .collect();
         let total = members.len();
-        let backed_up = members.iter().filter(|sc| fresh(sc, now, args.threshold)).count();
+        let backed_up = members
+            .iter()
+            .filter(|sc| fresh(sc, now, args.threshold))
+            .count();
         let failures: Vec<&&Value> = members.iter().filter(|sc| failed(sc)).collect();
-        let busy: Vec<String> = members.iter().filter(|sc| running(sc)).map(|sc| doing(sc)).collect();
-        let fresh_color = if backed_up == total { Color::Green } else { Color::Yellow };
+        let busy: Vec<String> = members
+            .iter()
+            .filter(|sc| running(sc))
+            .map(|sc| doing(sc))
+            .collect();
+        let fresh_color = if backed_up == total {
+            Color::Green
+        } else {
+            Color::Yellow
+        };
         table.add_row(vec![
             printer.cell(text(&group["name"]), None),
             printer.cell(total, None),
             printer.cell(backed_up, Some(fresh_color)),
-            printer.cell(total - backed_up, (total > backed_up).then_some(Color::Yellow)),
+            printer.cell(
+                total - backed_up,
+                (total > backed_up).then_some(Color::Yellow),
+            ),
             printer.cell(failures.len(), (!failures.is_empty()).then_some(Color::Red)),
             printer.cell(busy.join("\n"), (!busy.is_empty()).then_some(Color::Cyan)),
         ]);
@@ -167,9 +183,17 @@ mod tests {
 
     #[test]
     fn failures_are_final_failure_states() {
-        assert!(failed(&json!({"backup-status": "backup-prep-failed", "deploy-status": "complete"})));
-        assert!(failed(&json!({"backup-status": "complete-central", "deploy-status": "restore-failed"})));
-        assert!(!failed(&json!({"backup-status": "backing-up", "deploy-status": "complete"})));
-        assert!(!failed(&json!({"backup-status": null, "deploy-status": "complete"})));
+        assert!(failed(
+            &json!({"backup-status": "backup-prep-failed", "deploy-status": "complete"})
+        ));
+        assert!(failed(
+            &json!({"backup-status": "complete-central", "deploy-status": "restore-failed"})
+        ));
+        assert!(!failed(
+            &json!({"backup-status": "backing-up", "deploy-status": "complete"})
+        ));
+        assert!(!failed(
+            &json!({"backup-status": null, "deploy-status": "complete"})
+        ));
     }
 }

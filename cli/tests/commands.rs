@@ -65,7 +65,10 @@ async fn inventory_commands_round_trip() {
     let listed = env.run(["subcloud", "list"]).await.expect(0);
     assert!(listed.stdout.contains("dc1"), "{listed:?}");
     assert!(listed.stdout.contains("deploy status"), "{listed:?}");
-    assert!(!listed.stdout.contains('\x1b'), "piped output has no escapes");
+    assert!(
+        !listed.stdout.contains('\x1b'),
+        "piped output has no escapes"
+    );
     let ids = env.run(["subcloud", "list", "-q"]).await.expect(0);
     assert_eq!(ids.stdout.trim(), added["id"].to_string());
     let shown: Value = serde_yaml::from_str(
@@ -80,41 +83,89 @@ async fn inventory_commands_round_trip() {
     assert!(table.stdout.contains("Halifax") && table.stdout.contains("software-version"));
 
     let updated = env
-        .run(["subcloud", "update", "dc1", "--description", "rack 4", "--availability-status", "online", "-o", "json"])
+        .run([
+            "subcloud",
+            "update",
+            "dc1",
+            "--description",
+            "rack 4",
+            "--availability-status",
+            "online",
+            "-o",
+            "json",
+        ])
         .await
         .expect(0)
         .json();
     assert_eq!(updated["description"], "rack 4");
-    let managed = env.run(["subcloud", "manage", "dc1", "-o", "json"]).await.expect(0).json();
+    let managed = env
+        .run(["subcloud", "manage", "dc1", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(managed["management-state"], "managed");
     // A managed subcloud cannot be deleted: the API's refusal, one line, exit 1.
     let refused = env.run(["subcloud", "delete", "dc1"]).await.expect(1);
     assert_eq!(refused.stderr.lines().count(), 1, "{refused:?}");
     assert!(refused.stderr.starts_with("error: "), "{refused:?}");
-    let unmanaged = env.run(["subcloud", "unmanage", "dc1", "-o", "json"]).await.expect(0).json();
+    let unmanaged = env
+        .run(["subcloud", "unmanage", "dc1", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(unmanaged["management-state"], "unmanaged");
 
-    let groups = env.run(["subcloud-group", "list", "-o", "json"]).await.expect(0).json();
+    let groups = env
+        .run(["subcloud-group", "list", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(names(&groups["subcloud_groups"]), ["Default", "edge-east"]);
     let members = env
-        .run(["subcloud-group", "list-subclouds", "edge-east", "-o", "json"])
+        .run([
+            "subcloud-group",
+            "list-subclouds",
+            "edge-east",
+            "-o",
+            "json",
+        ])
         .await
         .expect(0)
         .json();
     assert_eq!(names(&members["subclouds"]), ["dc1"]);
     let renamed = env
-        .run(["subcloud-group", "update", "edge-east", "--name", "east", "-o", "json"])
+        .run([
+            "subcloud-group",
+            "update",
+            "edge-east",
+            "--name",
+            "east",
+            "-o",
+            "json",
+        ])
         .await
         .expect(0)
         .json();
     assert_eq!(renamed["name"], "east");
-    let shown = env.run(["subcloud-group", "show", "east", "-o", "json"]).await.expect(0).json();
+    let shown = env
+        .run(["subcloud-group", "show", "east", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(shown["description"], "East sites");
     // Not empty yet.
-    env.run(["subcloud-group", "delete", "east"]).await.expect(1);
+    env.run(["subcloud-group", "delete", "east"])
+        .await
+        .expect(1);
     env.run(["subcloud", "delete", "dc1"]).await.expect(0);
-    env.run(["subcloud-group", "delete", "east"]).await.expect(0);
-    let groups = env.run(["subcloud-group", "list", "-o", "json"]).await.expect(0).json();
+    env.run(["subcloud-group", "delete", "east"])
+        .await
+        .expect(0);
+    let groups = env
+        .run(["subcloud-group", "list", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(names(&groups["subcloud_groups"]), ["Default"]);
     let gone = env.run(["subcloud", "show", "dc1"]).await.expect(1);
     assert!(gone.stderr.contains("not found"), "{gone:?}");
@@ -126,7 +177,9 @@ async fn inventory_commands_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_backup_waits_to_complete_central_then_restores_and_deletes() {
     let env = Env::new().await;
-    env.run(["subcloud-group", "add", "--name", "edge"]).await.expect(0);
+    env.run(["subcloud-group", "add", "--name", "edge"])
+        .await
+        .expect(0);
     let _a = env.subcloud_with_agent("sc-a", "edge").await;
     let b = env.subcloud_with_agent("sc-b", "edge").await;
 
@@ -153,15 +206,32 @@ async fn a_group_backup_waits_to_complete_central_then_restores_and_deletes() {
     }
     // Piped: one plain line per change on stderr, never an escape code.
     assert!(!done.stderr.contains('\x1b') && !done.stdout.contains('\x1b'));
-    assert!(done.stderr.contains("sc-a: complete-central (succeeded)"), "{done:?}");
+    assert!(
+        done.stderr.contains("sc-a: complete-central (succeeded)"),
+        "{done:?}"
+    );
 
-    let op_id = rows[0]["operation"].as_str().expect("an operation id").to_owned();
-    let op = env.run(["operation", "show", &op_id, "-o", "json"]).await.expect(0).json();
+    let op_id = rows[0]["operation"]
+        .as_str()
+        .expect("an operation id")
+        .to_owned();
+    let op = env
+        .run(["operation", "show", &op_id, "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(op["state"], "succeeded");
     assert_eq!(op["subcloud"], "sc-a");
-    let history = env.run(["operation", "list", "--subcloud", "sc-a", "-q"]).await.expect(0);
+    let history = env
+        .run(["operation", "list", "--subcloud", "sc-a", "-q"])
+        .await
+        .expect(0);
     assert_eq!(history.stdout.trim(), op_id);
-    let backups = env.run(["backup", "list", "--subcloud", "sc-a", "-o", "json"]).await.expect(0).json();
+    let backups = env
+        .run(["backup", "list", "--subcloud", "sc-a", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(backups["backups"][0]["location"], "central");
     assert_eq!(backups["backups"][0]["operation"], op_id.as_str());
 
@@ -219,57 +289,110 @@ async fn a_group_backup_waits_to_complete_central_then_restores_and_deletes() {
     let deleted = env.finish_with_worker(delete).await.expect(0).json();
     assert_eq!(deleted["kind"], "delete");
     assert_eq!(names(&deleted["subclouds"]), ["sc-a", "sc-b"]);
-    let backups = env.run(["backup", "list", "--subcloud", "sc-a", "-o", "json"]).await.expect(0).json();
+    let backups = env
+        .run(["backup", "list", "--subcloud", "sc-a", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(backups["backups"], serde_json::json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_failure_with_wait_exits_3_and_says_why() {
     let env = Env::new().await;
-    env.run(["subcloud-group", "add", "--name", "mixed"]).await.expect(0);
+    env.run(["subcloud-group", "add", "--name", "mixed"])
+        .await
+        .expect(0);
     let _ok = env.subcloud_with_agent("good", "mixed").await;
     let dead = format!("http://127.0.0.1:{}", closed_port());
     env.run([
-        "subcloud", "add", "--name", "dead", "--software-version", "24.09", "--group", "mixed",
-        "--management-state", "managed", "--availability-status", "online", "--agent-url", &dead,
+        "subcloud",
+        "add",
+        "--name",
+        "dead",
+        "--software-version",
+        "24.09",
+        "--group",
+        "mixed",
+        "--management-state",
+        "managed",
+        "--availability-status",
+        "online",
+        "--agent-url",
+        &dead,
     ])
     .await
     .expect(0);
     // Offline: not valid for a backup, so skipped at once.
     env.run([
-        "subcloud", "add", "--name", "off", "--software-version", "24.09", "--group", "mixed",
+        "subcloud",
+        "add",
+        "--name",
+        "off",
+        "--software-version",
+        "24.09",
+        "--group",
+        "mixed",
     ])
     .await
     .expect(0);
 
     // With no worker running, --timeout ends the waiting (exit 3); the operations go on.
     let mut cmd = env.command([
-        "subcloud-backup", "create", "--group", "mixed", "--wait", "--timeout", "600ms",
-        "--poll-interval", "100ms",
+        "subcloud-backup",
+        "create",
+        "--group",
+        "mixed",
+        "--wait",
+        "--timeout",
+        "600ms",
+        "--poll-interval",
+        "100ms",
     ]);
     cmd.env("NO_COLOR", "1");
     let timed_out = env.finish(cmd).await.expect(3);
     assert!(
-        timed_out.stderr.contains("timed out after 600ms with 2 subcloud(s) still running"),
+        timed_out
+            .stderr
+            .contains("timed out after 600ms with 2 subcloud(s) still running"),
         "{timed_out:?}"
     );
-    assert!(timed_out.stderr.contains("off: not started"), "{timed_out:?}");
+    assert!(
+        timed_out.stderr.contains("off: not started"),
+        "{timed_out:?}"
+    );
     // A busy subcloud is the API's refusal: 409, exit 1, its reason shown.
-    let busy = env.run(["subcloud-backup", "create", "--subcloud", "good"]).await.expect(1);
+    let busy = env
+        .run(["subcloud-backup", "create", "--subcloud", "good"])
+        .await
+        .expect(1);
     assert!(busy.stderr.contains("HTTP 409"), "{busy:?}");
     for name in ["good", "dead"] {
         env.lab.run_to_end(name).await;
     }
     // Without --wait an accepted request exits 0: the ids, the skipped one on stderr.
-    let accepted = env.run(["subcloud-backup", "create", "--group", "mixed", "-q"]).await.expect(0);
-    assert_eq!(accepted.stdout.lines().count(), 2, "two operation ids: {accepted:?}");
+    let accepted = env
+        .run(["subcloud-backup", "create", "--group", "mixed", "-q"])
+        .await
+        .expect(0);
+    assert_eq!(
+        accepted.stdout.lines().count(),
+        2,
+        "two operation ids: {accepted:?}"
+    );
     assert!(accepted.stderr.contains("off: not started"), "{accepted:?}");
     for name in ["good", "dead"] {
         env.lab.run_to_end(name).await;
     }
 
     let cmd = env.command([
-        "subcloud-backup", "create", "--group", "mixed", "--wait", "--poll-interval", "200ms",
+        "subcloud-backup",
+        "create",
+        "--group",
+        "mixed",
+        "--wait",
+        "--poll-interval",
+        "200ms",
     ]);
     let run = env.finish_with_worker(cmd).await.expect(3);
     let table = &run.stdout;
@@ -281,29 +404,70 @@ async fn partial_failure_with_wait_exits_3_and_says_why() {
             .to_owned()
     };
     assert!(line("good").contains("succeeded"), "{run:?}");
-    assert!(line("dead").contains("failed") && line("dead").contains("backup-prep-failed"), "{run:?}");
-    assert!(line("dead").contains("unreachable"), "the error-description: {run:?}");
+    assert!(
+        line("dead").contains("failed") && line("dead").contains("backup-prep-failed"),
+        "{run:?}"
+    );
+    assert!(
+        line("dead").contains("unreachable"),
+        "the error-description: {run:?}"
+    );
     assert!(line("off").contains("skipped"), "{run:?}");
-    assert!(run.stderr.contains("2 of 3 subcloud(s) did not succeed"), "{run:?}");
+    assert!(
+        run.stderr.contains("2 of 3 subcloud(s) did not succeed"),
+        "{run:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_usage_auth_and_an_unreachable_api_have_their_exit_codes() {
     let env = Env::new().await;
-    let missing = env.run(["subcloud-backup", "create", "--subcloud", "nowhere"]).await.expect(1);
+    let missing = env
+        .run(["subcloud-backup", "create", "--subcloud", "nowhere"])
+        .await
+        .expect(1);
     assert_eq!(
         missing.stderr.trim(),
         "error: Subcloud not found: nowhere (HTTP 404)"
     );
-    let empty = env.run(["subcloud-backup", "create", "--group", "Default", "-o", "json"]).await.expect(1);
-    assert!(empty.stdout.is_empty(), "nothing on stdout on error: {empty:?}");
+    let empty = env
+        .run([
+            "subcloud-backup",
+            "create",
+            "--group",
+            "Default",
+            "-o",
+            "json",
+        ])
+        .await
+        .expect(1);
+    assert!(
+        empty.stdout.is_empty(),
+        "nothing on stdout on error: {empty:?}"
+    );
 
     // Usage: clap's errors, and local files that cannot be read.
     env.run(["subcloud-backup", "create"]).await.expect(2);
-    env.run(["subcloud-backup", "create", "--subcloud", "a", "--group", "b"]).await.expect(2);
-    env.run(["subcloud-backup", "create", "--subcloud", "a", "--backup-values", "/nonexistent.yaml"])
-        .await
-        .expect(2);
+    env.run([
+        "subcloud-backup",
+        "create",
+        "--subcloud",
+        "a",
+        "--group",
+        "b",
+    ])
+    .await
+    .expect(2);
+    env.run([
+        "subcloud-backup",
+        "create",
+        "--subcloud",
+        "a",
+        "--backup-values",
+        "/nonexistent.yaml",
+    ])
+    .await
+    .expect(2);
     env.run(["subcloud", "list", "-o", "xml"]).await.expect(2);
 
     // A refused token: exit 4, and the token never printed.
@@ -316,7 +480,10 @@ async fn refusals_usage_auth_and_an_unreachable_api_have_their_exit_codes() {
     let mut none = env.command(["subcloud", "list"]);
     none.env_remove("DCBACKUP_TOKEN");
     let anonymous = env.finish(none).await.expect(4);
-    assert!(anonymous.stderr.contains("give a token with --token"), "{anonymous:?}");
+    assert!(
+        anonymous.stderr.contains("give a token with --token"),
+        "{anonymous:?}"
+    );
     // A reader may look but not back up: 403 is an auth failure too.
     let reader = dcbackup_tests::token(&["reader"], "admin");
     let mut look = env.command(["subcloud", "list", "--token", &reader]);
@@ -333,7 +500,12 @@ async fn refusals_usage_auth_and_an_unreachable_api_have_their_exit_codes() {
     let mut cmd = env.command(["subcloud-backup", "create", "--group", "Default", "--wait"]);
     cmd.env("DCBACKUP_URL", &url);
     let unreachable = env.finish(cmd).await.expect(4);
-    assert!(unreachable.stderr.contains(&format!("cannot reach the dcbackup API at {url}")), "{unreachable:?}");
+    assert!(
+        unreachable
+            .stderr
+            .contains(&format!("cannot reach the dcbackup API at {url}")),
+        "{unreachable:?}"
+    );
     // No URL at all: a configuration error.
     let mut cmd = env.command(["subcloud", "list"]);
     cmd.env_remove("DCBACKUP_URL");
@@ -369,16 +541,30 @@ async fn profiles_token_sources_and_ca_bundles() {
         cmd
     };
     // The default profile: URL and token file from the XDG config file.
-    env.finish(bare(&["subcloud-group", "list", "-q"])).await.expect(0);
+    env.finish(bare(&["subcloud-group", "list", "-q"]))
+        .await
+        .expect(0);
     // --profile picks another; the flag's URL beats the profile's.
-    env.finish(bare(&["subcloud-group", "list", "--profile", "elsewhere"])).await.expect(4);
+    env.finish(bare(&["subcloud-group", "list", "--profile", "elsewhere"]))
+        .await
+        .expect(4);
     let mut cmd = bare(&["subcloud-group", "list", "--profile", "elsewhere", "--url"]);
-    cmd.arg(env.server.url()).env("OS_AUTH_TOKEN", &env.lab.stack.admin_token);
+    cmd.arg(env.server.url())
+        .env("OS_AUTH_TOKEN", &env.lab.stack.admin_token);
     env.finish(cmd).await.expect(0);
-    let unknown = env.finish(bare(&["subcloud", "list", "--profile", "nope"])).await.expect(2);
-    assert!(unknown.stderr.contains("no profile named \"nope\""), "{unknown:?}");
+    let unknown = env
+        .finish(bare(&["subcloud", "list", "--profile", "nope"]))
+        .await
+        .expect(2);
+    assert!(
+        unknown.stderr.contains("no profile named \"nope\""),
+        "{unknown:?}"
+    );
     // A CA bundle that cannot be read is a configuration error, before any request.
-    let pinned = env.finish(bare(&["subcloud", "list", "--profile", "pinned"])).await.expect(2);
+    let pinned = env
+        .finish(bare(&["subcloud", "list", "--profile", "pinned"]))
+        .await
+        .expect(2);
     assert!(pinned.stderr.contains("CA bundle"), "{pinned:?}");
     let not_pem = env.lab.dir.join("not-pem.pem");
     std::fs::write(&not_pem, "hello").unwrap();
@@ -396,6 +582,9 @@ async fn completions_for_bash_zsh_and_fish() {
     let env = Env::new().await;
     for shell in ["bash", "zsh", "fish"] {
         let script = env.run(["completion", shell]).await.expect(0);
-        assert!(script.stdout.contains("subcloud-backup"), "{shell}: {script:?}");
+        assert!(
+            script.stdout.contains("subcloud-backup"),
+            "{shell}: {script:?}"
+        );
     }
 }

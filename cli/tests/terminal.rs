@@ -14,16 +14,17 @@ use support::Env;
 const ROWS: u16 = 40;
 const COLS: u16 = 110;
 
-/// `dcbackup` in a new pty, with the same environment `Env::command` gives; returns the
-/// child, a writer to its terminal, and the receiving end of everything it prints.
-fn spawn_in_pty(
-    env: &Env,
-    args: &[&str],
-) -> (
-    Box<dyn portable_pty::Child + Send + Sync>,
-    Box<dyn std::io::Write + Send>,
-    mpsc::Receiver<Vec<u8>>,
-) {
+/// A `dcbackup` running in a pty.
+struct InPty {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    /// Typing on its terminal.
+    writer: Box<dyn std::io::Write + Send>,
+    /// Everything it prints, in chunks, until it exits.
+    output: mpsc::Receiver<Vec<u8>>,
+}
+
+/// `dcbackup` in a new pty, with the same environment `Env::command` gives.
+fn spawn_in_pty(env: &Env, args: &[&str]) -> InPty {
     let pair = native_pty_system()
         .openpty(PtySize {
             rows: ROWS,
@@ -34,14 +35,23 @@ fn spawn_in_pty(
         .expect("a pty");
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_dcbackup"));
     cmd.args(args);
-    for var in ["OS_AUTH_TOKEN", "DCBACKUP_TOKEN_FILE", "DCBACKUP_PROFILE", "DCBACKUP_CONFIG", "NO_COLOR"] {
+    for var in [
+        "OS_AUTH_TOKEN",
+        "DCBACKUP_TOKEN_FILE",
+        "DCBACKUP_PROFILE",
+        "DCBACKUP_CONFIG",
+        "NO_COLOR",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("TERM", "xterm-256color");
     cmd.env("XDG_CONFIG_HOME", &env.config_home);
     cmd.env("DCBACKUP_URL", env.server.url());
     cmd.env("DCBACKUP_TOKEN", &env.lab.stack.admin_token);
-    let child = pair.slave.spawn_command(cmd).expect("dcbackup starts in the pty");
+    let child = pair
+        .slave
+        .spawn_command(cmd)
+        .expect("dcbackup starts in the pty");
     // Only the child holds the terminal now: its exit ends the output.
     drop(pair.slave);
     let mut reader = pair.master.try_clone_reader().expect("pty reader");
@@ -58,7 +68,11 @@ fn spawn_in_pty(
             }
         }
     });
-    (child, writer, rx)
+    InPty {
+        child,
+        writer,
+        output: rx,
+    }
 }
 
 fn screen(bytes: &[u8]) -> vt100::Parser {
@@ -74,13 +88,25 @@ fn screen(bytes: &[u8]) -> vt100::Parser {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_draws_progress_on_a_terminal_and_ends_cleanly() {
     let env = Env::new().await;
-    env.run(["subcloud-group", "add", "--name", "edge"]).await.expect(0);
+    env.run(["subcloud-group", "add", "--name", "edge"])
+        .await
+        .expect(0);
     let _a = env.subcloud_with_agent("sc-a", "edge").await;
     let _b = env.subcloud_with_agent("sc-b", "edge").await;
 
-    let (mut child, _writer, output) = spawn_in_pty(
+    let InPty {
+        mut child, output, ..
+    } = spawn_in_pty(
         &env,
-        &["subcloud-backup", "create", "--group", "edge", "--wait", "--poll-interval", "200ms"],
+        &[
+            "subcloud-backup",
+            "create",
+            "--group",
+            "edge",
+            "--wait",
+            "--poll-interval",
+            "200ms",
+        ],
     );
     let waiting = tokio::task::spawn_blocking(move || child.wait());
     let status = env
@@ -97,7 +123,10 @@ async fn wait_draws_progress_on_a_terminal_and_ends_cleanly() {
     assert!(raw.contains("\x1b["), "escape codes on a terminal: {raw}");
     let parser = screen(&bytes);
     let shown = parser.screen().contents();
-    assert!(!shown.contains("validating"), "progress lines were redrawn: {shown}");
+    assert!(
+        !shown.contains("validating"),
+        "progress lines were redrawn: {shown}"
+    );
     let line = |needle: &str| {
         shown
             .lines()
@@ -107,7 +136,10 @@ async fn wait_draws_progress_on_a_terminal_and_ends_cleanly() {
     };
     assert!(line("sc-a ").contains("✔ complete-central"), "{shown}");
     assert!(line("sc-b ").contains("✔ complete-central"), "{shown}");
-    assert!(line("group edge").contains("2/2 done (0 failed, 0 running)"), "{shown}");
+    assert!(
+        line("group edge").contains("2/2 done (0 failed, 0 running)"),
+        "{shown}"
+    );
     // The outcome table follows, then the prompt would: cursor on a fresh line, visible.
     assert!(line("│ sc-a").contains("succeeded"), "{shown}");
     let (_, column) = parser.screen().cursor_position();
@@ -120,9 +152,21 @@ async fn ctrl_c_stops_waiting_but_not_the_operation() {
     let env = Env::new().await;
     let _a = env.subcloud_with_agent("sc-a", "Default").await;
     // No worker runs: the operation stays in its first state.
-    let (mut child, mut writer, output) = spawn_in_pty(
+    let InPty {
+        mut child,
+        mut writer,
+        output,
+    } = spawn_in_pty(
         &env,
-        &["subcloud-backup", "create", "--subcloud", "sc-a", "--wait", "--poll-interval", "100ms"],
+        &[
+            "subcloud-backup",
+            "create",
+            "--subcloud",
+            "sc-a",
+            "--wait",
+            "--poll-interval",
+            "100ms",
+        ],
     );
     let mut bytes = Vec::new();
     let drawn = tokio::task::spawn_blocking(move || {
@@ -132,7 +176,10 @@ async fn ctrl_c_stops_waiting_but_not_the_operation() {
                 return (bytes, output);
             }
         }
-        panic!("the progress never showed: {}", String::from_utf8_lossy(&bytes));
+        panic!(
+            "the progress never showed: {}",
+            String::from_utf8_lossy(&bytes)
+        );
     });
     let (mut bytes, output) = drawn.await.unwrap();
     // The terminal's interrupt character: SIGINT to the foreground process.
@@ -145,10 +192,20 @@ async fn ctrl_c_stops_waiting_but_not_the_operation() {
     bytes.extend(output.iter().flatten());
     let raw = String::from_utf8_lossy(&bytes);
     assert_eq!(status.exit_code(), 130, "{raw}");
-    assert!(raw.contains("stopped waiting; the operations go on"), "{raw}");
+    assert!(
+        raw.contains("stopped waiting; the operations go on"),
+        "{raw}"
+    );
     let shown = screen(&bytes).screen().contents();
-    assert!(shown.contains("validating (interrupted; still running)"), "{shown}");
+    assert!(
+        shown.contains("validating (interrupted; still running)"),
+        "{shown}"
+    );
     // The operation still holds the subcloud's slot.
-    let sc = env.run(["subcloud", "show", "sc-a", "-o", "json"]).await.expect(0).json();
+    let sc = env
+        .run(["subcloud", "show", "sc-a", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(sc["operation"]["kind"], "create", "{sc}");
 }

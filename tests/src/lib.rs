@@ -3,9 +3,9 @@
 //! starts — so tests run in parallel without seeing each other's data.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-pub mod server;
 pub mod lab;
 pub mod race;
+pub mod server;
 
 use dcbackup::api::{self, App, Route};
 use dcbackup::auth::{AuthConfig, Authenticator, SigningAlgorithm};

@@ -114,9 +114,18 @@ mod tests {
     fn routes_match_by_path_then_method() {
         let get = http::Method::GET;
         let patch = http::Method::PATCH;
-        assert_eq!(route_for(&get, "/v1.0/subclouds"), Some(Route::SubcloudsList));
-        assert_eq!(route_for(&get, "/v1.0/subclouds/"), Some(Route::SubcloudsList));
-        assert_eq!(route_for(&patch, "/v1.0/subclouds/dc1"), Some(Route::SubcloudsUpdate));
+        assert_eq!(
+            route_for(&get, "/v1.0/subclouds"),
+            Some(Route::SubcloudsList)
+        );
+        assert_eq!(
+            route_for(&get, "/v1.0/subclouds/"),
+            Some(Route::SubcloudsList)
+        );
+        assert_eq!(
+            route_for(&patch, "/v1.0/subclouds/dc1"),
+            Some(Route::SubcloudsUpdate)
+        );
         assert_eq!(
             route_for(&get, "/v1.0/subclouds/dc1/backups"),
             Some(Route::BackupsList)
@@ -126,7 +135,10 @@ mod tests {
             Some(Route::BackupDelete)
         );
         // A known path with another method still reaches its route, which answers 405.
-        assert_eq!(route_for(&get, "/v1.0/subcloud-backup/restore"), Some(Route::BackupRestore));
+        assert_eq!(
+            route_for(&get, "/v1.0/subcloud-backup/restore"),
+            Some(Route::BackupRestore)
+        );
         assert_eq!(route_for(&get, "/v1.0/nothing"), None);
     }
 }

@@ -31,7 +31,10 @@ pub struct Run {
 impl Run {
     fn from(out: Output) -> Run {
         Run {
-            code: out.status.code().expect("dcbackup exited, not killed by a signal"),
+            code: out
+                .status
+                .code()
+                .expect("dcbackup exited, not killed by a signal"),
             stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
             stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
         }
