@@ -200,23 +200,37 @@ impl Display {
     }
 }
 
+/// `<state> (<result>)`, or the result alone when the state is empty (a delete leaves no
+/// backup-status), then the error of a failure.
 fn plain_outcome(t: &Tracked, result: Outcome) -> String {
-    match (&t.error, result) {
-        (Some(e), Outcome::Failed) => format!("{} ({}): {e}", t.state, result.as_str()),
-        _ => format!("{} ({})", t.state, result.as_str()),
+    let mut line = if t.state.is_empty() {
+        result.as_str().to_owned()
+    } else {
+        format!("{} ({})", t.state, result.as_str())
+    };
+    if let (Some(e), Outcome::Failed) = (&t.error, result) {
+        line.push_str(&format!(": {e}"));
     }
+    line
 }
 
 fn outcome_line(t: &Tracked, result: Outcome) -> String {
-    let (mark, styled) = match result {
+    let (mark, text) = match result {
         Outcome::Succeeded => ("✔", console::style(t.state.clone()).green()),
         _ => ("✘", console::style(t.state.clone()).red()),
     };
-    let mark = console::style(mark).for_stderr();
-    match (&t.error, result) {
-        (Some(e), Outcome::Failed) => format!("{mark} {}: {e}", styled.for_stderr()),
-        _ => format!("{mark} {}", styled.for_stderr()),
+    let mut line = format!(
+        "{} {}",
+        console::style(mark).for_stderr(),
+        text.for_stderr()
+    );
+    if t.state.is_empty() {
+        line.push_str(result.as_str());
     }
+    if let (Some(e), Outcome::Failed) = (&t.error, result) {
+        line.push_str(&format!(": {e}"));
+    }
+    line
 }
 
 /// Follows `started` to their end; prints the outcome table (or JSON/YAML/ids) on stdout.

@@ -5,7 +5,7 @@ use crate::args::Format;
 use crate::error::CliError;
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use serde_json::Value;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 /// How to print, and whether colour is wanted (stdout a terminal and `NO_COLOR` unset).
 #[derive(Debug, Clone, Copy)]
@@ -34,29 +34,35 @@ impl Printer {
     }
 
     pub fn print(&self, view: View) -> Result<(), CliError> {
-        if self.quiet {
-            for id in view.ids {
-                println!("{id}");
-            }
-            return Ok(());
-        }
-        match self.format {
-            Format::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&view.data).expect("JSON values always serialise")
-            ),
-            Format::Yaml => print!(
-                "{}",
-                serde_yaml::to_string(&view.data).expect("JSON values always serialise as YAML")
-            ),
-            Format::Table => {
-                let tables: Vec<String> = view.tables.iter().map(Table::to_string).collect();
-                if !tables.is_empty() {
-                    println!("{}", tables.join("\n\n"));
+        let text = if self.quiet {
+            view.ids.iter().map(|id| format!("{id}\n")).collect()
+        } else {
+            match self.format {
+                Format::Json => format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&view.data).expect("JSON values always serialise")
+                ),
+                Format::Yaml => {
+                    serde_yaml::to_string(&view.data).expect("JSON values always serialise as YAML")
+                }
+                Format::Table if view.tables.is_empty() => String::new(),
+                Format::Table => {
+                    let tables: Vec<String> = view.tables.iter().map(Table::to_string).collect();
+                    format!("{}\n", tables.join("\n\n"))
                 }
             }
+        };
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // A reader that stopped reading (`| head`) wanted no more: not an error.
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(CliError::Usage(format!("cannot write the output: {e}")))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// An empty table with a header row, styled for this output.

@@ -81,7 +81,7 @@ pub async fn run(api: &Api, printer: &Printer, args: StatusArgs) -> Result<View,
         }
     };
     let now = OffsetDateTime::now_utc();
-    let label = humantime::format_duration(args.threshold).to_string();
+    let label = threshold_label(args.threshold);
     let mut table = printer.table([
         "group".to_owned(),
         "subclouds".to_owned(),
@@ -160,6 +160,16 @@ pub async fn run(api: &Api, printer: &Printer, args: StatusArgs) -> Result<View,
     })
 }
 
+/// `24h` rather than humantime's `1day`: hours when whole, else humantime's form.
+fn threshold_label(threshold: Duration) -> String {
+    match threshold.as_secs() {
+        secs if secs > 0 && secs % 3600 == 0 && threshold.subsec_nanos() == 0 => {
+            format!("{}h", secs / 3600)
+        }
+        _ => humantime::format_duration(threshold).to_string(),
+    }
+}
+
 fn failed_deploy(sc: &Value) -> bool {
     sc["deploy-status"]
         .as_str()
@@ -179,6 +189,13 @@ mod tests {
         assert!(fresh(&sc("2026-11-29T13:00:00Z"), now, day));
         assert!(!fresh(&sc("2026-11-29 11:59:59"), now, day));
         assert!(!fresh(&json!({ "backup-datetime": null }), now, day));
+    }
+
+    #[test]
+    fn thresholds_read_in_hours() {
+        assert_eq!(threshold_label(Duration::from_secs(86_400)), "24h");
+        assert_eq!(threshold_label(Duration::from_secs(7 * 86_400)), "168h");
+        assert_eq!(threshold_label(Duration::from_secs(90)), "1m 30s");
     }
 
     #[test]

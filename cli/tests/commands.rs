@@ -247,7 +247,7 @@ async fn a_group_backup_waits_to_complete_central_then_restores_and_deletes() {
     assert_eq!(edge["backed-up"], 2);
     assert_eq!(edge["failed"], serde_json::json!([]));
     let table = env.run(["status", "--group", "edge"]).await.expect(0);
-    assert!(table.stdout.contains("backed up < 1day"), "{table:?}");
+    assert!(table.stdout.contains("backed up < 24h"), "{table:?}");
 
     // Restore sc-b from that backup, after damaging it.
     let original = dcbackup_tests::lab::tree(&b.data);

@@ -24,7 +24,7 @@ struct InPty {
 }
 
 /// `dcbackup` in a new pty, with the same environment `Env::command` gives.
-fn spawn_in_pty(env: &Env, args: &[&str]) -> InPty {
+fn spawn_in_pty(env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> InPty {
     let pair = native_pty_system()
         .openpty(PtySize {
             rows: ROWS,
@@ -48,6 +48,9 @@ fn spawn_in_pty(env: &Env, args: &[&str]) -> InPty {
     cmd.env("XDG_CONFIG_HOME", &env.config_home);
     cmd.env("DCBACKUP_URL", env.server.url());
     cmd.env("DCBACKUP_TOKEN", &env.lab.stack.admin_token);
+    for (key, value) in extra_env {
+        cmd.env(key, value);
+    }
     let child = pair
         .slave
         .spawn_command(cmd)
@@ -107,6 +110,7 @@ async fn wait_draws_progress_on_a_terminal_and_ends_cleanly() {
             "--poll-interval",
             "200ms",
         ],
+        &[],
     );
     let waiting = tokio::task::spawn_blocking(move || child.wait());
     let status = env
@@ -167,6 +171,7 @@ async fn ctrl_c_stops_waiting_but_not_the_operation() {
             "--poll-interval",
             "100ms",
         ],
+        &[],
     );
     let mut bytes = Vec::new();
     let drawn = tokio::task::spawn_blocking(move || {
@@ -208,4 +213,35 @@ async fn ctrl_c_stops_waiting_but_not_the_operation() {
         .expect(0)
         .json();
     assert_eq!(sc["operation"]["kind"], "create", "{sc}");
+}
+
+/// Everything a command prints on a terminal, once it has exited with `code`.
+async fn on_terminal(env: &Env, args: &[&str], extra_env: &[(&str, &str)], code: u32) -> String {
+    let InPty {
+        mut child, output, ..
+    } = spawn_in_pty(env, args, extra_env);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let bytes: Vec<u8> = output.iter().flatten().collect();
+    let raw = String::from_utf8_lossy(&bytes).into_owned();
+    assert_eq!(status.exit_code(), code, "{raw}");
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_coloured_on_a_terminal_unless_no_color() {
+    let env = Env::new().await;
+    let _a = env.subcloud_with_agent("sc-a", "Default").await;
+    let coloured = on_terminal(&env, &["status"], &[], 0).await;
+    // SGR sequences (colours) around the counts; the table itself is there too.
+    assert!(coloured.contains("\x1b[38;5;"), "{coloured:?}");
+    assert!(coloured.contains("Default"), "{coloured:?}");
+    let plain = on_terminal(&env, &["status"], &[("NO_COLOR", "1")], 0).await;
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    assert!(plain.contains("Default"), "{plain:?}");
+    // Piped: never colour.
+    let piped = env.run(["status"]).await.expect(0);
+    assert!(!piped.stdout.contains('\x1b') && piped.stdout.contains("Default"));
 }
