@@ -23,6 +23,7 @@ pub struct Cli {
 
 /// Where the API is and how to talk to it; every one may come from the profile file.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The API's base URL, e.g. https://dcbackup.example.com (with or without /v1.0).
     #[arg(long, global = true, env = "DCBACKUP_URL")]
