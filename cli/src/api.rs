@@ -26,6 +26,7 @@ pub struct Reply {
 }
 
 impl Api {
+    /// A client for the API at `settings.url`; a bad URL or CA bundle is a usage error.
     pub fn new(settings: Settings) -> Result<Api, CliError> {
         let mut base = Url::parse(&settings.url)
             .map_err(|e| CliError::Usage(format!("API URL {:?}: {e}", settings.url)))?;
@@ -76,10 +77,13 @@ impl Api {
         url
     }
 
+    /// `GET` a route.
     pub async fn get(&self, segments: &[&str]) -> Result<Reply, CliError> {
         self.send(Method::GET, segments, None).await
     }
 
+    /// Sends one request: 2xx gives the body; 401/403 are `Auth`, 5xx and transport
+    /// failures `Unreachable`, any other status the API's `Refused` with its message.
     pub async fn send(
         &self,
         method: Method,

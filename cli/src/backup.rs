@@ -86,6 +86,7 @@ fn password(given: &Option<Option<String>>) -> Result<Option<String>, CliError> 
     ))
 }
 
+/// Runs one subcloud-backup command; `None` when `--wait` already printed the outcome.
 pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<View>, CliError> {
     let (kind, target, body, segments, wait) = match &cmd {
         BackupCmd::Create(a) => {

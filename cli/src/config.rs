@@ -39,6 +39,7 @@ struct Profile {
 pub struct Token(String);
 
 impl Token {
+    /// The token itself, only to put it in a request header.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -16,6 +16,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// Bad flags or configuration, found before any request.
     #[error("{0}")]
     Usage(String),
     /// The API's own error, with each subcloud's reason when it gave them.
@@ -25,16 +26,20 @@ pub enum CliError {
         message: String,
         subclouds: Vec<Value>,
     },
+    /// 401 or 403: the token is missing, bad, or lacks the route's policy rule.
     #[error("{message} (HTTP {status}){hint}")]
     Auth {
         status: u16,
         message: String,
         hint: &'static str,
     },
+    /// No answer, a broken or non-JSON one, or a 5xx.
     #[error("{0}")]
     Unreachable(String),
+    /// `--wait` ended with a subcloud that did not succeed, or at `--timeout`.
     #[error("{0}")]
     Partial(String),
+    /// Ctrl-C during `--wait`.
     #[error("stopped waiting; the operations go on (see `dcbackup operation show <id>`)")]
     Interrupted,
 }

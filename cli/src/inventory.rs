@@ -126,6 +126,7 @@ fn done(body: Value, id: String) -> View {
     }
 }
 
+/// `subcloud …`.
 pub async fn subcloud(api: &Api, printer: &Printer, cmd: SubcloudCmd) -> Result<View, CliError> {
     Ok(match cmd {
         SubcloudCmd::List => {
@@ -246,6 +247,7 @@ fn group_body(
     Value::Object(map)
 }
 
+/// `subcloud-group …`.
 pub async fn group(api: &Api, printer: &Printer, cmd: GroupCmd) -> Result<View, CliError> {
     Ok(match cmd {
         GroupCmd::List => {
@@ -323,6 +325,7 @@ pub async fn group(api: &Api, printer: &Printer, cmd: GroupCmd) -> Result<View, 
     })
 }
 
+/// `operation show|list`.
 pub async fn operation(api: &Api, printer: &Printer, cmd: OperationCmd) -> Result<View, CliError> {
     Ok(match cmd {
         OperationCmd::Show { operation } => {
@@ -363,6 +366,7 @@ pub async fn operation(api: &Api, printer: &Printer, cmd: OperationCmd) -> Resul
     })
 }
 
+/// `backup list`.
 pub async fn backups(api: &Api, printer: &Printer, cmd: BackupListCmd) -> Result<View, CliError> {
     let BackupListCmd::List { subcloud } = cmd;
     let body = api.get(&["subclouds", &subcloud, "backups"]).await?.body;

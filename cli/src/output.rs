@@ -24,6 +24,7 @@ pub struct View {
 }
 
 impl Printer {
+    /// A printer for this format; colour decided once, from stdout and `NO_COLOR`.
     pub fn new(format: Format, quiet: bool) -> Printer {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         Printer {
@@ -33,6 +34,7 @@ impl Printer {
         }
     }
 
+    /// Prints the view on stdout in the chosen form; a closed pipe is not an error.
     pub fn print(&self, view: View) -> Result<(), CliError> {
         let text = if self.quiet {
             view.ids.iter().map(|id| format!("{id}\n")).collect()

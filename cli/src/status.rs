@@ -64,6 +64,7 @@ fn doing(sc: &Value) -> String {
     format!("{} ({kind}: {state})", text(&sc["name"]))
 }
 
+/// `status`: one row per group (only `--group` when given), then the failed subclouds.
 pub async fn run(api: &Api, printer: &Printer, args: StatusArgs) -> Result<View, CliError> {
     let (groups, subclouds) = match &args.group {
         Some(g) => {
