@@ -588,3 +588,59 @@ async fn completions_for_bash_zsh_and_fish() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_the_api_trusts_the_ca_bundle() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+
+    let env = Env::new().await;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let tls = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let server = dcbackup_tests::server::serve_tls(
+        std::sync::Arc::clone(&env.lab),
+        |lab: &dcbackup_tests::lab::Lab| &lab.stack.app,
+        std::sync::Arc::new(tls),
+    )
+    .await;
+    let bundle = env.lab.dir.join("ca.pem");
+    std::fs::write(&bundle, ca.pem()).unwrap();
+
+    let mut trusted = env.command(["subcloud-group", "list", "-q", "--ca-bundle"]);
+    trusted.arg(&bundle).env("DCBACKUP_URL", server.url());
+    let listed = env.finish(trusted).await.expect(0);
+    assert_eq!(listed.stdout.trim(), "1", "the Default group: {listed:?}");
+    // The system's store does not know this CA: the certificate is refused, exit 4.
+    let mut untrusted = env.command(["subcloud-group", "list"]);
+    untrusted.env("DCBACKUP_URL", server.url());
+    let refused = env.finish(untrusted).await.expect(4);
+    assert!(refused.stderr.contains("certificate"), "{refused:?}");
+    // Through a profile too.
+    std::fs::create_dir_all(env.config_home.join("dcbackup")).unwrap();
+    std::fs::write(
+        env.config_home.join("dcbackup/config.toml"),
+        format!(
+            "[profiles.default]\nurl = \"{}\"\nca-bundle = \"{}\"\n",
+            server.url(),
+            bundle.display()
+        ),
+    )
+    .unwrap();
+    let mut profiled = env.command(["subcloud-group", "list", "-q"]);
+    profiled.env_remove("DCBACKUP_URL");
+    env.finish(profiled).await.expect(0);
+}

@@ -15,13 +15,14 @@ use std::sync::Arc;
 /// A running server; it stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    scheme: &'static str,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     /// The base URL to give a client, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 }
 
@@ -84,26 +85,58 @@ async fn answer<S>(
 /// Serves the `App` that `app` finds in `state` (a `Stack`, a `Lab`) on a free port of
 /// 127.0.0.1 until the returned server is dropped.
 pub async fn serve<S: Send + Sync + 'static>(state: Arc<S>, app: fn(&S) -> &App) -> Server {
+    start(state, app, None).await
+}
+
+/// The same over HTTPS with this TLS configuration (its certificate must name 127.0.0.1).
+pub async fn serve_tls<S: Send + Sync + 'static>(
+    state: Arc<S>,
+    app: fn(&S) -> &App,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> Server {
+    start(state, app, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+}
+
+async fn start<S: Send + Sync + 'static>(
+    state: Arc<S>,
+    app: fn(&S) -> &App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port on 127.0.0.1");
     let addr = listener.local_addr().expect("the bound address");
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let state = Arc::clone(&state);
+            let (state, tls) = (Arc::clone(&state), tls.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |req| answer(Arc::clone(&state), app, req));
-                // A client that hangs up mid-request only ends its own connection.
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match tls {
+                    None => connection(TokioIo::new(stream), state, app).await,
+                    // A client that refuses the certificate only ends its own connection.
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            connection(TokioIo::new(stream), state, app).await;
+                        }
+                    }
+                }
             });
         }
     });
-    Server { addr, task }
+    Server { addr, scheme, task }
+}
+
+async fn connection<I, S>(io: TokioIo<I>, state: Arc<S>, app: fn(&S) -> &App)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Send + Sync + 'static,
+{
+    let service = service_fn(move |req| answer(Arc::clone(&state), app, req));
+    // A client that hangs up mid-request only ends its own connection.
+    let _ = http1::Builder::new().serve_connection(io, service).await;
 }
 
 #[cfg(test)]
