@@ -9,7 +9,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::{
-    call, craft_archive, scribble, send, sha256, token, ObjectServer, TestAgent, TestDir,
+    call, craft, craft_archive, find_named, scribble, send, sha256, token, Crafted, ObjectServer,
+    TestAgent, TestDir,
 };
 use dcbackup_agent::mint_worker_token;
 use dcbackup_agent::protocol::{JobKind, JobState, Location};
@@ -687,22 +688,125 @@ async fn archives_that_differ_from_their_manifest_are_refused() {
     assert_eq!(std::fs::read_dir(&agent.opt).expect("opt").count(), 0);
 }
 
+/// Each crafted path is refused, and its canary — a name unique to this test — is found
+/// nowhere: not where the path would land (the staging area is `store/work/<op>.staging`, so
+/// `../x` lands in `store/work`), not anywhere else under the agent's directory, not in /tmp.
 #[tokio::test]
 async fn entries_escaping_the_data_dirs_are_refused() {
     let agent = TestAgent::start().await;
     let objects = ObjectServer::start().await;
-    let dirs: [(&str, Option<&[u8]>); 2] = [("etc", None), ("opt", None)];
-    let escape = agent.dir.path().join("escaped");
+    let canary = format!("escaped-{}", Uuid::new_v4());
+    let dirs = [("etc", Crafted::Dir), ("opt", Crafted::Dir)];
     for (path, message) in [
-        ("../escaped", "unsafe entry path"),
-        ("etc/../../escaped", "unsafe entry path"),
-        ("/tmp/escaped", "unsafe entry path"),
-        ("var/escaped", "outside the data dirs"),
+        (format!("../{canary}"), "unsafe entry path"),
+        (format!("../../{canary}"), "unsafe entry path"),
+        (format!("etc/../../{canary}"), "unsafe entry path"),
+        (format!("/tmp/{canary}"), "unsafe entry path"),
+        (format!("var/{canary}"), "outside the data dirs"),
     ] {
         let listed = json!([{"path": path, "size": 1, "sha256": sha256(b"x")}]);
-        let archive = craft_archive(&[dirs[0], dirs[1], (path, Some(b"x"))], &manifest(listed));
+        let archive = craft(
+            &[dirs[0], dirs[1], (&path, Crafted::File(b"x"))],
+            &manifest(listed),
+        );
         refused(&agent, &objects, archive, None, message).await;
-        assert!(!escape.exists(), "{path} was written");
+        assert_eq!(
+            find_named(agent.dir.path(), &canary),
+            Vec::<std::path::PathBuf>::new(),
+            "{path}"
+        );
+        assert!(
+            !std::path::Path::new("/tmp").join(&canary).exists(),
+            "{path}"
+        );
+    }
+}
+
+/// A crafted archive's entries, its manifest's files, and why it is refused.
+type LinkCase<'a> = (Vec<(&'a str, Crafted<'a>)>, Value, &'a str);
+
+/// Links in a crafted archive cannot carry a write outside the data dirs: not a data dir
+/// that is itself a symlink, not a symlink inside one, not a hard link to a file elsewhere.
+#[tokio::test]
+async fn crafted_links_cannot_write_outside_the_data_dirs() {
+    let agent = TestAgent::start().await;
+    let objects = ObjectServer::start().await;
+    let outside = agent.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("outside");
+    let victim = outside.join("victim");
+    std::fs::write(&victim, b"untouched").expect("victim");
+    let outside_str = outside.to_str().expect("utf-8");
+    let victim_str = victim.to_str().expect("utf-8");
+    let listed = |path: &str| json!([{"path": path, "size": 1, "sha256": sha256(b"x")}]);
+    let cases: Vec<LinkCase> = vec![
+        (
+            // The data dir itself arrives as a symlink to elsewhere.
+            vec![
+                ("etc", Crafted::Symlink(outside_str)),
+                ("opt", Crafted::Dir),
+                ("etc/planted", Crafted::File(b"x")),
+            ],
+            listed("etc/planted"),
+            "lies under \"etc\", which is not a directory",
+        ),
+        (
+            vec![
+                ("etc", Crafted::Dir),
+                ("opt", Crafted::Dir),
+                ("etc/up", Crafted::Symlink("../../outside")),
+                ("etc/up/planted", Crafted::File(b"x")),
+            ],
+            listed("etc/up/planted"),
+            "lies under \"etc/up\", which is not a directory",
+        ),
+        (
+            vec![
+                ("etc", Crafted::Dir),
+                ("opt", Crafted::Dir),
+                ("etc/abs", Crafted::Symlink(outside_str)),
+                ("etc/abs/victim", Crafted::File(b"x")),
+            ],
+            listed("etc/abs/victim"),
+            "which is not a directory",
+        ),
+        (
+            vec![
+                ("etc", Crafted::Dir),
+                ("opt", Crafted::Dir),
+                ("etc/hard", Crafted::HardLink(victim_str)),
+            ],
+            json!([]),
+            "Link entry, which a backup never holds",
+        ),
+        (
+            vec![
+                ("etc", Crafted::Dir),
+                ("opt", Crafted::Dir),
+                ("etc/hard", Crafted::HardLink("../../outside/victim")),
+                ("etc/hard", Crafted::File(b"x")),
+            ],
+            listed("etc/hard"),
+            "Link entry, which a backup never holds",
+        ),
+    ];
+    for (entries, files, message) in cases {
+        let archive = craft(&entries, &manifest(files));
+        refused(&agent, &objects, archive, None, message).await;
+        let planted = find_named(agent.dir.path(), "planted");
+        assert_eq!(planted, Vec::<std::path::PathBuf>::new(), "{message}");
+        assert_eq!(
+            std::fs::read(&victim).expect("victim"),
+            b"untouched",
+            "{message}"
+        );
+        let links =
+            std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(&victim).expect("victim"));
+        assert_eq!(links, 1, "{message}: no hard link to the victim");
+        assert_eq!(
+            std::fs::read_dir(&outside).expect("outside").count(),
+            1,
+            "{message}"
+        );
     }
 }
 

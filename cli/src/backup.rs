@@ -171,7 +171,7 @@ pub async fn run(api: &Api, printer: &Printer, cmd: BackupCmd) -> Result<Option<
 }
 
 /// The subclouds this request started: those of the answer holding an operation, less the
-/// skipped and failed ones (an answer may list every target, SPEC §3 "Answer").
+/// skipped and failed ones (the answer lists every target, SPEC §3 "Answer").
 fn accepted(answer: &Value, refused: &[Value]) -> Vec<Started> {
     items(answer, "subclouds")
         .iter()
@@ -205,18 +205,14 @@ fn accepted_view(
             .unwrap_or_else(|| kind.steps()[0].to_owned());
         table.add_row([s.id.to_string(), s.name.clone(), state, s.op_id.clone()]);
     }
-    let mut data = match answer {
-        Value::Object(map) => map,
-        _ => Map::new(),
+    // A delete every target accepted answers 204, without a body.
+    let data = if answer.is_null() {
+        json!({"skipped": [], "failed": []})
+    } else {
+        answer
     };
-    for key in ["skipped", "failed"] {
-        data.entry(key).or_insert_with(|| json!([]));
-    }
-    if kind != Kind::Delete {
-        data.entry("subclouds").or_insert_with(|| json!([]));
-    }
     View {
-        data: Value::Object(data),
+        data,
         tables: vec![table],
         ids: started.iter().map(|s| s.op_id.clone()).collect(),
     }
@@ -242,8 +238,5 @@ mod tests {
         let started = accepted(&answer, &refused);
         assert_eq!(started.len(), 1);
         assert_eq!((started[0].id, started[0].op_id.as_str()), (1, "op-a"));
-        // The older shape: only accepted ones listed.
-        let answer = json!({"subclouds": [{"id": 1, "name": "a", "operation": {"id": "op-a"}}]});
-        assert_eq!(accepted(&answer, &[]).len(), 1);
     }
 }

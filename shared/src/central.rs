@@ -57,6 +57,18 @@ impl CentralStore {
         Ok(request.uri().to_owned())
     }
 
+    /// Deletes one object (deleting one already gone is no error in S3).
+    pub async fn delete_object(&self, key: &str) -> Result<(), CentralError> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| CentralError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
     /// Deletes every object of a subcloud's release; returns how many went.
     pub async fn delete_release(
         &self,

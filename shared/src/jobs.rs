@@ -24,6 +24,9 @@ pub struct JobMessage {
     /// 0 for the job as queued by the API; n for the n-th delayed poll of its agent job.
     #[serde(default)]
     pub attempt: u32,
+    /// The backup schedule that started the operation, whose retention applies after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<u64>,
 }
 
 impl JobMessage {
@@ -41,6 +44,7 @@ impl JobMessage {
             fence: op.fence,
             options: op.options.clone(),
             attempt: 0,
+            schedule_id: op.schedule_id,
         }
     }
 }

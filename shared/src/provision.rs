@@ -1,11 +1,11 @@
 //! Creates the resources of `resources` where they are missing: tables, the jobs queue
-//! with its dead-letter queue, the backup bucket, and the Default group. Running it again
+//! with its dead-letter queue and the backup bucket — what the SAM template creates, and no
+//! items (the Default group is made by the code on its first need). Running it again
 //! changes nothing. Used by `make run`, by the tests (each with its own prefix) and by
 //! anyone pointing dcbackup at a fresh account or emulator.
 
 use crate::resources::{Queue, Resources, Table};
 use crate::runtime::Clients;
-use crate::store::{Inventory, StoreError};
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::TimeToLiveSpecification;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -19,8 +19,6 @@ pub enum ProvisionError {
     Queue { queue: String, detail: String },
     #[error("bucket {bucket}: {detail}")]
     Bucket { bucket: String, detail: String },
-    #[error("seeding the Default group: {0}")]
-    Seed(#[from] StoreError),
 }
 
 pub async fn provision(clients: &Clients, res: &Resources) -> Result<(), ProvisionError> {
@@ -33,9 +31,6 @@ pub async fn provision(clients: &Clients, res: &Resources) -> Result<(), Provisi
         arns.insert(queue.name.clone(), arn);
     }
     ensure_bucket(&clients.s3, &res.backup_bucket).await?;
-    Inventory::new(clients.dynamodb.clone(), res.clone())
-        .ensure_default_group()
-        .await?;
     Ok(())
 }
 

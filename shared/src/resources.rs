@@ -19,6 +19,7 @@ pub struct Resources {
     pub operations_table: String,
     pub idempotency_table: String,
     pub backups_table: String,
+    pub schedules_table: String,
     pub jobs_queue: String,
     pub jobs_dead_letter_queue: String,
     pub backup_bucket: String,
@@ -33,6 +34,10 @@ pub const EXPIRING_LEASES_INDEX: &str = "expiring-leases";
 
 /// The index of the operations table that lists a subcloud's operations, newest first.
 pub const SUBCLOUD_OPERATIONS_INDEX: &str = "subcloud-operations";
+
+/// A sparse index of the schedules table: only an enabled schedule with a next run has
+/// `due`, so the scheduler finds due schedules by next run without a scan.
+pub const DUE_SCHEDULES_INDEX: &str = "due-schedules";
 
 /// Jobs are retried this many times before they land on the dead-letter queue.
 pub const JOBS_MAX_RECEIVE_COUNT: u32 = 5;
@@ -105,6 +110,7 @@ impl Resources {
             operations_table: format!("{prefix}-operations"),
             idempotency_table: format!("{prefix}-idempotency"),
             backups_table: format!("{prefix}-backups"),
+            schedules_table: format!("{prefix}-schedules"),
             jobs_queue: format!("{prefix}-jobs"),
             jobs_dead_letter_queue: format!("{prefix}-jobs-dlq"),
             backup_bucket: format!("{prefix}-backups"),
@@ -203,6 +209,22 @@ impl Resources {
                     range: Some(("backup_id", S)),
                 },
                 indexes: vec![],
+                ttl_attribute: None,
+            },
+            Table {
+                logical_id: "SchedulesTable",
+                name: self.schedules_table.clone(),
+                key: Key {
+                    hash: ("id", N),
+                    range: None,
+                },
+                indexes: vec![Index {
+                    name: DUE_SCHEDULES_INDEX,
+                    key: Key {
+                        hash: ("due", S),
+                        range: Some(("next_run", N)),
+                    },
+                }],
                 ttl_attribute: None,
             },
         ]

@@ -7,6 +7,7 @@ use crate::auth::{AuthConfig, Authenticator};
 use crate::central::CentralStore;
 use crate::config::Config;
 use crate::jobs::JobQueue;
+use crate::scheduler::Scheduler;
 use crate::store::Inventory;
 use crate::sweeper::Sweeper;
 use crate::worker::Worker;
@@ -82,6 +83,16 @@ pub async fn serve_http(route: Route) -> Result<(), Error> {
     .await
 }
 
+/// Runs the `$default` route (`api::default_route`) as a Lambda function: no clients, no
+/// configuration.
+pub async fn serve_default_route() -> Result<(), Error> {
+    init_tracing();
+    lambda_http::run(service_fn(|req: Request| async move {
+        Ok::<_, std::convert::Infallible>(api::default_route(&req))
+    }))
+    .await
+}
+
 /// Runs the worker as a Lambda function on the jobs queue (partial batch responses on).
 pub async fn serve_worker() -> Result<(), Error> {
     init_tracing();
@@ -122,6 +133,36 @@ pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::
         lease_seconds: config.lease_seconds,
         poll_cap: config.poll_cap,
         max_running: config.max_running,
+    }
+}
+
+/// Runs the scheduler as a Lambda function on EventBridge events (SPEC §5).
+pub async fn serve_scheduler() -> Result<(), Error> {
+    init_tracing();
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    let scheduler = Arc::new(scheduler(&clients, &config));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let scheduler = Arc::clone(&scheduler);
+            // A failed run is retried by EventBridge and by the next minute's run.
+            async move { scheduler.handle(&event.payload).await.map_err(Error::from) }
+        },
+    ))
+    .await
+}
+
+/// The scheduler over these clients and settings.
+pub fn scheduler(clients: &Clients, config: &Config) -> Scheduler {
+    Scheduler {
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        jobs: JobQueue::new(
+            clients.sqs.clone(),
+            config.resources.jobs_queue.clone(),
+            config.jobs_queue_url.clone(),
+        ),
+        lease_seconds: config.lease_seconds,
+        claim_concurrency: config.claim_concurrency,
     }
 }
 

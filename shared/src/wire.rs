@@ -1,7 +1,9 @@
 //! The dcmanager wire format. Stock dcmanager clients build their objects from these keys
 //! positionally, so every key is always present (null where unknown).
 
-use crate::domain::{epoch_now, timestamp_of_epoch, Group, Operation, Subcloud};
+use crate::domain::{
+    epoch_now, timestamp_of_epoch, Group, Operation, Schedule, ScheduleTarget, Subcloud,
+};
 use crate::store::BackupRecord;
 use serde_json::{json, Value};
 
@@ -27,6 +29,19 @@ pub fn subcloud(sc: &Subcloud) -> Value {
         "systemcontroller-gateway-ip": sc.systemcontroller_gateway_ip,
         "created-at": sc.created_at,
         "updated-at": sc.updated_at,
+        // Keys of dcmanager features dcbackup does not have, as dcmanager shows them for a
+        // subcloud without them (the stock client maps every one).
+        "peer_group_id": null,
+        "rehome_data": null,
+        "sync_status": "unknown",
+        "endpoint_sync_status": [],
+        "prestage-software-version": null,
+        "prestage-status": null,
+        "prestage-versions": null,
+        "info_message": null,
+        "openstack-installed": false,
+        "data_install": null,
+        "data_upgrade": null,
         "agent-url": sc.agent_url,
         "operation": sc.slot_holder(epoch_now()).map(|holder| json!({
             "id": holder.op_id,
@@ -37,6 +52,17 @@ pub fn subcloud(sc: &Subcloud) -> Value {
     })
 }
 
+/// `GET /v1.0/subclouds/{ref}/detail`: the subcloud object plus the keys dcmanager's detail
+/// adds that the stock client reads (`subcloud show --detail`), null where dcbackup has no
+/// value.
+pub fn subcloud_detail(sc: &Subcloud) -> Value {
+    let mut detail = subcloud(sc);
+    detail["oam_floating_ip"] = Value::Null;
+    detail["deploy_config_sync_status"] = json!("unknown");
+    detail["region_name"] = json!(sc.region_name);
+    detail
+}
+
 pub fn backup(b: &BackupRecord) -> Value {
     json!({
         "release": b.release,
@@ -45,6 +71,7 @@ pub fn backup(b: &BackupRecord) -> Value {
         "sha256": b.sha256,
         "created-at": b.created_at,
         "operation": b.op_id,
+        "schedule_id": b.schedule_id,
     })
 }
 
@@ -66,6 +93,12 @@ pub fn operation(op: &Operation) -> Value {
         "updated-at": op.updated_at,
         "started-at": op.started_at,
         "finished-at": op.finished_at,
+        "schedule_id": op.schedule_id,
+        "retention-removed": op.retention.iter().map(|r| json!({
+            "release": r.release,
+            "created-at": r.created_at,
+            "object": r.s3_key,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -90,7 +123,7 @@ pub fn group_list(groups: &[Group]) -> Value {
 }
 
 /// The keys every subcloud object carries (SPEC §1), for clients and tests to check against.
-pub const SUBCLOUD_KEYS: [&str; 22] = [
+pub const SUBCLOUD_KEYS: [&str; 33] = [
     "id",
     "name",
     "description",
@@ -111,6 +144,59 @@ pub const SUBCLOUD_KEYS: [&str; 22] = [
     "systemcontroller-gateway-ip",
     "created-at",
     "updated-at",
+    "peer_group_id",
+    "rehome_data",
+    "sync_status",
+    "endpoint_sync_status",
+    "prestage-software-version",
+    "prestage-status",
+    "prestage-versions",
+    "info_message",
+    "openstack-installed",
+    "data_install",
+    "data_upgrade",
     "agent-url",
     "operation",
+];
+
+/// A backup schedule; times in dcmanager's timestamp form (UTC), `last-run` null until the
+/// first firing.
+pub fn schedule(sc: &Schedule) -> Value {
+    let (subcloud_id, group_id) = match sc.target {
+        ScheduleTarget::Subcloud(id) => (Some(id), None),
+        ScheduleTarget::Group(id) => (None, Some(id)),
+    };
+    json!({
+        "id": sc.id,
+        "name": sc.name,
+        "subcloud_id": subcloud_id,
+        "group_id": group_id,
+        "local_only": sc.options.local_only,
+        "registry_images": sc.options.registry_images,
+        "backup_values": sc.options.values,
+        "cron": sc.cron,
+        "timezone": sc.timezone,
+        "start_window": sc.start_window,
+        "retain": sc.retain,
+        "enabled": sc.enabled,
+        "next-run": sc.next_run.map(timestamp_of_epoch),
+        "last-run": sc.last_run.as_ref().map(|run| json!({
+            "due-at": timestamp_of_epoch(run.due_at),
+            "ran-at": timestamp_of_epoch(run.ran_at),
+            "state": run.state,
+            "operations": run.op_ids,
+            "accepted": run.accepted,
+            "skipped": run.skipped,
+            "error": run.error,
+        })),
+        "created-at": sc.created_at,
+        "updated-at": sc.updated_at,
+    })
+}
+
+/// The keys `subcloud_detail` adds to a subcloud object.
+pub const SUBCLOUD_DETAIL_KEYS: [&str; 3] = [
+    "oam_floating_ip",
+    "deploy_config_sync_status",
+    "region_name",
 ];

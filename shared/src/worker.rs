@@ -476,9 +476,15 @@ impl Step<'_> {
                 .then(|| CentralStore::key(self.name(), &self.job.release, &self.job.op_id)),
             op_id: self.job.op_id.clone(),
             created_at: now.clone(),
+            schedule_id: self.job.schedule_id,
         };
         // The record first: a backup the subcloud says it has must be findable.
         self.worker.inventory.put_backup(&record).await?;
+        // While this operation holds the slot no restore can be using any of the subcloud's
+        // backups, so its schedule's retention runs now, before the slot is freed.
+        if location == BackupLocation::Central {
+            crate::retention::apply(self.worker, &self.holder, self.sc, self.job).await?;
+        }
         let outcome = Outcome {
             backup_status: Some(Some(status.as_str())),
             backup_datetime: Some(now),

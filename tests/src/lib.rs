@@ -122,6 +122,11 @@ impl Stack {
         }
     }
 
+    /// The scheduler function's handler over this stack, as its Lambda builds it.
+    pub fn scheduler(&self) -> dcbackup::scheduler::Scheduler {
+        dcbackup::runtime::scheduler(&self.clients, &Config::new(self.resources.clone()))
+    }
+
     /// Runs a request through the route's handler, exactly as its Lambda would.
     pub async fn request(&self, route: Route, request: Request) -> Reply {
         let response = api::handle(&self.app, route, request).await;
@@ -338,14 +343,45 @@ impl std::io::Write for Captured {
     }
 }
 
-pub fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("debug")
-        .with_current_span(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+/// Installs, once per test binary, a global JSON subscriber that captures what every thread
+/// logs — tasks on other runtime threads and the agents' blocking threads included — and
+/// returns its buffer. A binary that scans logs holds one test, so the buffer is that test's.
+pub fn capture_logs() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter("debug")
+                .with_current_span(true)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in a log-scanning test binary");
+            captured
+        })
+        .clone()
+}
+
+/// Every JWT-shaped string in `text` (three base64url parts whose header starts `eyJ`,
+/// i.e. `{"`): any token, whatever header or field carried it.
+pub fn jwts_in(text: &str) -> Vec<&str> {
+    let base64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("eyJ") {
+        let candidate = &rest[at..];
+        let end = candidate
+            .find(|c: char| !(base64url(c) || c == '.'))
+            .unwrap_or(candidate.len());
+        let token = &candidate[..end];
+        let parts: Vec<&str> = token.split('.').collect();
+        if parts.len() >= 3 && parts[0].len() > 8 && !parts[1].is_empty() {
+            found.push(token);
+        }
+        rest = &candidate[end.max(3)..];
+    }
+    found
 }

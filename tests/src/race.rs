@@ -51,8 +51,10 @@ pub async fn fire(stack: &Stack, start_at_ms: u64, targets: &[Target]) -> Vec<Ou
         let reply = stack
             .call(Route::BackupCreate, "/v1.0/subcloud-backup", Some(body))
             .await;
-        let accepted = if reply.status == StatusCode::OK {
-            reply.body["subclouds"]
+        // `subclouds` lists every member as it stands; those not taken are also in
+        // `skipped` or `failed`.
+        let names = |key: &str| -> Vec<String> {
+            reply.body[key]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -60,6 +62,13 @@ pub async fn fire(stack: &Stack, start_at_ms: u64, targets: &[Target]) -> Vec<Ou
                         .collect()
                 })
                 .unwrap_or_default()
+        };
+        let accepted = if reply.status == StatusCode::OK {
+            let refused = [names("skipped"), names("failed")].concat();
+            names("subclouds")
+                .into_iter()
+                .filter(|name| !refused.contains(name))
+                .collect()
         } else {
             Vec::new()
         };

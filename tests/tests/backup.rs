@@ -2,8 +2,9 @@
 //! and the SQS emulator: the seed's six scenarios, the cross-kind exclusions, lease expiry,
 //! fencing, rollback of a job the queue refuses, and every input rule.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
-use dcbackup::domain::{epoch_now, OpId, OpKind, Release};
+use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Release};
 use dcbackup::jobs::JobQueue;
 use dcbackup::store::{ClaimOutcome, ClaimRequest, PriorState};
 use dcbackup_tests::{token, Stack};
@@ -15,8 +16,8 @@ const RESTORE: &str = "/v1.0/subcloud-backup/restore";
 
 /// A managed, online, deployed subcloud: valid for create.
 async fn backup_ready(stack: &Stack, name: &str, group: &str) -> u64 {
-    let body =
-        json!({"group_id": group, "management-state": "managed", "availability-status": "online"});
+    let body = json!({"group_id": group, "management-state": "managed",
+        "availability-status": "online", "agent-url": "http://127.0.0.1:18001"});
     stack.register(name, body).await["id"].as_u64().unwrap()
 }
 
@@ -72,11 +73,11 @@ async fn concurrent_backup_create_cannot_be_triggered_on_one_subcloud() {
     assert_eq!(accepted.len(), 1, "exactly one create starts");
     for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
         assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
-        assert!(
-            r.message()
-                .starts_with("Subcloud sc1 is busy: subcloud-backup create operation"),
-            "{}",
-            r.message()
+        assert_eq!(
+            r.message(),
+            "Cannot perform subcloud-backup create operation: Subcloud sc1 current \
+             backup_status is 'validating'. Please wait until it finishes before running this \
+             operation."
         );
     }
     let sc = &accepted[0].body["subclouds"][0];
@@ -126,7 +127,12 @@ async fn with_group_no_concurrent_create_starts_on_a_busy_member_and_free_member
     let busy_op = first.body["subclouds"][0]["operation"]["id"].clone();
     let reply = create(&stack, json!({"group": "mixed"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    assert_eq!(names(&reply.body, "subclouds"), ["m1", "m3", "m4"]);
+    // Like dcmanager: every member as it stands, the busy one with the operation it kept.
+    assert_eq!(names(&reply.body, "subclouds"), ["m1", "m2", "m3", "m4"]);
+    let listed = reply.body["subclouds"].as_array().unwrap();
+    assert!(listed.iter().all(|sc| sc["backup-status"] == "validating"));
+    assert_eq!(listed[1]["operation"]["id"], busy_op);
+    assert_ne!(listed[0]["operation"]["id"], busy_op);
     assert_eq!(names(&reply.body, "skipped"), ["m2"]);
     assert_eq!(reply.body["skipped"][0]["status"], "busy");
     let m2 = stack
@@ -194,7 +200,7 @@ async fn with_group_no_concurrent_restore_starts_on_a_busy_member_and_free_membe
     );
     let reply = restore(&stack, json!({"group": "rmixed"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    assert_eq!(names(&reply.body, "subclouds"), ["r1", "r2"]);
+    assert_eq!(names(&reply.body, "subclouds"), ["r1", "r2", "r3"]);
     assert_eq!(names(&reply.body, "skipped"), ["r3"]);
     assert_eq!(stack.operations().await.len(), 3);
 }
@@ -211,12 +217,10 @@ async fn create_is_refused_while_a_restore_runs_and_the_reverse() {
     );
     let refused = create(&stack, json!({"subcloud": "x1"})).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    assert!(
-        refused
-            .message()
-            .contains("subcloud-backup restore operation"),
-        "{}",
-        refused.message()
+    assert_eq!(
+        refused.message(),
+        "Cannot perform subcloud-backup create operation: Subcloud x1 current deploy_status \
+         is 'pre-restore'. Please wait until it finishes before running this operation."
     );
 
     backup_ready(&stack, "x2", "Default").await;
@@ -257,7 +261,14 @@ async fn delete_is_refused_while_a_backup_runs() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
-    assert!(reply.message().contains("subcloud-backup create operation"));
+    assert!(
+        reply.message().starts_with(
+            "Cannot perform subcloud-backup delete operation: Subcloud d1 current backup_status \
+             is 'validating'."
+        ),
+        "{}",
+        reply.message()
+    );
 }
 
 #[tokio::test]
@@ -267,10 +278,17 @@ async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
     let op = create(&stack, json!({"subcloud": "u1"})).await.body["subclouds"][0]["operation"]
         ["id"]
         .clone();
+    stack.create_group("elsewhere").await;
+    // What the operation drives, was validated against, reaches the agent by, or is seated in.
     for patch in [
         json!({"management-state": "unmanaged"}),
         json!({"deploy-status": "config-failed"}),
         json!({"backup-status": "failed"}),
+        json!({"availability-status": "offline"}),
+        json!({"agent-url": "http://127.0.0.1:18009"}),
+        json!({"bootstrap-address": "127.0.0.9"}),
+        json!({"group_id": "elsewhere"}),
+        json!({"description": "mixed with", "group_id": 1}),
     ] {
         let reply = stack
             .call(
@@ -285,6 +303,12 @@ async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
             "{}",
             reply.message()
         );
+        // Listed under error.subclouds, like every other refusal about a subcloud.
+        let listed = &reply.body["error"]["subclouds"];
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{:?}", reply.body);
+        assert_eq!(listed[0]["name"], "u1");
+        assert_eq!(listed[0]["status"], "busy");
+        assert_eq!(listed[0]["reason"], reply.message());
     }
     let description = stack
         .call(
@@ -302,7 +326,124 @@ async fn unmanaging_or_deleting_a_subcloud_while_its_backup_runs_is_409() {
         .call(Route::SubcloudsShow, "/v1.0/subclouds/u1", None)
         .await;
     assert_eq!(shown.body["management-state"], "managed");
+    assert_eq!(shown.body["availability-status"], "online");
+    assert_eq!(shown.body["agent-url"], "http://127.0.0.1:18001");
+    assert_eq!(shown.body["group_id"], 1);
     assert_eq!(shown.body["backup-status"], "validating");
+}
+
+/// dcmanager's deploy states that forbid a restore (SPEC §1), each refused inside the claim;
+/// `deploying` is not one of them.
+#[tokio::test]
+async fn restore_is_refused_in_every_deploy_state_dcmanager_forbids() {
+    let stack = Stack::new().await;
+    let forbidden = [
+        "creating",
+        "pre-install",
+        "installing",
+        "pre-bootstrap",
+        "bootstrapping",
+        "pre-config",
+        "configuring",
+        "pre-rehome",
+        "rehoming",
+        "onsite-restoring",
+        "pre-init-enroll",
+        "initiating-enroll",
+        "pre-enroll",
+        "enrolling",
+    ];
+    for state in forbidden.iter().chain(&["deploying", "install-failed"]) {
+        let id = restore_ready(&stack, state, "Default").await;
+        let body = json!({"deploy-status": state});
+        let reply = stack
+            .call(
+                Route::SubcloudsUpdate,
+                &format!("/v1.0/subclouds/{id}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{state}: {:?}", reply.body);
+        let reply = restore(&stack, json!({"subcloud": state})).await;
+        if forbidden.contains(state) {
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{state}: {:?}",
+                reply.body
+            );
+            assert!(
+                reply.message().contains("valid deploy state"),
+                "{state}: {}",
+                reply.message()
+            );
+        } else {
+            assert_eq!(reply.status, StatusCode::OK, "{state}: {:?}", reply.body);
+        }
+    }
+}
+
+/// dcmanager's deploy states that forbid deleting a subcloud from the inventory.
+#[tokio::test]
+async fn deleting_a_subcloud_is_refused_in_every_deploy_state_dcmanager_forbids() {
+    let stack = Stack::new().await;
+    let forbidden = [
+        "pre-deploy",
+        "creating",
+        "pre-install",
+        "installing",
+        "pre-bootstrap",
+        "bootstrapping",
+        "pre-config",
+        "configuring",
+        "deploying",
+        "aborting-install",
+        "aborting-bootstrap",
+        "aborting-config",
+        "onsite-restoring",
+        "pre-rehome",
+        "rehoming",
+        "rehome-pending",
+        "reconfiguring-network",
+        "pre-init-enroll",
+        "initiating-enroll",
+        "pre-enroll",
+        "enrolling",
+    ];
+    for state in forbidden {
+        stack.register(state, json!({"deploy-status": state})).await;
+        let reply = stack
+            .call(
+                Route::SubcloudsDelete,
+                &format!("/v1.0/subclouds/{state}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{state}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply
+                .message()
+                .contains(&format!("deploy-status is '{state}'")),
+            "{}",
+            reply.message()
+        );
+    }
+    stack
+        .register("failed-install", json!({"deploy-status": "install-failed"}))
+        .await;
+    let reply = stack
+        .call(
+            Route::SubcloudsDelete,
+            "/v1.0/subclouds/failed-install",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
 }
 
 fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
@@ -354,12 +495,17 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     assert_eq!(item["op_id"].as_s().unwrap(), fresh_op.as_str().unwrap());
     assert_eq!(item["fence"].as_n().unwrap(), "2");
     assert_eq!(item["backup_status"].as_s().unwrap(), "validating");
-    let why = item["error_description"].as_s().unwrap();
-    let stale_op = stale.op_id.as_ref().unwrap().as_str();
-    assert!(
-        why.contains(stale_op) && why.contains("lease expired"),
-        "{why}"
+    // The new claim reset error-description; the stale operation's record says why it ended.
+    assert_eq!(
+        item["error_description"].as_s().unwrap(),
+        "No errors present"
     );
+    let stale_op = stale.op_id.as_ref().unwrap().as_str();
+    let records = stack.operations().await;
+    let record = records.iter().find(|op| op["op_id"] == stale_op).unwrap();
+    assert_eq!(record["state"], "failed");
+    let why = record["error"].as_str().unwrap();
+    assert!(why.contains("lease expired"), "{why}");
 }
 
 #[tokio::test]
@@ -544,7 +690,12 @@ async fn delete_answers_204_when_every_member_is_taken_and_207_otherwise() {
         "{:?}",
         partial.body
     );
-    assert_eq!(names(&partial.body, "subclouds"), ["d3"]);
+    assert_eq!(names(&partial.body, "subclouds"), ["d1", "d2", "d3"]);
+    assert!(partial.body["subclouds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|sc| sc["backup-status"] == "deleting-backup"));
     assert_eq!(names(&partial.body, "skipped"), ["d1", "d2"]);
 
     // A central delete works on an offline subcloud; a local one needs it online.
@@ -562,10 +713,10 @@ async fn delete_answers_204_when_every_member_is_taken_and_207_otherwise() {
         )
         .await;
     assert_eq!(local.status, StatusCode::BAD_REQUEST);
-    assert!(
-        local.message().contains("must be online and managed"),
-        "{}",
-        local.message()
+    assert_eq!(
+        local.message(),
+        "Subcloud off2 must be online and managed for the subcloud-backup delete operation \
+         with --local-only option."
     );
 }
 
@@ -610,10 +761,11 @@ async fn invalid_subclouds_get_dcmanager_reasons() {
         .unwrap();
     stack.add_backup(id, "24.09", false).await;
     let r = restore(&stack, json!({"subcloud": "noaddress"})).await;
-    assert!(
-        r.message().contains("no address to reach it"),
-        "{}",
-        r.message()
+    assert_eq!(
+        r.message(),
+        "Unable to obtain the subcloud noaddress bootstrap_address from either restore or \
+         install values. Please ensure bootstrap_address is specified in the restore-values.yml \
+         and try again."
     );
     let with_address = restore(
         &stack,
@@ -681,7 +833,7 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupCreate,
             json!({"subcloud": "ok1", "registry_images": true}),
             StatusCode::BAD_REQUEST,
-            "Option registry_images cannot be used without local_only option.",
+            "Option registry_images can not be used without local_only option.",
         ),
         (
             Route::BackupCreate,
@@ -711,7 +863,7 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupCreate,
             json!({"subcloud": "ok1", "backup_values": [1, 2]}),
             StatusCode::BAD_REQUEST,
-            "backup_values must be a mapping",
+            "Invalid type for backup_values: Expected dict, got list",
         ),
         (
             Route::BackupCreate,
@@ -723,19 +875,19 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupCreate,
             json!({"subcloud": "nope"}),
             StatusCode::NOT_FOUND,
-            "Subcloud not found: nope",
+            "Subcloud not found",
         ),
         (
             Route::BackupCreate,
             json!({"group": "nogroup"}),
             StatusCode::NOT_FOUND,
-            "Subcloud group not found: nogroup",
+            "Group not found",
         ),
         (
             Route::BackupCreate,
             json!({"group": "empty"}),
             StatusCode::BAD_REQUEST,
-            "Group empty has no subclouds",
+            "No subclouds present in group",
         ),
         (
             Route::BackupRestore,
@@ -759,7 +911,31 @@ async fn every_input_rule_is_a_clear_4xx() {
             Route::BackupRestore,
             json!({"subcloud": "ok1", "restore_values": {"bootstrap_address": {"ok1": "10.0.0.999"}}}),
             StatusCode::BAD_REQUEST,
-            "restore_values.bootstrap_address.ok1",
+            "Subcloud ok1 must have a valid bootstrap address: 10.0.0.999",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "with_install": "maybe"}),
+            StatusCode::BAD_REQUEST,
+            "Invalid with_install value, should be boolean",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "on_site": true}),
+            StatusCode::BAD_REQUEST,
+            "on_site is not supported",
+        ),
+        (
+            Route::BackupRestore,
+            json!({"subcloud": "ok1", "release": "24.09"}),
+            StatusCode::BAD_REQUEST,
+            "release is not supported",
+        ),
+        (
+            Route::BackupDelete,
+            json!({"subcloud": "ok1", "release": "22.12"}),
+            StatusCode::BAD_REQUEST,
+            "release 22.12 in the body differs from release 24.09 in the path",
         ),
         (
             Route::BackupDelete,
@@ -776,7 +952,7 @@ async fn every_input_rule_is_a_clear_4xx() {
         let reply = stack.call(route, path, Some(body.clone())).await;
         assert_eq!(reply.status, status, "{body}: {:?}", reply.body);
         assert!(
-            reply.message().contains(expected),
+            reply.message().starts_with(expected),
             "{body}: {}",
             reply.message()
         );
@@ -803,15 +979,16 @@ async fn every_input_rule_is_a_clear_4xx() {
         .raw(Route::BackupCreate, Method::POST, CREATE, &big)
         .await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let mut xml = dcbackup_tests::json_request(Method::POST, CREATE, None);
+    // A body that is not multipart is JSON whatever its Content-Type says (dcmanager).
+    let mut xml =
+        dcbackup_tests::json_request(Method::POST, CREATE, Some(json!({"subcloud": "nope"})));
     xml.headers_mut()
         .insert("content-type", "application/xml".parse().unwrap());
     xml.headers_mut()
         .insert("x-auth-token", stack.admin_token.parse().unwrap());
-    assert_eq!(
-        stack.request(Route::BackupCreate, xml).await.status,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE
-    );
+    let xml = stack.request(Route::BackupCreate, xml).await;
+    assert_eq!(xml.status, StatusCode::NOT_FOUND, "{:?}", xml.body);
+    assert_eq!(xml.message(), "Subcloud not found");
     assert!(
         stack.operations().await.is_empty(),
         "no bad request claimed anything"
@@ -943,4 +1120,142 @@ async fn operators_may_create_and_delete_but_not_restore() {
         )
         .await;
     assert_eq!(admin.status, StatusCode::OK);
+}
+
+/// `{"a": {"a": … 1}}` with `levels` mappings, the outermost included.
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }))
+}
+
+fn multipart_create(
+    stack: &Stack,
+    subcloud: &str,
+    values_yaml: &str,
+) -> http::Request<lambda_http::Body> {
+    let body = format!(
+        "--B0undary\r\nContent-Disposition: form-data; name=\"subcloud\"\r\n\r\n{subcloud}\r\n\
+         --B0undary\r\nContent-Disposition: form-data; name=\"backup_values\"; filename=\"v.yaml\"\r\n\
+         Content-Type: application/x-yaml\r\n\r\n{values_yaml}\r\n--B0undary--\r\n"
+    );
+    http::Request::builder()
+        .method(Method::POST)
+        .uri(CREATE)
+        .header("content-type", "multipart/form-data; boundary=B0undary")
+        .header("x-auth-token", &stack.admin_token)
+        .body(lambda_http::Body::Binary(body.into_bytes()))
+        .unwrap()
+}
+
+/// Every limit the operation record (DynamoDB) and the job (SQS) impose is checked while the
+/// request is parsed: a 400 naming the limit, nothing claimed — never a claim, a rollback and
+/// a 503 that no retry can fix. The deepest values the store keeps go through end to end.
+#[tokio::test]
+async fn values_the_store_or_queue_cannot_hold_are_400_before_any_claim() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "v1", "Default").await;
+    let cases = [
+        (nested(31), "nested more than 30 levels deep"),
+        (nested(126), "nested more than 30 levels deep"),
+        (
+            json!({"list": [[[[nested(27)]]]]}),
+            "nested more than 30 levels deep",
+        ),
+        (json!({"": 1}), "empty key"),
+        (json!({"a": {"": 1}}), "empty key at a"),
+        (json!({"big": 1e200}), "outside what the store keeps"),
+        (json!({"tiny": -1e-200}), "outside what the store keeps"),
+        (json!({"x": "a\u{FFFF}b"}), "U+FFFF"),
+        (json!({"x\u{FFFE}": 1}), "U+FFFE"),
+    ];
+    for (values, expected) in cases {
+        let reply = create(&stack, json!({"subcloud": "v1", "backup_values": values})).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{expected}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.message().contains(expected),
+            "{expected}: {}",
+            reply.message()
+        );
+        assert!(
+            reply.message().contains("backup_values"),
+            "{}",
+            reply.message()
+        );
+    }
+    let deep_yaml = (0..40).fold(String::from("x: 1"), |inner, _| {
+        format!(
+            "a:\n{}",
+            inner
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        )
+    });
+    for (yaml, expected) in [
+        (deep_yaml.as_str(), "nested more than 30 levels deep"),
+        (
+            "a: !!python/object/apply:os.system ['ls']",
+            "YAML tag !!python/object/apply:os.system",
+        ),
+    ] {
+        let reply = stack
+            .request(Route::BackupCreate, multipart_create(&stack, "v1", yaml))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{expected}: {:?}",
+            reply.body
+        );
+        assert!(reply.message().contains(expected), "{}", reply.message());
+    }
+    assert!(stack.operations().await.is_empty(), "nothing was claimed");
+    assert!(stack.drain_jobs().await.is_empty(), "nothing was queued");
+    let shown = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/v1", None)
+        .await;
+    assert_eq!(shown.body["backup-status"], Value::Null);
+
+    // At the limits the record and the job are written as given.
+    let deepest = json!({"deep": nested(29), "big": 9.9e125, "tiny": 2e-130, "n": u64::MAX});
+    let reply = create(&stack, json!({"subcloud": "v1", "backup_values": deepest})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(stack.drain_jobs().await[0]["options"]["values"], deepest);
+}
+
+/// SPEC §3: the claim orders operations on a subcloud, and their times follow that order even
+/// when the instance that ended the previous one had a clock ahead of this one's.
+#[tokio::test]
+async fn a_claim_is_timed_after_the_subclouds_last_write_whatever_the_clocks() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "t1", "Default").await;
+    // The previous operation ended, as written by an instance 5 s ahead of this one.
+    let ahead = timestamp_of_epoch(epoch_now() + 5);
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&stack.resources.subclouds_table)
+        .key("id", AttributeValue::N(id.to_string()))
+        .update_expression("SET updated_at = :at")
+        .expression_attribute_values(":at", AttributeValue::S(ahead.clone()))
+        .send()
+        .await
+        .unwrap();
+    let reply = create(&stack, json!({"subcloud": "t1"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let since = reply.body["subclouds"][0]["operation"]["since"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(since > ahead, "the claim at {since} is not after {ahead}");
+    let records = records_of(&stack, id).await;
+    assert_eq!(records[0]["created_at"], since.as_str(), "{records:?}");
+    assert!(stack.item(id).await["updated_at"].as_s().unwrap() >= &since);
 }

@@ -246,3 +246,77 @@ async fn members_are_listed_per_group() {
         .await;
     assert_eq!(names(&south.body), ["s1"]);
 }
+
+/// A fresh deployment holds tables and no items (the SAM template creates nothing else): the
+/// first registrations, racing, create Default on that first need; user groups never take
+/// id 1 nor the name Default.
+#[tokio::test]
+async fn a_fresh_stack_gets_default_on_first_register() {
+    let stack = Stack::new().await;
+    let groups = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.groups_table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.count, 0, "provisioning made no items");
+
+    let names: Vec<String> = (0..8).map(|i| format!("first{i}")).collect();
+    let registrations = names.iter().map(|name| stack.register(name, json!({})));
+    for registered in futures::future::join_all(registrations).await {
+        assert_eq!(registered["group_id"], 1, "{registered}");
+    }
+    let default = stack
+        .call(Route::GroupsShow, "/v1.0/subcloud-groups/Default", None)
+        .await;
+    assert_eq!(default.status, StatusCode::OK, "{:?}", default.body);
+    assert_eq!(default.body["id"], 1);
+    let members = stack
+        .call(
+            Route::GroupsMembers,
+            "/v1.0/subcloud-groups/1/subclouds",
+            None,
+        )
+        .await;
+    assert_eq!(members.body["subclouds"].as_array().unwrap().len(), 8);
+
+    let east = stack.create_group("east").await;
+    assert_eq!(east["id"], 2, "user groups start after Default");
+    let taken = stack
+        .call(
+            Route::GroupsCreate,
+            "/v1.0/subcloud-groups",
+            Some(json!({"name": "Default"})),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{:?}", taken.body);
+    let renamed = stack
+        .call(
+            Route::GroupsUpdate,
+            "/v1.0/subcloud-groups/east",
+            Some(json!({"name": "Default"})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::CONFLICT, "{:?}", renamed.body);
+}
+
+/// Before anything was registered, Default is listed and shown all the same.
+#[tokio::test]
+async fn a_fresh_stack_lists_and_shows_default() {
+    let stack = Stack::new().await;
+    let list = stack
+        .call(Route::GroupsList, "/v1.0/subcloud-groups", None)
+        .await;
+    assert_eq!(
+        list.body["subcloud_groups"][0]["name"], "Default",
+        "{:?}",
+        list.body
+    );
+    let fresh = Stack::new().await;
+    let shown = fresh
+        .call(Route::GroupsShow, "/v1.0/subcloud-groups/1", None)
+        .await;
+    assert_eq!(shown.body["name"], "Default", "{:?}", shown.body);
+}

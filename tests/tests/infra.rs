@@ -55,6 +55,7 @@ fn grants(route: Route) -> Grants {
         Route::SubcloudsList
         | Route::SubcloudsRegister
         | Route::SubcloudsShow
+        | Route::SubcloudsDetail
         | Route::SubcloudsUpdate
         | Route::SubcloudsDelete
         | Route::GroupsList
@@ -107,6 +108,46 @@ fn grants(route: Route) -> Grants {
             takes_dead_letters: false,
             backup_bucket: false,
         },
+        // Every schedule item.
+        Route::SchedulesList => Grants {
+            crud: &[],
+            read: &["SchedulesTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // A schedule by name (names) or id.
+        Route::SchedulesShow => Grants {
+            crud: &[],
+            read: &["SchedulesTable", "NamesTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // The item, its name claim and its id (counters); the target resolved to its id.
+        Route::SchedulesCreate => Grants {
+            crud: &["SchedulesTable", "NamesTable", "CountersTable"],
+            read: &["SubcloudsTable", "GroupsTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // The item and, on a rename, its name claim; a new target resolved to its id.
+        Route::SchedulesUpdate => Grants {
+            crud: &["SchedulesTable", "NamesTable"],
+            read: &["SubcloudsTable", "GroupsTable"],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
+        // The item and its name claim.
+        Route::SchedulesDelete => Grants {
+            crud: &["SchedulesTable", "NamesTable"],
+            read: &[],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: false,
+        },
     }
 }
 
@@ -149,6 +190,8 @@ enum Trigger {
         parameter: &'static str,
         every_seconds: u64,
     },
+    /// The HTTP API's `$default` route, any method: what no `api::Route` serves.
+    DefaultRoute,
 }
 
 impl Trigger {
@@ -156,6 +199,7 @@ impl Trigger {
         match self {
             Trigger::Queue { queue, .. } => format!("on {queue}"),
             Trigger::Schedule { parameter, .. } => format!("on the {parameter} schedule"),
+            Trigger::DefaultRoute => "on the $default route".to_owned(),
         }
     }
 }
@@ -177,6 +221,8 @@ enum Event {
         /// `State` unset or `ENABLED`.
         enabled: bool,
     },
+    /// An HTTP API route: (method, path, the `!Ref` of its API).
+    HttpApi(Option<String>, Option<String>, Option<String>),
     /// Any other type, by its type.
     Other(String),
 }
@@ -198,6 +244,20 @@ const VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT: u64 = 6;
 
 fn background() -> Vec<Background> {
     vec![
+        // `api::default_route`: answers from the request alone.
+        Background {
+            function: "default-route",
+            handler: "serve_default_route",
+            trigger: Trigger::DefaultRoute,
+            grants: Grants {
+                crud: &[],
+                read: &[],
+                sends_jobs: false,
+                takes_dead_letters: false,
+                backup_bucket: false,
+            },
+            settings: vec![],
+        },
         // `worker::Worker`: a job's subcloud by id and its slot (subclouds), the operation's
         // state (operations), the backups made and deleted (backups); delayed polls to the
         // jobs queue; pre-signed PUT and GET URLs, and a release's objects listed and deleted
@@ -221,7 +281,8 @@ fn background() -> Vec<Background> {
                     "GroupsTable",
                     "CountersTable",
                 ],
-                read: &[],
+                // The schedule of a scheduled backup, for its retention.
+                read: &["SchedulesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
                 backup_bucket: true,
@@ -266,6 +327,31 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
+                backup_bucket: false,
+            },
+            settings: vec![],
+        },
+        // `scheduler::Scheduler`: due schedules through the due-schedules index, each firing
+        // claimed and recorded (schedules); then `operations::start`, as subcloud-backup
+        // create: the target resolved (groups, names), the slots claimed (subclouds), the
+        // records (operations), the jobs; inline events keyed by id (idempotency).
+        Background {
+            function: "scheduler",
+            handler: "serve_scheduler",
+            trigger: Trigger::Schedule {
+                parameter: "SchedulerSchedule",
+                every_seconds: 60,
+            },
+            grants: Grants {
+                crud: &[
+                    "SchedulesTable",
+                    "SubcloudsTable",
+                    "OperationsTable",
+                    "IdempotencyTable",
+                ],
+                read: &["GroupsTable", "NamesTable"],
+                sends_jobs: true,
+                takes_dead_letters: false,
                 backup_bucket: false,
             },
             settings: vec![],
@@ -967,9 +1053,10 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
             &grants(route),
             &[],
         );
-        // (type, method, path, API): exactly the route, on the stack's one HTTP API.
+        // (type, method, path, API): exactly the route, with and without a trailing slash
+        // (HTTP API routes match paths exactly), on the stack's one HTTP API.
         type HttpEvent = (String, Option<String>, Option<String>, Option<String>);
-        let events: Vec<HttpEvent> = props
+        let mut events: Vec<HttpEvent> = props
             .get("Events")
             .and_then(Value::as_mapping)
             .into_iter()
@@ -993,15 +1080,22 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
                 )
             })
             .collect();
+        events.sort();
+        let event = |path: String| {
+            (
+                "HttpApi".to_owned(),
+                Some(route.method().to_string()),
+                Some(path),
+                Some(API.to_owned()),
+            )
+        };
         drift.compare(
             &format!("{id} Events"),
             events,
-            vec![(
-                "HttpApi".to_owned(),
-                Some(route.method().to_string()),
-                Some(route.pattern().to_owned()),
-                Some(API.to_owned()),
-            )],
+            vec![
+                event(route.pattern().to_owned()),
+                event(format!("{}/", route.pattern())),
+            ],
         );
     }
     let queues = code().queues();
@@ -1081,11 +1175,32 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
                             .get("State")
                             .is_none_or(|state| state.as_str() == Some("ENABLED")),
                     },
+                    "HttpApi" => {
+                        let property = |key| {
+                            properties
+                                .get(key)
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        };
+                        Event::HttpApi(
+                            property("Method"),
+                            property("Path"),
+                            properties
+                                .get("ApiId")
+                                .and_then(|api| target(api, "Ref", None))
+                                .map(str::to_owned),
+                        )
+                    }
                     other => Event::Other(other.to_owned()),
                 }
             })
             .collect();
         let expected = match &known.trigger {
+            Trigger::DefaultRoute => Event::HttpApi(
+                Some("ANY".to_owned()),
+                Some("$default".to_owned()),
+                Some(API.to_owned()),
+            ),
             Trigger::Queue {
                 queue,
                 batch_size,

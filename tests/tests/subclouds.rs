@@ -225,6 +225,7 @@ async fn malformed_and_oversized_bodies() {
         )
         .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.headers["allow"], "GET, POST");
 }
 
 #[tokio::test]

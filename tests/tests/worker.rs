@@ -96,7 +96,7 @@ async fn central_backup_then_restore_round_trip_is_byte_identical() {
     let done = lab.run_to_end("rt1").await;
     assert_eq!(done["backup-status"], "complete-central", "{done}");
     assert!(done["backup-datetime"].is_string());
-    assert_eq!(done["error-description"], Value::Null);
+    assert_eq!(done["error-description"], "No errors present");
     let objects = central_objects(&lab, "rt1/24.09/").await;
     assert_eq!(objects.len(), 1, "one archive in the bucket: {objects:?}");
     let backups = lab.stack.app.inventory.backups(id).await.unwrap();
@@ -338,16 +338,74 @@ async fn a_corrupted_archive_is_refused_and_the_data_is_untouched() {
     assert_eq!(tree(&agent.data), before, "nothing was replaced");
 }
 
+/// The sample SQS event's two messages beside a live job, in one batch: each message did what
+/// it should — the live job moved its operation on, the job for a subcloud that does not exist
+/// and the message that is not a job were acknowledged and changed nothing — and a batch the
+/// worker cannot handle (its store is missing) reports exactly its messages for retry.
 #[tokio::test]
-async fn the_sample_sqs_event_runs_through_the_worker() {
+async fn each_message_of_a_batch_does_what_it_should() {
     let lab = Lab::new().await;
+    let agent = lab.agent("live1").await;
+    let id = lab.register("live1", &agent.url).await;
+    assert_ne!(id, 3, "the sample job's subcloud must not exist here");
+    create(&lab, json!({"subcloud": "live1"})).await;
+    let live_job = lab.stack.drain_jobs().await.remove(0);
+
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/worker.json");
-    let event: aws_lambda_events::event::sqs::SqsEvent =
+    let mut event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("an SQS event");
-    // Its job's subcloud does not exist here and its second message is not a job: both are
-    // dropped (acknowledged), neither retried.
+    let mut live = event.records[0].clone();
+    live.message_id = Some("live-message".into());
+    live.body = Some(live_job.to_string());
+    event.records.push(live.clone());
+
     let response = lab.worker.handle_batch(event).await;
-    assert!(response.batch_item_failures.is_empty());
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "nothing to retry: {:?}",
+        response.batch_item_failures
+    );
+    let shown = lab
+        .stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/live1", None)
+        .await;
+    assert_ne!(
+        shown.body["backup-status"], "validating",
+        "the live job was handled: {}",
+        shown.body
+    );
+    let records = lab.stack.operations().await;
+    assert_eq!(
+        records.len(),
+        1,
+        "only the live operation exists: {records:?}"
+    );
+    assert_ne!(records[0]["state"], "queued", "{records:?}");
+    let list = lab
+        .stack
+        .call(Route::SubcloudsList, "/v1.0/subclouds", None)
+        .await;
+    assert_eq!(
+        list.body["subclouds"].as_array().unwrap().len(),
+        1,
+        "the sample job created nothing"
+    );
+
+    // A worker whose store does not exist cannot handle the live job: only it is retried.
+    let broken = dcbackup_tests::Stack::attach("tmissing0000000000").await;
+    let worker = dcbackup_tests::lab::lab_worker(&broken, 60);
+    let mut unreadable = live.clone();
+    unreadable.message_id = Some("not-a-job".into());
+    unreadable.body = Some("this is not a job".into());
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    batch.records = vec![live, unreadable];
+    let response = worker.handle_batch(batch).await;
+    let retried: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(retried, ["live-message"]);
 }
 
 #[tokio::test]

@@ -384,6 +384,31 @@ async fn object(state: ObjectState, request: Request<Incoming>) -> Response<Full
 /// A tar.gz built entry by entry: `(path, content)` files (`None`: a directory), then a
 /// manifest. Paths are written into the header as given, even unsafe ones.
 pub fn craft_archive(entries: &[(&str, Option<&[u8]>)], manifest: &Value) -> Vec<u8> {
+    let entries: Vec<(&str, Crafted)> = entries
+        .iter()
+        .map(|(path, content)| {
+            let entry = match content {
+                Some(bytes) => Crafted::File(bytes),
+                None => Crafted::Dir,
+            };
+            (*path, entry)
+        })
+        .collect();
+    craft(&entries, manifest)
+}
+
+/// One entry of a hand-made archive.
+#[derive(Clone, Copy)]
+pub enum Crafted<'a> {
+    Dir,
+    File(&'a [u8]),
+    Symlink(&'a str),
+    HardLink(&'a str),
+}
+
+/// A tar.gz of exactly `entries` (names written raw, so `..` and absolute paths go in as
+/// given) and `MANIFEST.json` last.
+pub fn craft(entries: &[(&str, Crafted)], manifest: &Value) -> Vec<u8> {
     use flate2::write::GzEncoder;
     use tar::{EntryType, Header};
 
@@ -391,29 +416,47 @@ pub fn craft_archive(entries: &[(&str, Option<&[u8]>)], manifest: &Value) -> Vec
     let manifest = serde_json::to_vec(manifest).expect("manifest");
     let all = entries.iter().copied().chain(std::iter::once((
         "MANIFEST.json",
-        Some(manifest.as_slice()),
+        Crafted::File(manifest.as_slice()),
     )));
-    for (path, content) in all {
+    for (path, entry) in all {
         let mut header = Header::new_gnu();
         let name = &mut header.as_gnu_mut().expect("gnu").name;
         name[..path.len()].copy_from_slice(path.as_bytes());
         header.set_mode(0o755);
-        match content {
-            Some(bytes) => {
-                header.set_entry_type(EntryType::Regular);
-                header.set_size(bytes.len() as u64);
-                header.set_cksum();
-                builder.append(&header, bytes).expect("entry");
-            }
-            None => {
-                header.set_entry_type(EntryType::Directory);
-                header.set_size(0);
-                header.set_cksum();
-                builder.append(&header, std::io::empty()).expect("entry");
-            }
+        let (kind, content, link): (EntryType, &[u8], Option<&str>) = match entry {
+            Crafted::File(bytes) => (EntryType::Regular, bytes, None),
+            Crafted::Dir => (EntryType::Directory, &[], None),
+            Crafted::Symlink(target) => (EntryType::Symlink, &[], Some(target)),
+            Crafted::HardLink(target) => (EntryType::Link, &[], Some(target)),
+        };
+        header.set_entry_type(kind);
+        header.set_size(content.len() as u64);
+        if let Some(target) = link {
+            let linkname = &mut header.as_gnu_mut().expect("gnu").linkname;
+            linkname[..target.len()].copy_from_slice(target.as_bytes());
         }
+        header.set_cksum();
+        builder.append(&header, content).expect("entry");
     }
     builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+/// Every path under `dir` whose file name is `name`.
+pub fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name() == name {
+            found.push(path.clone());
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(find_named(&path, name));
+        }
+    }
+    found
 }
 
 /// The hex SHA-256 of `bytes`.

@@ -1,32 +1,24 @@
 //! The subcloud-backup routes (SPEC §2, §3): create, delete and restore. A request becomes a
-//! typed command; each target subcloud's slot is claimed with one conditional write (a
-//! group's members in parallel, bounded); each claim gets an operation record and a job on
-//! the queue, and a claim whose record or job cannot be written is rolled back at once.
+//! typed command, started through `operations::start` (the one way to claim slots), and its
+//! outcome is rendered as dcmanager answers.
 
 use super::{empty_response, json_response, ApiError, App, Fields, ReasonStatus, SubcloudReason};
 use crate::auth::Principal;
 use crate::domain::{
-    digest_hex, epoch_now, timestamp_now, without_secrets, Invalid, OpId, OpKind, OpOptions,
-    OpState, Operation, Ref, Release, Subcloud,
+    check_values_fit, digest_hex, without_secrets, OpKind, OpOptions, Ref, Release, Subcloud,
 };
-use crate::jobs::JobMessage;
-use crate::store::{ClaimOutcome, ClaimRequest, PriorState};
+use crate::operations::{self, Origin};
 use crate::wire;
 use base64::Engine;
-use futures::StreamExt;
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// `backup_values` / `restore_values` larger than this (as JSON) are refused, so ten jobs
-/// always fit one SQS batch.
-const VALUES_MAX_BYTES: usize = 16 * 1024;
-
-/// dcmanager's reinstall modes: they need the subcloud's BMC, which dcbackup does not drive.
-const UNSUPPORTED_RESTORE_FIELDS: [&str; 5] =
-    ["with_install", "release", "auto", "factory", "on_site"];
+/// dcmanager's reinstall modes (booleans): they need the subcloud's BMC, which dcbackup does
+/// not drive. The stock client always sends them as "false", which asks for none of them.
+const REINSTALL_FLAGS: [&str; 4] = ["with_install", "auto", "factory", "on_site"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -53,8 +45,8 @@ impl Command {
         release: Option<Release>,
         mut f: Fields,
     ) -> Result<Command, ApiError> {
-        let subcloud = f.target("subcloud", "Subcloud")?;
-        let group = f.target("group", "Subcloud group")?;
+        let subcloud = f.target("subcloud", "Subcloud not found")?;
+        let group = f.target("group", "Group not found")?;
         let local_only = f.boolean("local_only")?.unwrap_or(false);
         let registry_images = match kind {
             OpKind::Delete => false,
@@ -72,12 +64,31 @@ impl Command {
         if let Some(password) = f.string("sysadmin_password")? {
             check_password(&password)?;
         }
-        if kind == OpKind::Restore {
-            for field in UNSUPPORTED_RESTORE_FIELDS {
-                if f.present(field) {
-                    return Err(ApiError::BadRequest(format!("{field} is not supported")));
+        match kind {
+            OpKind::Restore => {
+                for field in REINSTALL_FLAGS {
+                    if f.boolean(field)? == Some(true) {
+                        return Err(ApiError::BadRequest(format!("{field} is not supported")));
+                    }
+                }
+                // The release to reinstall (with with_install): empty asks for nothing.
+                if f.string("release")?.is_some_and(|r| !r.trim().is_empty()) {
+                    return Err(ApiError::BadRequest("release is not supported".into()));
                 }
             }
+            // The stock client repeats the path's release in the body.
+            OpKind::Delete => {
+                if let (Some(given), Some(path)) = (f.string("release")?, &release) {
+                    if given != path.as_str() {
+                        let path = path.as_str();
+                        return Err(ApiError::BadRequest(format!(
+                            "release {given} in the body differs from release {path} in the path; \
+                             give the same release or leave it out of the body"
+                        )));
+                    }
+                }
+            }
+            OpKind::Create => {}
         }
         f.finish()?;
 
@@ -97,7 +108,7 @@ impl Command {
         };
         if registry_images && !local_only {
             return Err(ApiError::BadRequest(
-                "Option registry_images cannot be used without local_only option.".into(),
+                "Option registry_images can not be used without local_only option.".into(),
             ));
         }
         let bootstrap = match &values {
@@ -106,11 +117,7 @@ impl Command {
         };
         let values = values.map(without_secrets);
         if let (Some(v), Some(field)) = (&values, values_field) {
-            if Value::Object(v.clone()).to_string().len() > VALUES_MAX_BYTES {
-                return Err(ApiError::BadRequest(format!(
-                    "{field} is too large; keep it under {VALUES_MAX_BYTES} bytes"
-                )));
-            }
+            check_values_fit(field, v)?;
         }
         Ok(Command {
             kind,
@@ -182,252 +189,63 @@ fn bootstrap_addresses(values: &Map<String, Value>) -> Result<HashMap<String, Ip
     })?;
     map.iter()
         .map(|(name, address)| {
-            let field = format!("restore_values.bootstrap_address.{name}");
             let ip = address
                 .as_str()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .ok_or_else(|| Invalid::field(&field, "must be an IPv4 or IPv6 address"))?;
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    let given = address
+                        .as_str()
+                        .map_or_else(|| address.to_string(), str::to_owned);
+                    ApiError::BadRequest(format!(
+                        "Subcloud {name} must have a valid bootstrap address: {given}"
+                    ))
+                })?;
             Ok((name.clone(), ip))
         })
         .collect()
 }
 
-/// One target subcloud's fate.
-enum Verdict {
-    Accepted {
-        subcloud: Box<Subcloud>,
-        prior: PriorState,
-        op_id: OpId,
-    },
-    Refused(SubcloudReason),
-}
-
-/// A claimed subcloud on its way to the queue.
-struct Claimed {
-    subcloud: Subcloud,
-    prior: PriorState,
-    op_id: OpId,
-}
-
-fn reason(sc: &Subcloud, status: ReasonStatus, reason: String) -> SubcloudReason {
-    SubcloudReason {
-        id: sc.id,
-        name: sc.name.to_string(),
-        status,
-        reason,
-    }
-}
-
-/// Runs a command for a caller: claims, records, queues, answers.
+/// Runs a command for a caller: starts it through `operations::start`, answers.
 pub async fn execute(
     app: &App,
     principal: &Principal,
     command: &Command,
 ) -> Result<Response<Body>, ApiError> {
-    let (members, group) = match &command.target {
-        Target::Subcloud(r) => (vec![app.inventory.subcloud(r).await?], None),
-        Target::Group(r) => {
-            let group = app.inventory.group(r).await?;
-            let members = app.inventory.members(group.id).await?;
-            if members.is_empty() {
-                return Err(ApiError::BadRequest(format!(
-                    "Group {} has no subclouds",
-                    group.name
-                )));
-            }
-            (members, Some(group))
-        }
+    let origin = Origin {
+        requested_by: principal.subject.clone(),
+        schedule_id: None,
     };
-    let now = epoch_now();
-    let group_id = group.as_ref().map(|g| g.id);
-    let verdicts: Vec<Verdict> = futures::stream::iter(members)
-        .map(|sc| claim_one(app, command, sc, group_id, now))
-        .buffer_unordered(app.claim_concurrency)
-        .collect()
-        .await;
-
-    let mut claimed = Vec::new();
-    let mut refused = Vec::new();
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Accepted {
-                subcloud,
-                prior,
-                op_id,
-            } => claimed.push(Claimed {
-                subcloud: *subcloud,
-                prior,
-                op_id,
-            }),
-            Verdict::Refused(r) => refused.push(r),
-        }
-    }
-    let group_name = group.map(|g| g.name.to_string());
-    let (accepted, failed) =
-        hand_over(app, principal, command, group_name.as_deref(), claimed).await;
-    refused.extend(failed);
+    let started = operations::start(app.starter(), command, &origin).await?;
+    let group_name = started.group.map(|g| g.name.to_string());
+    let accepted_any = !started.accepted.is_empty();
+    let mut refused = started.skipped;
+    refused.extend(started.failed);
     refused.sort_by_key(|r| r.id);
-    answer(command, group_name.as_deref(), accepted, refused)
-}
-
-async fn claim_one(
-    app: &App,
-    command: &Command,
-    sc: Subcloud,
-    group_id: Option<u64>,
-    now: u64,
-) -> Verdict {
-    let request = ClaimRequest {
-        op_id: OpId::new(),
-        kind: command.kind,
-        local_only: command.options.local_only,
-        release: command.release_for(&sc),
-        group_id,
-        has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
-        now,
-        lease_seconds: app.lease_seconds,
-    };
-    let refused = |status, why| Verdict::Refused(reason(&sc, status, why));
-    match app.inventory.claim(sc.id, &request).await {
-        Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
-            subcloud,
-            prior,
-            op_id: request.op_id,
-        },
-        Ok(ClaimOutcome::Busy { name, holder }) => refused(
-            ReasonStatus::Busy,
-            format!(
-                "Subcloud {name} is busy: {} operation {} in progress since {}",
-                holder.kind, holder.op_id, holder.since
-            ),
-        ),
-        Ok(ClaimOutcome::Contended { name }) => refused(
-            ReasonStatus::Busy,
-            format!("Subcloud {name} changed while it was being claimed; try again"),
-        ),
-        Ok(ClaimOutcome::Invalid { reason: why, .. }) => refused(ReasonStatus::Invalid, why),
-        Ok(ClaimOutcome::Gone) => refused(
-            ReasonStatus::Gone,
-            format!("Subcloud {} no longer exists", sc.name),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
-            refused(
-                ReasonStatus::Failed,
-                "the database is unavailable; try again".into(),
-            )
-        }
-    }
-}
-
-/// Writes the operation records and sends the jobs of the claimed subclouds. A claim whose
-/// record or job could not be written is rolled back and reported as failed.
-async fn hand_over(
-    app: &App,
-    principal: &Principal,
-    command: &Command,
-    group: Option<&str>,
-    claimed: Vec<Claimed>,
-) -> (Vec<Subcloud>, Vec<SubcloudReason>) {
-    if claimed.is_empty() {
-        return (Vec::new(), Vec::new());
-    }
-    let now = timestamp_now();
-    let operations: Vec<Operation> = claimed
-        .iter()
-        .map(|c| Operation {
-            op_id: c.op_id.clone(),
-            kind: command.kind,
-            subcloud_id: c.subcloud.id,
-            subcloud_name: c.subcloud.name.to_string(),
-            release: command.release_for(&c.subcloud),
-            fence: c.subcloud.fence,
-            options: command.options.clone(),
-            requested_by: principal.subject.clone(),
-            group: group.map(str::to_owned),
-            state: OpState::Queued,
-            error: None,
-            created_at: now.clone(),
-            updated_at: now.clone(),
-            started_at: None,
-            finished_at: None,
-        })
-        .collect();
-
-    let unrecorded = match app.inventory.put_operations(&operations).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::error!(error = %e, "operation records could not be written");
-            operations.iter().map(|op| op.op_id.clone()).collect()
-        }
-    };
-    let (unrecorded, recorded): (Vec<_>, Vec<_>) = claimed
-        .into_iter()
-        .zip(operations)
-        .partition(|(c, _)| unrecorded.contains(&c.op_id));
-    let mut failed = undo(
-        app,
-        unrecorded,
-        "the operation could not be recorded; try again",
+    answer(
+        command,
+        group_name.as_deref(),
+        accepted_any,
+        started.members,
+        refused,
     )
-    .await;
-
-    let jobs: Vec<JobMessage> = recorded
-        .iter()
-        .map(|(_, op)| JobMessage::for_operation(op))
-        .collect();
-    let sent = app.jobs.send_all(&jobs).await;
-    let mut accepted = Vec::new();
-    let mut unsent = Vec::new();
-    for ((c, op), result) in recorded.into_iter().zip(sent) {
-        match result {
-            Ok(()) => {
-                tracing::info!(op_id = %op.op_id, subcloud = %c.subcloud.name, kind = op.kind.as_str(), "operation queued");
-                accepted.push(c.subcloud);
-            }
-            Err(why) => {
-                tracing::error!(op_id = %op.op_id, subcloud = %c.subcloud.name, error = %why, "job not queued");
-                unsent.push((c, op));
-            }
-        }
-    }
-    failed.extend(undo(app, unsent, "the job could not be queued; try again").await);
-    accepted.sort_by_key(|sc| sc.id);
-    (accepted, failed)
 }
 
-/// Undoes claims whose jobs will never run, all at once: each claim is released and its
-/// record (if written) marked failed. If a release fails too, the lease expires and the
-/// slot is recovered by the next claim.
-async fn undo(app: &App, claims: Vec<(Claimed, Operation)>, why: &str) -> Vec<SubcloudReason> {
-    futures::stream::iter(claims)
-        .map(|(c, op)| async move {
-            match app.inventory.release_claim(&c.subcloud, &c.prior).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(op_id = %op.op_id, "claim was already gone when rolled back"),
-                Err(e) => tracing::error!(op_id = %op.op_id, error = %e, "claim not rolled back; its lease will expire"),
-            }
-            if let Err(e) = app.inventory.fail_operation(&op.op_id, why).await {
-                tracing::error!(op_id = %op.op_id, error = %e, "operation record not marked failed");
-            }
-            reason(&c.subcloud, ReasonStatus::Failed, why.to_owned())
-        })
-        .buffer_unordered(app.claim_concurrency)
-        .collect()
-        .await
-}
-
+/// The answer, as dcmanager gives it: `subclouds` lists every subcloud of the target as it
+/// stands after the request (SPEC §3); `skipped` and `failed` say why the others were not
+/// taken. A request that took none is an error listing each one's reason.
 fn answer(
     command: &Command,
     group: Option<&str>,
-    accepted: Vec<Subcloud>,
+    accepted_any: bool,
+    standing: Vec<Subcloud>,
     refused: Vec<SubcloudReason>,
 ) -> Result<Response<Body>, ApiError> {
-    if accepted.is_empty() {
+    if !accepted_any {
         let count = |status: ReasonStatus| refused.iter().filter(|r| r.status == status).count();
         let (busy, failed) = (count(ReasonStatus::Busy), count(ReasonStatus::Failed));
         if let (Target::Subcloud(r), 1) = (&command.target, count(ReasonStatus::Gone)) {
-            return Err(ApiError::NotFound(format!("Subcloud not found: {r}")));
+            tracing::info!(subcloud = %r, "subcloud deleted while it was being claimed");
+            return Err(ApiError::NotFound("Subcloud not found".into()));
         }
         // 409 when every subcloud was busy; 400 when any was not valid; else (only busy and
         // failed ones) the failure of a dependency: 503.
@@ -464,7 +282,7 @@ fn answer(
         .into_iter()
         .partition(|r| r.status == ReasonStatus::Failed);
     let body = json!({
-        "subclouds": accepted.iter().map(wire::subcloud).collect::<Vec<_>>(),
+        "subclouds": standing.iter().map(wire::subcloud).collect::<Vec<_>>(),
         "skipped": skipped,
         "failed": failed,
     });

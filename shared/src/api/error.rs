@@ -40,14 +40,13 @@ pub enum ApiError {
     Forbidden(Denied),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// A method the path does not serve; `allow` lists those it does (the `Allow` header).
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("Request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("{0}")]
-    UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
     /// A request about subclouds, refused as a whole, with each subcloud's reason.
@@ -70,10 +69,9 @@ impl ApiError {
             ApiError::Unauthorized(e) => e.status(),
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Subclouds { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -94,11 +92,19 @@ impl ApiError {
             body["error"]["subclouds"] = json!(subclouds);
         }
         let mut response = super::json_response(status, &body);
-        if let ApiError::Unauthorized(e) = self {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static(e.www_authenticate()),
-            );
+        match self {
+            ApiError::Unauthorized(e) => {
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(e.www_authenticate()),
+                );
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(allow) = http::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(http::header::ALLOW, allow);
+                }
+            }
+            _ => {}
         }
         response
     }
@@ -125,17 +131,45 @@ impl From<InventoryError> for ApiError {
         use InventoryError as E;
         let message = e.to_string();
         match e {
-            E::SubcloudNotFound(_) | E::GroupNotFound(_) => ApiError::NotFound(message),
+            E::SubcloudNotFound(_) | E::GroupNotFound(_) | E::ScheduleNotFound(_) => {
+                ApiError::NotFound(message)
+            }
             E::UnknownGroup(_)
             | E::DefaultGroupProtected(_)
             | E::SubcloudManaged(_)
+            | E::SubcloudDeploying { .. }
             | E::NoAgentUrl => ApiError::BadRequest(message),
             E::SubcloudExists(_)
             | E::GroupExists(_)
+            | E::ScheduleExists(_)
             | E::GroupNotEmpty { .. }
-            | E::Busy { .. }
             | E::Contended(_) => ApiError::Conflict(message),
+            // Listed under `error.subclouds` like every other refusal about a subcloud.
+            E::Busy { id, name, .. } => ApiError::Subclouds {
+                status: StatusCode::CONFLICT,
+                subclouds: vec![SubcloudReason {
+                    id,
+                    name: name.to_string(),
+                    status: ReasonStatus::Busy,
+                    reason: message.clone(),
+                }],
+                message,
+            },
             E::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<crate::operations::StartError> for ApiError {
+    fn from(e: crate::operations::StartError) -> Self {
+        use crate::operations::StartError as E;
+        // dcmanager's words for the API; the scheduler records the group's name too.
+        match e {
+            E::Inventory(InventoryError::GroupNotFound(_)) => {
+                ApiError::NotFound("Group not found".into())
+            }
+            E::Inventory(e) => e.into(),
+            E::EmptyGroup(_) => ApiError::BadRequest("No subclouds present in group".into()),
         }
     }
 }

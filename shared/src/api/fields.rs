@@ -130,15 +130,8 @@ impl Fields {
         };
         match value {
             Value::Object(map) => Ok(Some(map)),
-            _ => Err(ApiError::BadRequest(format!(
-                "{key} must be a mapping of keys to values"
-            ))),
+            other => Err(expected_dict(key, &other)),
         }
-    }
-
-    /// Whether the field was given (it is then taken).
-    pub fn present(&mut self, key: &str) -> bool {
-        self.take(key).is_some()
     }
 
     /// A subcloud or group reference: an id (number or digits) or a name.
@@ -147,11 +140,9 @@ impl Fields {
     }
 
     /// The subcloud or group a request is about: like `reference`, but a name that cannot
-    /// exist is simply not found (404), as an unknown one is.
-    pub fn target(&mut self, key: &str, what: &str) -> Result<Option<Ref>, ApiError> {
-        self.reference_or(key, |_, name| {
-            ApiError::NotFound(format!("{what} not found: {name}"))
-        })
+    /// exist is simply not found (404 with `not_found`), as an unknown one is.
+    pub fn target(&mut self, key: &str, not_found: &str) -> Result<Option<Ref>, ApiError> {
+        self.reference_or(key, |_, _| ApiError::NotFound(not_found.to_owned()))
     }
 
     fn reference_or(
@@ -184,6 +175,23 @@ impl Fields {
             keys.join(", ")
         )))
     }
+}
+
+/// dcmanager's 400 for a values file that is not a mapping, naming the type as Python
+/// would ("Invalid type for backup_values: Expected dict, got list").
+pub(super) fn expected_dict(field: &str, value: &Value) -> ApiError {
+    let got = match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    };
+    ApiError::BadRequest(format!(
+        "Invalid type for {field}: Expected dict, got {got}"
+    ))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod fields;
 mod groups;
 mod multipart;
 mod operations;
+mod schedules;
 mod subclouds;
 
 pub use backup::{Command, Target};
@@ -34,11 +35,24 @@ pub struct App {
     pub claim_concurrency: usize,
 }
 
+impl App {
+    /// The one way to start operations, over this app's store and queue.
+    pub fn starter(&self) -> crate::operations::Starter<'_> {
+        crate::operations::Starter {
+            inventory: &self.inventory,
+            jobs: &self.jobs,
+            lease_seconds: self.lease_seconds,
+            claim_concurrency: self.claim_concurrency,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     SubcloudsList,
     SubcloudsRegister,
     SubcloudsShow,
+    SubcloudsDetail,
     SubcloudsUpdate,
     SubcloudsDelete,
     GroupsList,
@@ -53,13 +67,19 @@ pub enum Route {
     OperationsShow,
     OperationsHistory,
     BackupsList,
+    SchedulesList,
+    SchedulesCreate,
+    SchedulesShow,
+    SchedulesUpdate,
+    SchedulesDelete,
 }
 
 impl Route {
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 23] = [
         Route::SubcloudsList,
         Route::SubcloudsRegister,
         Route::SubcloudsShow,
+        Route::SubcloudsDetail,
         Route::SubcloudsUpdate,
         Route::SubcloudsDelete,
         Route::GroupsList,
@@ -74,6 +94,11 @@ impl Route {
         Route::OperationsShow,
         Route::OperationsHistory,
         Route::BackupsList,
+        Route::SchedulesList,
+        Route::SchedulesCreate,
+        Route::SchedulesShow,
+        Route::SchedulesUpdate,
+        Route::SchedulesDelete,
     ];
 
     /// The Lambda function (and crate under `functions/`) serving this route.
@@ -82,6 +107,7 @@ impl Route {
             Route::SubcloudsList => "subclouds-list",
             Route::SubcloudsRegister => "subclouds-register",
             Route::SubcloudsShow => "subclouds-show",
+            Route::SubcloudsDetail => "subclouds-detail",
             Route::SubcloudsUpdate => "subclouds-update",
             Route::SubcloudsDelete => "subclouds-delete",
             Route::GroupsList => "groups-list",
@@ -96,18 +122,27 @@ impl Route {
             Route::OperationsShow => "operations-show",
             Route::OperationsHistory => "operations-history",
             Route::BackupsList => "backups-list",
+            Route::SchedulesList => "backup-schedules-list",
+            Route::SchedulesCreate => "backup-schedules-create",
+            Route::SchedulesShow => "backup-schedules-show",
+            Route::SchedulesUpdate => "backup-schedules-update",
+            Route::SchedulesDelete => "backup-schedules-delete",
         }
     }
 
     pub fn method(self) -> Method {
         match self {
-            Route::SubcloudsList | Route::SubcloudsShow => Method::GET,
+            Route::SubcloudsList | Route::SubcloudsShow | Route::SubcloudsDetail => Method::GET,
             Route::GroupsList | Route::GroupsShow | Route::GroupsMembers => Method::GET,
             Route::OperationsShow | Route::OperationsHistory | Route::BackupsList => Method::GET,
             Route::SubcloudsRegister | Route::GroupsCreate | Route::BackupCreate => Method::POST,
             Route::SubcloudsUpdate | Route::GroupsUpdate => Method::PATCH,
             Route::BackupDelete | Route::BackupRestore => Method::PATCH,
             Route::SubcloudsDelete | Route::GroupsDelete => Method::DELETE,
+            Route::SchedulesList | Route::SchedulesShow => Method::GET,
+            Route::SchedulesCreate => Method::POST,
+            Route::SchedulesUpdate => Method::PATCH,
+            Route::SchedulesDelete => Method::DELETE,
         }
     }
 
@@ -115,7 +150,9 @@ impl Route {
     /// needs the weaker `manage_unmanage` rule instead (checked once the body is parsed).
     pub fn policy_rule(self) -> &'static str {
         match self {
-            Route::SubcloudsList | Route::SubcloudsShow => rules::SUBCLOUDS_GET,
+            Route::SubcloudsList | Route::SubcloudsShow | Route::SubcloudsDetail => {
+                rules::SUBCLOUDS_GET
+            }
             Route::SubcloudsRegister => rules::SUBCLOUDS_CREATE,
             Route::SubcloudsUpdate => rules::SUBCLOUDS_MODIFY,
             Route::SubcloudsDelete => rules::SUBCLOUDS_DELETE,
@@ -131,6 +168,10 @@ impl Route {
             Route::OperationsShow | Route::OperationsHistory | Route::BackupsList => {
                 rules::SUBCLOUD_BACKUP_GET
             }
+            Route::SchedulesList | Route::SchedulesShow => rules::BACKUP_SCHEDULES_GET,
+            Route::SchedulesCreate => rules::BACKUP_SCHEDULES_CREATE,
+            Route::SchedulesUpdate => rules::BACKUP_SCHEDULES_MODIFY,
+            Route::SchedulesDelete => rules::BACKUP_SCHEDULES_DELETE,
         }
     }
 
@@ -145,6 +186,7 @@ impl Route {
             Route::GroupsShow | Route::GroupsUpdate | Route::GroupsDelete => {
                 "/v1.0/subcloud-groups/{ref}"
             }
+            Route::SubcloudsDetail => "/v1.0/subclouds/{ref}/detail",
             Route::GroupsMembers => "/v1.0/subcloud-groups/{ref}/subclouds",
             Route::BackupCreate => "/v1.0/subcloud-backup",
             Route::BackupDelete => "/v1.0/subcloud-backup/delete/{release_version}",
@@ -152,7 +194,28 @@ impl Route {
             Route::OperationsShow => "/v1.0/subcloud-backup/operations/{op_id}",
             Route::OperationsHistory => "/v1.0/subclouds/{ref}/operations",
             Route::BackupsList => "/v1.0/subclouds/{ref}/backups",
+            Route::SchedulesList | Route::SchedulesCreate => "/v1.0/backup-schedules",
+            Route::SchedulesShow | Route::SchedulesUpdate | Route::SchedulesDelete => {
+                "/v1.0/backup-schedules/{ref}"
+            }
         }
+    }
+
+    /// The routes whose pattern is this whole path, with or without one trailing slash
+    /// (SPEC §2), whatever their method.
+    pub fn for_path(path: &str) -> Vec<Route> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        Route::ALL
+            .into_iter()
+            .filter(|route| {
+                let pattern: Vec<&str> = route.pattern().split('/').collect();
+                pattern.len() == segments.len()
+                    && pattern.iter().zip(&segments).all(|(want, got)| {
+                        want == got || (want.starts_with('{') && !got.is_empty())
+                    })
+            })
+            .collect()
     }
 
     /// The `{...}` segment of a request path, percent-decoded. The pattern is matched
@@ -180,12 +243,14 @@ impl Route {
 /// A path's subcloud or group reference; one that cannot name anything is simply not found.
 fn path_ref(route: Route, param: Option<&str>) -> Result<Ref, ApiError> {
     let value = param.unwrap_or_default();
-    let what = if route.function().starts_with("groups") {
-        "Subcloud group"
+    let message = if route.function().starts_with("groups") {
+        format!("Subcloud group not found: {value}")
+    } else if route.function().starts_with("backup-schedules") {
+        format!("Backup schedule not found: {value}")
     } else {
-        "Subcloud"
+        "Subcloud not found".to_owned()
     };
-    Ref::parse("ref", value).map_err(|_| ApiError::NotFound(format!("{what} not found: {value}")))
+    Ref::parse("ref", value).map_err(|_| ApiError::NotFound(message))
 }
 
 fn percent_decode(segment: &str) -> Option<String> {
@@ -220,6 +285,42 @@ pub(crate) fn empty_response(status: StatusCode) -> Response<Body> {
         .expect("status is valid")
 }
 
+/// The 405 for `method` on a path whose routes are `routes`; `None` when no route serves
+/// the path at all.
+fn method_not_allowed(method: &Method, routes: &[Route]) -> Option<ApiError> {
+    let first = routes.first()?;
+    let allow: Vec<String> = routes.iter().map(|r| r.method().to_string()).collect();
+    let allow = allow.join(", ");
+    Some(ApiError::MethodNotAllowed {
+        message: format!(
+            "{method} is not allowed on {}; use {allow}",
+            first.pattern()
+        ),
+        allow,
+    })
+}
+
+/// API Gateway's `$default` route (and `make run`'s router for everything it does not route):
+/// a request no route serves gets dcbackup's JSON error, 404 for an unknown path and 405
+/// with `Allow` for a method its path does not take. Needs no token: it reveals nothing
+/// beyond the routes this module declares.
+pub fn default_route(req: &Request) -> Response<Body> {
+    let path = req.uri().path();
+    let error = method_not_allowed(req.method(), &Route::for_path(path)).unwrap_or_else(|| {
+        ApiError::NotFound(format!(
+            "No route for {} {path}; the API's routes are under /v1.0 (see README.md)",
+            req.method()
+        ))
+    });
+    let response = error.into_response();
+    tracing::info!(
+        function = "default-route",
+        status = response.status().as_u16(),
+        "request served"
+    );
+    response
+}
+
 /// Serves one request on one route. Never fails: every error becomes its HTTP answer. Log
 /// lines carry the Lambda request id through the runtime's span.
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
@@ -237,12 +338,11 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
 
 async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, ApiError> {
     if req.method() != route.method() {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "{} is not allowed on {}; use {}",
-            req.method(),
-            route.pattern(),
-            route.method()
-        )));
+        return Err(
+            method_not_allowed(req.method(), &Route::for_path(req.uri().path())).unwrap_or_else(
+                || ApiError::NotFound(format!("No route for {}", req.uri().path())),
+            ),
+        );
     }
     let principal = app
         .auth
@@ -262,6 +362,7 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         Route::SubcloudsList => subclouds::list(app).await,
         Route::SubcloudsRegister => subclouds::register(app, body).await,
         Route::SubcloudsShow => subclouds::show(app, &target()?).await,
+        Route::SubcloudsDetail => subclouds::detail(app, &target()?).await,
         Route::SubcloudsUpdate => subclouds::update(app, &principal, &target()?, body).await,
         Route::SubcloudsDelete => subclouds::delete(app, &target()?).await,
         Route::GroupsList => groups::list(app).await,
@@ -284,6 +385,11 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
         Route::BackupCreate => backup(OpKind::Create).await,
         Route::BackupDelete => backup(OpKind::Delete).await,
         Route::BackupRestore => backup(OpKind::Restore).await,
+        Route::SchedulesList => schedules::list(app).await,
+        Route::SchedulesCreate => schedules::create(app, body).await,
+        Route::SchedulesShow => schedules::show(app, &target()?).await,
+        Route::SchedulesUpdate => schedules::update(app, &target()?, body).await,
+        Route::SchedulesDelete => schedules::delete(app, &target()?).await,
     }
 }
 
@@ -305,26 +411,20 @@ async fn backup_route(
     idempotent(app, route, req, principal, &command).await
 }
 
-/// A body's fields: JSON, or `multipart/form-data` (every part as text; value files are
-/// parsed as YAML by `Fields::mapping`).
+/// A body's fields: `multipart/form-data` (every part as text; value files are parsed as
+/// YAML by `Fields::mapping`), else JSON whatever the Content-Type says, as dcmanager reads
+/// it (curl's `-d` sends `application/x-www-form-urlencoded`).
 fn request_fields(req: &Request) -> Result<Fields, ApiError> {
-    let content_type = match req.headers().get(http::header::CONTENT_TYPE) {
-        None => "application/json",
-        Some(v) => v.to_str().map_err(|_| {
-            ApiError::UnsupportedMediaType("Content-Type is not readable text".into())
-        })?,
-    };
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let body: &[u8] = req.body().as_ref();
-    if let Some(boundary) = multipart::boundary(content_type) {
-        return Fields::from_map(multipart::parse(body, &boundary?)?);
+    match multipart::boundary(content_type) {
+        Some(boundary) => Fields::from_map(multipart::parse(body, &boundary?)?),
+        None => Fields::from_json(body),
     }
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    if media.eq_ignore_ascii_case("application/json") || media.is_empty() {
-        return Fields::from_json(body);
-    }
-    Err(ApiError::UnsupportedMediaType(format!(
-        "Content-Type {media} is not supported; send application/json or multipart/form-data"
-    )))
 }
 
 /// Runs a subcloud-backup command once per `Idempotency-Key` (scoped to the route and the
@@ -472,6 +572,26 @@ mod tests {
             param(Route::GroupsList, "/v1.0/subcloud-groups").unwrap(),
             None
         );
+        for route in Route::ALL {
+            let path = route.pattern().replace("{ref}", "dc1");
+            for path in [path.clone(), format!("{path}/")] {
+                let found: Vec<Route> = Route::for_path(&path)
+                    .into_iter()
+                    .filter(|r| r.method() == route.method())
+                    .collect();
+                assert_eq!(found, [route], "{path}");
+            }
+        }
+        assert_eq!(
+            Route::for_path("/v1.0/subclouds/dc1"),
+            [
+                Route::SubcloudsShow,
+                Route::SubcloudsUpdate,
+                Route::SubcloudsDelete
+            ]
+        );
+        assert!(Route::for_path("/v1.0/subclouds//").is_empty());
+        assert!(Route::for_path("/v1.0/subclouds/a/b").is_empty());
         assert_eq!(
             param(Route::BackupDelete, "/v1.0/subcloud-backup/delete/24.09")
                 .unwrap()

@@ -4,6 +4,7 @@
 
 use super::ApiError;
 use serde_json::{Map, Value};
+use yaml_rust2::Event;
 
 /// The boundary of a `multipart/form-data` content type, if that is what it is.
 pub fn boundary(content_type: &str) -> Option<Result<String, ApiError>> {
@@ -98,14 +99,49 @@ pub fn yaml_mapping(field: &str, text: &[u8]) -> Result<Value, ApiError> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
+    refuse_tags(field, text)?;
     let value: Value = serde_yaml::from_slice(text)
         .map_err(|e| ApiError::BadRequest(format!("{field} is not valid YAML: {e}")))?;
     match value {
         Value::Object(_) => Ok(value),
         Value::Null => Ok(Value::Object(Map::new())),
-        _ => Err(ApiError::BadRequest(format!(
-            "{field} must be a YAML mapping of keys to values"
-        ))),
+        other => Err(super::fields::expected_dict(field, &other)),
+    }
+}
+
+/// Tags a safe loader resolves to plain data (YAML's core schema). Any other tag names a
+/// constructor (`!!python/object/apply:os.system`) that dcmanager's `yaml.safe_load` refuses,
+/// and that serde_yaml would drop silently, keeping the tagged value.
+const PLAIN_TAGS: [&str; 7] = ["str", "int", "float", "bool", "null", "map", "seq"];
+const CORE_SCHEMA: &str = "tag:yaml.org,2002:";
+
+fn refuse_tags(field: &str, text: &[u8]) -> Result<(), ApiError> {
+    let invalid = |why: String| ApiError::BadRequest(format!("{field} is not valid YAML: {why}"));
+    let text = std::str::from_utf8(text).map_err(|_| invalid("it is not UTF-8".into()))?;
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| invalid(e.to_string()))?;
+        let tag = match &event {
+            Event::Scalar(_, _, _, tag)
+            | Event::SequenceStart(_, tag)
+            | Event::MappingStart(_, tag) => tag.as_ref(),
+            Event::StreamEnd => return Ok(()),
+            _ => None,
+        };
+        let Some(tag) = tag else { continue };
+        if tag.handle == CORE_SCHEMA && PLAIN_TAGS.contains(&tag.suffix.as_str()) {
+            continue;
+        }
+        let handle = if tag.handle == CORE_SCHEMA {
+            "!!"
+        } else {
+            tag.handle.as_str()
+        };
+        return Err(ApiError::BadRequest(format!(
+            "{field} uses the YAML tag {handle}{} (line {}); tags that construct objects are not accepted",
+            tag.suffix,
+            mark.line()
+        )));
     }
 }
 
@@ -130,6 +166,30 @@ mod tests {
         }
         out.push_str("--XyZ--\r\n");
         out.into_bytes()
+    }
+
+    #[test]
+    fn yaml_tags_that_construct_objects_are_refused() {
+        for (text, tag) in [
+            (
+                "a: !!python/object/apply:os.system ['ls']",
+                "!!python/object/apply:os.system",
+            ),
+            (
+                "a:\n  b: !!python/name:os.system",
+                "!!python/name:os.system",
+            ),
+            ("- !custom x", "!custom"),
+            ("a: !<tag:example.com,2000:x> 1", "tag:example.com,2000:x"),
+            ("a: !!binary aGk=", "!!binary"),
+        ] {
+            let error = yaml_mapping("backup_values", text.as_bytes()).expect_err(text);
+            assert!(error.to_string().contains(tag), "{text}: {error}");
+        }
+        let plain = "a: !!str 5\nb: !!int '7'\nc: !!map {d: !!seq [1]}\ne: !!bool true";
+        let value = yaml_mapping("backup_values", plain.as_bytes()).expect("core tags");
+        assert_eq!(value["a"], "5");
+        assert_eq!(value["b"], 7);
     }
 
     #[test]
@@ -195,7 +255,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("restore_values is not valid YAML"));
-        assert!(yaml_mapping("restore_values", b"- 1\n- 2").is_err());
+        assert_eq!(
+            yaml_mapping("restore_values", b"- 1\n- 2")
+                .unwrap_err()
+                .to_string(),
+            "Invalid type for restore_values: Expected dict, got list"
+        );
+        assert_eq!(
+            yaml_mapping("backup_values", b"just text")
+                .unwrap_err()
+                .to_string(),
+            "Invalid type for backup_values: Expected dict, got str"
+        );
         let twice = body(&[("a", None, "1"), ("a", None, "2")]);
         assert!(parse(&twice, "XyZ").is_err());
     }

@@ -1,5 +1,5 @@
 //! What the operations left: their records (one by id, a subcloud's history, newest first)
-//! and the backups kept of a subcloud.
+//! and the backups kept of a subcloud, newest first.
 
 use super::{json_response, ApiError, App};
 use crate::domain::{OpId, Ref};
@@ -27,7 +27,9 @@ pub(super) async fn history(app: &App, r: &Ref) -> Result<Response<Body>, ApiErr
 
 pub(super) async fn backups(app: &App, r: &Ref) -> Result<Response<Body>, ApiError> {
     let subcloud = app.inventory.subcloud(r).await?;
-    let backups = app.inventory.backups(subcloud.id).await?;
+    let mut backups = app.inventory.backups(subcloud.id).await?;
+    // Newest first, like the history (dcmanager timestamps sort as text).
+    backups.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "backups": backups.iter().map(wire::backup).collect::<Vec<_>>() }),

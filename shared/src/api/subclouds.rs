@@ -1,4 +1,4 @@
-//! The subcloud inventory routes: register, list, show, update, delete.
+//! The subcloud inventory routes: register, list, show (and its detail), update, delete.
 
 use super::{empty_response, json_response, ApiError, App, Fields};
 use crate::auth::{policy::rules, Principal};
@@ -21,6 +21,15 @@ pub(super) async fn list(app: &App) -> Result<Response<Body>, ApiError> {
 pub(super) async fn show(app: &App, r: &Ref) -> Result<Response<Body>, ApiError> {
     let subcloud = app.inventory.subcloud(r).await?;
     Ok(json_response(StatusCode::OK, &wire::subcloud(&subcloud)))
+}
+
+/// dcmanager's `subcloud show --detail`: the subcloud with its detail keys.
+pub(super) async fn detail(app: &App, r: &Ref) -> Result<Response<Body>, ApiError> {
+    let subcloud = app.inventory.subcloud(r).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::subcloud_detail(&subcloud),
+    ))
 }
 
 pub(super) async fn register(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {

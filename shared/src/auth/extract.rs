@@ -1,7 +1,9 @@
 //! Where a request carries its token: `Authorization: Bearer <t>`, `X-Auth-Token: <t>` (what
 //! dcmanager clients send) or `OIDC-Token: <t>`. Any of them may be present, each even more than
 //! once, as long as they all carry the same token: a request whose headers disagree is refused
-//! rather than guessing which one the caller meant. Size is checked here, before any decoding.
+//! rather than guessing which one the caller meant. API Gateway HTTP APIs join a repeated header
+//! into one value with commas (`<t>, <t>`); a JWT holds no comma, so each comma-separated element
+//! counts as one occurrence. Size is checked here, before any decoding.
 
 use http::header::{HeaderName, AUTHORIZATION};
 use http::{HeaderMap, HeaderValue};
@@ -10,6 +12,8 @@ use super::AuthError;
 
 /// Real tokens are a few KiB at most; a larger one is refused before it is parsed.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// A header joined from repeats holds a few copies of one token at most.
+const MAX_HEADER_BYTES: usize = 4 * (MAX_TOKEN_BYTES + "Bearer , ".len());
 
 const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 const OIDC_TOKEN: HeaderName = HeaderName::from_static("oidc-token");
@@ -18,14 +22,18 @@ const OIDC_TOKEN: HeaderName = HeaderName::from_static("oidc-token");
 pub fn token(headers: &HeaderMap) -> Result<&str, AuthError> {
     let mut found = None;
     for value in headers.get_all(AUTHORIZATION) {
-        // Other schemes (Basic, AWS SigV4…) are not ours to judge.
-        if let Some(token) = bearer(value)? {
-            agree(&mut found, token)?;
+        for element in elements(value)? {
+            // Other schemes (Basic, AWS SigV4…) are not ours to judge.
+            if let Some(token) = bearer(element) {
+                agree(&mut found, token)?;
+            }
         }
     }
     for name in [X_AUTH_TOKEN, OIDC_TOKEN] {
         for value in headers.get_all(name) {
-            agree(&mut found, text(value)?)?;
+            for element in elements(value)? {
+                agree(&mut found, element)?;
+            }
         }
     }
     found.ok_or(AuthError::Missing)
@@ -42,24 +50,22 @@ fn agree<'a>(found: &mut Option<&'a str>, token: &'a str) -> Result<(), AuthErro
     }
 }
 
-fn text(value: &HeaderValue) -> Result<&str, AuthError> {
-    if value.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
+/// The comma-separated elements of a header value (RFC 9110 §5.3), trimmed.
+fn elements(value: &HeaderValue) -> Result<impl Iterator<Item = &str>, AuthError> {
+    if value.len() > MAX_HEADER_BYTES {
         return Err(AuthError::TooLarge);
     }
-    value
-        .to_str()
-        .map(str::trim)
-        .map_err(|_| AuthError::Malformed)
+    let text = value.to_str().map_err(|_| AuthError::Malformed)?;
+    Ok(text.split(',').map(str::trim))
 }
 
 /// The credentials of a `Bearer` authorization (scheme matched case-insensitively, RFC 9110
 /// §11.1), or `None` for another scheme.
-fn bearer(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
-    let value = text(value)?;
-    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
-    Ok(scheme
+fn bearer(element: &str) -> Option<&str> {
+    let (scheme, credentials) = element.split_once(' ').unwrap_or((element, ""));
+    scheme
         .eq_ignore_ascii_case("bearer")
-        .then_some(credentials.trim()))
+        .then_some(credentials.trim())
 }
 
 fn checked(token: &str) -> Result<&str, AuthError> {
@@ -97,6 +103,7 @@ mod tests {
     #[test]
     fn extraction() {
         let big = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        let joined_big = format!("{0}, {0}", "a".repeat(MAX_TOKEN_BYTES + 1));
         let just_fits = "a".repeat(MAX_TOKEN_BYTES);
         let huge = "a".repeat(64 * 1024);
         let cases: Vec<Case> = vec![
@@ -177,6 +184,51 @@ mod tests {
             (
                 "64 KiB x-auth-token",
                 vec![("X-Auth-Token", huge.as_bytes())],
+                Err(AuthError::TooLarge),
+            ),
+            (
+                "x-auth-token sent twice, joined by API Gateway",
+                vec![("X-Auth-Token", b"t1, t1")],
+                Ok("t1"),
+            ),
+            (
+                "joined without a space",
+                vec![("X-Auth-Token", b"t1,t1")],
+                Ok("t1"),
+            ),
+            (
+                "bearer sent twice, joined",
+                vec![("Authorization", b"Bearer t1, Bearer t1")],
+                Ok("t1"),
+            ),
+            (
+                "joined oidc-token beside a bearer",
+                vec![("Authorization", b"Bearer t1"), ("OIDC-Token", b"t1,t1")],
+                Ok("t1"),
+            ),
+            (
+                "joined values disagree",
+                vec![("X-Auth-Token", b"t1, t2")],
+                Err(AuthError::Conflicting),
+            ),
+            (
+                "joined bearers disagree",
+                vec![("Authorization", b"Bearer t1,Bearer t2")],
+                Err(AuthError::Conflicting),
+            ),
+            (
+                "joined with an empty element",
+                vec![("X-Auth-Token", b"t1, ")],
+                Err(AuthError::Malformed),
+            ),
+            (
+                "another scheme joined with a bearer",
+                vec![("Authorization", b"Basic dXNlcjpwdw==, Bearer t1")],
+                Ok("t1"),
+            ),
+            (
+                "joined copies of a token too large",
+                vec![("X-Auth-Token", joined_big.as_bytes())],
                 Err(AuthError::TooLarge),
             ),
             (

@@ -1,14 +1,16 @@
 //! JWT verification and local minting. The algorithms, issuer, audience and leeway come from
 //! configuration and nothing in a token can widen them: the header's `alg` only picks one of the
 //! configured algorithms, and its key is the shared secret (HS256) or a JWKS key of that same
-//! algorithm (RS256, ES256). A JWKS URL is fetched on first use, cached, and fetched again only
-//! for an unknown `kid`, at most once per minimum interval however many callers ask.
+//! algorithm (RS256, ES256). A JWKS URL is fetched on first use and cached for the response's
+//! `Cache-Control: max-age` (capped by configuration): once that lapses it is fetched again in
+//! the background, and the old set is served only while that fails, for a bounded time. An
+//! unknown `kid` also fetches, at most once per minimum interval however many callers ask.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::header::ACCEPT;
-use http::{Request, StatusCode, Uri};
+use http::header::{ACCEPT, CACHE_CONTROL};
+use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -20,7 +22,6 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
-use tokio::time::Instant;
 
 use super::{AuthConfig, AuthConfigError, AuthError, JwksSource, Principal, SigningAlgorithm};
 
@@ -29,17 +30,43 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// A cold start must not hang on a slow identity provider.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Now, as the key cache sees it. Tests move a manual clock instead of sleeping.
+#[derive(Clone, Default)]
+pub(crate) struct Clock(Option<Arc<std::sync::Mutex<Instant>>>);
+
+impl Clock {
+    fn now(&self) -> Instant {
+        match &self.0 {
+            Some(manual) => *manual.lock().unwrap_or_else(|e| e.into_inner()),
+            None => Instant::now(),
+        }
+    }
+
+    /// A clock that stands still until [`Clock::advance`].
+    #[cfg(test)]
+    pub(crate) fn manual() -> Clock {
+        Clock(Some(Arc::new(std::sync::Mutex::new(Instant::now()))))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn advance(&self, by: Duration) {
+        if let Some(manual) = &self.0 {
+            *manual.lock().expect("clock") += by;
+        }
+    }
+}
+
 /// Checks tokens against the configuration it was built from.
 pub(crate) struct Verifier {
     /// One per configured algorithm, each built from configuration alone.
     validations: Vec<(Algorithm, Validation)>,
     secret: Option<Arc<DecodingKey>>,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<Jwks>>,
     roles_claim: String,
 }
 
 impl Verifier {
-    pub(crate) fn new(config: &AuthConfig) -> Result<Self, AuthConfigError> {
+    pub(crate) fn new(config: &AuthConfig, clock: Clock) -> Result<Self, AuthConfigError> {
         let algorithms: Vec<Algorithm> = config.algorithms.iter().map(|a| a.jwt()).collect();
         let validations = algorithms
             .iter()
@@ -72,23 +99,31 @@ impl Verifier {
                         reason,
                     }
                 })?;
-                Some(Jwks {
-                    keys: RwLock::new(Some(Arc::new(keys))),
+                Some(Arc::new(Jwks {
+                    keys: RwLock::new(Some(Cached {
+                        keys: Arc::new(keys),
+                        fresh_until: None,
+                        usable_until: None,
+                    })),
                     remote: None,
-                })
+                    clock,
+                }))
             }
-            Some(JwksSource::Url(uri)) => Some(Jwks {
+            Some(JwksSource::Url(uri)) => Some(Arc::new(Jwks {
                 keys: RwLock::new(None),
                 remote: Some(Remote {
                     uri: uri.clone(),
                     algorithms: algorithms.clone(),
                     min_refetch: config.jwks_min_refetch,
+                    max_age: config.jwks_max_age,
+                    stale_for: config.jwks_stale_for,
                     state: Mutex::new(RemoteState {
                         last_attempt: None,
                         client: None,
                     }),
                 }),
-            }),
+                clock,
+            })),
             None => None,
         };
         Ok(Verifier {
@@ -121,6 +156,7 @@ impl Verifier {
         };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation)
             .map_err(|e| from_jwt(&e))?;
+        registered_claim_types(&data.claims)?;
         principal(data.claims, &self.roles_claim)
     }
 }
@@ -162,6 +198,31 @@ fn from_jwt(error: &jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
+/// The registered claims' JSON types (RFC 7519 §4.1): `iss`, `sub`, `jti` strings, `aud` a
+/// string or a list of strings, `exp`, `nbf`, `iat` numbers. jsonwebtoken accepts an `iss` list
+/// holding the right issuer and does not look at the claims it does not validate.
+fn registered_claim_types(claims: &Map<String, Value>) -> Result<(), AuthError> {
+    let fits = |name: &str, value: &Value| match name {
+        "iss" | "sub" | "jti" => value.is_string(),
+        "aud" => {
+            value.is_string()
+                || value
+                    .as_array()
+                    .is_some_and(|list| !list.is_empty() && list.iter().all(Value::is_string))
+        }
+        "exp" | "nbf" | "iat" => value.is_number(),
+        _ => true,
+    };
+    if claims.iter().all(|(name, value)| fits(name, value)) {
+        Ok(())
+    } else {
+        Err(rejected(
+            AuthError::Invalid,
+            "registered claim of the wrong type",
+        ))
+    }
+}
+
 fn principal(claims: Map<String, Value>, roles_claim: &str) -> Result<Principal, AuthError> {
     let subject = match claims.get("sub") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -192,14 +253,44 @@ fn principal(claims: Map<String, Value>, roles_claim: &str) -> Result<Principal,
 /// Public keys by `kid`, from a file read at start or a URL fetched on demand.
 struct Jwks {
     /// `None` until a URL's first successful fetch.
-    keys: RwLock<Option<Arc<KeySet>>>,
+    keys: RwLock<Option<Cached>>,
     remote: Option<Remote>,
+    clock: Clock,
+}
+
+/// A key set and how long it may be used; `None` is for ever (a file read at start).
+#[derive(Clone)]
+struct Cached {
+    keys: Arc<KeySet>,
+    /// Until then the set is used as is; after it, it is fetched again in the background.
+    fresh_until: Option<Instant>,
+    /// Until then a set that could not be fetched again is still served; after it, never.
+    usable_until: Option<Instant>,
+}
+
+impl Cached {
+    fn usable_at(&self, now: Instant) -> bool {
+        self.usable_until.is_none_or(|until| now < until)
+    }
+
+    fn stale_at(&self, now: Instant) -> bool {
+        self.fresh_until.is_some_and(|until| now >= until)
+    }
 }
 
 impl Jwks {
-    async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, AuthError> {
-        if let Some(keys) = self.keys.read().await.clone() {
-            match keys.select(kid, alg) {
+    async fn key(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<DecodingKey>, AuthError> {
+        let now = self.clock.now();
+        let usable = self.keys.read().await.clone().filter(|c| c.usable_at(now));
+        if let Some(cached) = usable {
+            if cached.stale_at(now) {
+                self.revalidate_in_background();
+            }
+            match cached.keys.select(kid, alg) {
                 Selection::Found(key) => return Ok(key),
                 Selection::Mismatch => return Err(rejected(AuthError::Invalid, "no key fits")),
                 Selection::UnknownKid => {}
@@ -208,12 +299,22 @@ impl Jwks {
         let Some(remote) = &self.remote else {
             return Err(rejected(AuthError::Invalid, "unknown kid"));
         };
-        let keys = remote.refresh(&self.keys, kid, alg).await?;
+        let keys = remote.refresh(&self.keys, &self.clock, kid, alg).await?;
         match keys.select(kid, alg) {
             Selection::Found(key) => Ok(key),
             Selection::Mismatch => Err(rejected(AuthError::Invalid, "no key fits")),
             Selection::UnknownKid => Err(rejected(AuthError::Invalid, "unknown kid")),
         }
+    }
+
+    /// Fetches a lapsed set again without making the request that noticed wait for it.
+    fn revalidate_in_background(self: &Arc<Self>) {
+        let jwks = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Some(remote) = &jwks.remote {
+                remote.revalidate(&jwks.keys, &jwks.clock).await;
+            }
+        });
     }
 }
 
@@ -223,6 +324,10 @@ struct Remote {
     uri: Uri,
     algorithms: Vec<Algorithm>,
     min_refetch: Duration,
+    /// The longest a fetched set is fresh, whatever its `Cache-Control` says.
+    max_age: Duration,
+    /// How long a lapsed set is still served while it cannot be fetched again.
+    stale_for: Duration,
     /// Held across a fetch so that concurrent callers wait for it instead of fetching too.
     state: Mutex<RemoteState>,
 }
@@ -234,48 +339,98 @@ struct RemoteState {
 }
 
 impl Remote {
-    /// The key set after fetching it again if the minimum interval allows; the cached one if
-    /// not, or if the fetch fails.
+    /// The key set for a `kid` the cache does not hold (or when there is no usable set): fetched
+    /// again if the minimum interval allows; the usable cached one if not, or if the fetch fails.
     async fn refresh(
         &self,
-        cache: &RwLock<Option<Arc<KeySet>>>,
+        cache: &RwLock<Option<Cached>>,
+        clock: &Clock,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Arc<KeySet>, AuthError> {
         let mut state = self.state.lock().await;
-        let current = cache.read().await.clone();
-        if let Some(keys) = &current {
+        let now = clock.now();
+        let current = cache.read().await.clone().filter(|c| c.usable_at(now));
+        if let Some(cached) = &current {
             // Another caller may have fetched while this one waited for the lock.
-            if !matches!(keys.select(kid, alg), Selection::UnknownKid) {
-                return Ok(Arc::clone(keys));
+            if !matches!(cached.keys.select(kid, alg), Selection::UnknownKid) {
+                return Ok(Arc::clone(&cached.keys));
             }
         }
-        if state
+        let throttled = state
             .last_attempt
-            .is_some_and(|at| at.elapsed() < self.min_refetch)
-        {
-            return current.ok_or(AuthError::KeysUnavailable);
+            .is_some_and(|at| now.duration_since(at) < self.min_refetch);
+        let fetched = if throttled {
+            None
+        } else {
+            self.fetch_into(&mut state, cache, clock).await
+        };
+        fetched
+            .or(current.map(|c| c.keys))
+            .ok_or(AuthError::KeysUnavailable)
+    }
+
+    /// Fetches a lapsed set again, unless a fetch is under way or was tried within the
+    /// minimum interval; on failure the old set stays until its `usable_until`.
+    async fn revalidate(&self, cache: &RwLock<Option<Cached>>, clock: &Clock) {
+        let Ok(mut state) = self.state.try_lock() else {
+            return;
+        };
+        let now = clock.now();
+        let lapsed = cache.read().await.as_ref().is_none_or(|c| c.stale_at(now));
+        let throttled = state
+            .last_attempt
+            .is_some_and(|at| now.duration_since(at) < self.min_refetch);
+        if lapsed && !throttled {
+            self.fetch_into(&mut state, cache, clock).await;
         }
-        state.last_attempt = Some(Instant::now());
-        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(&mut state)).await {
-            Ok(Ok(keys)) => {
+    }
+
+    /// One fetch; a good set replaces the cache and is returned, a failure is logged.
+    async fn fetch_into(
+        &self,
+        state: &mut RemoteState,
+        cache: &RwLock<Option<Cached>>,
+        clock: &Clock,
+    ) -> Option<Arc<KeySet>> {
+        state.last_attempt = Some(clock.now());
+        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(state)).await {
+            Ok(Ok((keys, max_age))) => {
+                // A provider asking for no caching still gets one set per minimum interval.
+                let fresh_for = max_age
+                    .unwrap_or(self.max_age)
+                    .clamp(self.min_refetch, self.max_age);
+                let fetched_at = clock.now();
                 let keys = Arc::new(keys);
-                *cache.write().await = Some(Arc::clone(&keys));
-                tracing::info!(url = %self.uri, keys = keys.keys.len(), "JWKS fetched");
-                Ok(keys)
+                *cache.write().await = Some(Cached {
+                    keys: Arc::clone(&keys),
+                    fresh_until: Some(fetched_at + fresh_for),
+                    usable_until: Some(fetched_at + fresh_for + self.stale_for),
+                });
+                tracing::info!(
+                    url = %self.uri,
+                    keys = keys.keys.len(),
+                    fresh_seconds = fresh_for.as_secs(),
+                    "JWKS fetched"
+                );
+                Some(keys)
             }
             Ok(Err(error)) => {
                 tracing::warn!(url = %self.uri, %error, "JWKS fetch failed");
-                current.ok_or(AuthError::KeysUnavailable)
+                None
             }
             Err(_) => {
                 tracing::warn!(url = %self.uri, timeout = ?FETCH_TIMEOUT, "JWKS fetch timed out");
-                current.ok_or(AuthError::KeysUnavailable)
+                None
             }
         }
     }
 
-    async fn fetch(&self, state: &mut RemoteState) -> Result<KeySet, FetchError> {
+    /// The key set and the response's `max-age`, if it gave one.
+    async fn fetch(
+        &self,
+        state: &mut RemoteState,
+    ) -> Result<(KeySet, Option<Duration>), FetchError> {
         let client = match &state.client {
             Some(client) => client.clone(),
             None => {
@@ -298,13 +453,45 @@ impl Remote {
         if response.status() != StatusCode::OK {
             return Err(FetchError::Status(response.status()));
         }
+        let max_age = max_age(response.headers());
         let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
             .collect()
             .await
             .map_err(FetchError::Body)?
             .to_bytes();
-        KeySet::parse(&body, &self.algorithms).map_err(FetchError::Document)
+        let keys = KeySet::parse(&body, &self.algorithms).map_err(FetchError::Document)?;
+        Ok((keys, max_age))
     }
+}
+
+/// How long a response may be cached by its `Cache-Control` (RFC 9111 §5.2.2): `max-age=N`, or
+/// nothing for `no-store` / `no-cache`; `None` when it says neither. Two directives are all a
+/// key-set fetch needs, which is not worth an HTTP-cache crate.
+fn max_age(headers: &HeaderMap) -> Option<Duration> {
+    let directives = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    let mut max_age = None;
+    for directive in directives {
+        let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "no-store" | "no-cache" => return Some(Duration::ZERO),
+            "max-age" => {
+                max_age = value
+                    .trim()
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+                    .map(Duration::from_secs)
+            }
+            _ => {}
+        }
+    }
+    max_age
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -463,7 +650,7 @@ pub(crate) fn mint(
 mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
@@ -473,7 +660,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::auth::Authenticator;
+    use crate::auth::{AuthConfigBuilder, Authenticator};
 
     const ISSUER: &str = "https://issuer.test";
     const AUDIENCE: &str = "dcbackup";
@@ -775,6 +962,81 @@ mod tests {
         }
     }
 
+    /// RFC 7519 §4.1: every registered claim with each JSON type it must not have.
+    #[tokio::test]
+    async fn registered_claims_of_the_wrong_type_get_401() {
+        let auth = all_algorithms();
+        let now = get_current_timestamp();
+        let wrong: Vec<(&str, Vec<Value>)> = vec![
+            (
+                "iss",
+                vec![
+                    json!([ISSUER]),
+                    json!(1),
+                    json!(true),
+                    json!({"iss": ISSUER}),
+                ],
+            ),
+            (
+                "sub",
+                vec![
+                    json!(["alice"]),
+                    json!(7),
+                    json!(false),
+                    json!({"id": "alice"}),
+                ],
+            ),
+            (
+                "aud",
+                vec![
+                    json!(1),
+                    json!(true),
+                    json!({"aud": AUDIENCE}),
+                    json!([AUDIENCE, 1]),
+                    json!([]),
+                ],
+            ),
+            (
+                "exp",
+                vec![
+                    json!((now + 600).to_string()),
+                    json!(true),
+                    json!([now + 600]),
+                    json!({}),
+                ],
+            ),
+            (
+                "nbf",
+                vec![
+                    json!(now.to_string()),
+                    json!(false),
+                    json!([now]),
+                    json!({}),
+                ],
+            ),
+            (
+                "iat",
+                vec![json!(now.to_string()), json!(true), json!([now]), json!({})],
+            ),
+            ("jti", vec![json!(1), json!(true), json!(["id"]), json!({})]),
+        ];
+        for (claim, values) in wrong {
+            for value in values {
+                let mut claims = claims();
+                claims[claim] = value.clone();
+                let outcome = auth.authenticate(&headers(&rs256(&claims))).await;
+                assert!(
+                    matches!(outcome, Err(AuthError::Invalid | AuthError::Malformed)),
+                    "{claim} = {value}: {outcome:?}"
+                );
+            }
+        }
+        let mut fine = claims();
+        fine["jti"] = json!("a1");
+        fine["nbf"] = json!(now as f64 - 0.5);
+        assert!(auth.authenticate(&headers(&rs256(&fine))).await.is_ok());
+    }
+
     #[tokio::test]
     async fn only_configured_algorithms_are_accepted() {
         let auth = rs256_only();
@@ -827,10 +1089,12 @@ mod tests {
         assert!(KeySet::parse(b"[]", &all).is_err());
     }
 
-    /// Serves whatever JWKS document the test puts in `document`, counting requests.
+    /// Serves whatever JWKS document (and `Cache-Control`) the test puts in, counting requests;
+    /// answers 503 while `failing`.
     struct JwksServer {
         url: String,
-        document: Arc<std::sync::Mutex<String>>,
+        document: Arc<std::sync::Mutex<(String, Option<String>)>>,
+        failing: Arc<AtomicBool>,
         fetches: Arc<AtomicUsize>,
     }
 
@@ -838,9 +1102,14 @@ mod tests {
         fn start(document: &str) -> JwksServer {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
-            let document = Arc::new(std::sync::Mutex::new(document.to_owned()));
+            let document = Arc::new(std::sync::Mutex::new((document.to_owned(), None)));
+            let failing = Arc::new(AtomicBool::new(false));
             let fetches = Arc::new(AtomicUsize::new(0));
-            let (served, counter) = (Arc::clone(&document), Arc::clone(&fetches));
+            let (served, fail, counter) = (
+                Arc::clone(&document),
+                Arc::clone(&failing),
+                Arc::clone(&fetches),
+            );
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(mut stream) = stream else { continue };
@@ -852,39 +1121,80 @@ mod tests {
                             Ok(n) => request.extend_from_slice(&buf[..n]),
                         }
                     }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let body = served.lock().expect("document").clone();
+                    let (body, cache_control) = served.lock().expect("document").clone();
+                    let status = if fail.load(Ordering::SeqCst) {
+                        "503 Service Unavailable"
+                    } else {
+                        "200 OK"
+                    };
+                    let cache_control = cache_control
+                        .map(|value| format!("Cache-Control: {value}\r\n"))
+                        .unwrap_or_default();
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{cache_control}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
+                    counter.fetch_add(1, Ordering::SeqCst);
                     let _ = stream.write_all(response.as_bytes());
                 }
             });
             JwksServer {
                 url,
                 document,
+                failing,
                 fetches,
             }
         }
 
         fn serve(&self, document: String) {
-            *self.document.lock().expect("document") = document;
+            self.document.lock().expect("document").0 = document;
+        }
+
+        fn cache_control(&self, value: &str) {
+            self.document.lock().expect("document").1 = Some(value.to_owned());
+        }
+
+        fn fail(&self, failing: bool) {
+            self.failing.store(failing, Ordering::SeqCst);
         }
 
         fn fetches(&self) -> usize {
             self.fetches.load(Ordering::SeqCst)
         }
+
+        /// Waits until the server has had `count` requests and the fetch behind the last one
+        /// has been stored: the fetcher holds the remote's lock from before its request until
+        /// the cache is written.
+        async fn fetched(&self, auth: &Authenticator, count: usize) {
+            for _ in 0..1000 {
+                if self.fetches() >= count {
+                    let jwks = auth.verifier.jwks.as_ref().expect("jwks");
+                    drop(jwks.remote.as_ref().expect("remote").state.lock().await);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("the JWKS was not fetched a {count}th time");
+        }
     }
 
-    fn remote(url: &str, min_refetch: Duration) -> Arc<Authenticator> {
-        let config = AuthConfig::builder(ISSUER, AUDIENCE)
+    /// An authenticator for RS256/ES256 keys at `url`, on a manual clock.
+    fn remote_with(url: &str, config: AuthConfigBuilder) -> (Arc<Authenticator>, Clock) {
+        let config = config
             .algorithms([SigningAlgorithm::Rs256, SigningAlgorithm::Es256])
             .jwks_url(url)
-            .jwks_min_refetch(min_refetch)
             .build()
             .expect("config");
-        Arc::new(Authenticator::new(config).expect("authenticator"))
+        let clock = Clock::manual();
+        let auth = Authenticator::with_clock(config, clock.clone()).expect("authenticator");
+        (Arc::new(auth), clock)
+    }
+
+    fn remote(url: &str, min_refetch: Duration) -> (Arc<Authenticator>, Clock) {
+        remote_with(
+            url,
+            AuthConfig::builder(ISSUER, AUDIENCE).jwks_min_refetch(min_refetch),
+        )
     }
 
     /// `count` concurrent authentications of `token`.
@@ -908,9 +1218,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jwks_url_is_fetched_lazily_and_refetched_only_for_unknown_kids() {
-        let interval = Duration::from_millis(1500);
+        let interval = Duration::from_secs(60);
         let server = JwksServer::start(JWKS);
-        let auth = remote(&server.url, interval);
+        let (auth, clock) = remote(&server.url, interval);
         assert_eq!(server.fetches(), 0, "no I/O at construction");
 
         let first = rs256(&claims());
@@ -931,6 +1241,7 @@ mod tests {
         rotated["keys"].as_array_mut().expect("keys").push(new_key);
         server.serve(rotated.to_string());
         let second = sign(Algorithm::RS256, Some("rsa-2"), &claims());
+        clock.advance(interval - Duration::from_secs(1));
         assert_eq!(
             auth.authenticate(&headers(&second)).await,
             Err(AuthError::Invalid)
@@ -941,7 +1252,7 @@ mod tests {
             "unknown kid within the interval: no fetch"
         );
 
-        tokio::time::sleep(interval + Duration::from_millis(100)).await;
+        clock.advance(Duration::from_secs(1));
         let results = together(&auth, &second, 8).await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(
@@ -958,10 +1269,139 @@ mod tests {
         );
         assert_eq!(server.fetches(), 2, "throttled");
 
-        tokio::time::sleep(interval + Duration::from_millis(100)).await;
+        clock.advance(interval);
         let results = together(&auth, &unknown, 8).await;
         assert!(results.iter().all(|r| r == &Err(AuthError::Invalid)));
         assert_eq!(server.fetches(), 3, "a burst of unknown kids fetches once");
+    }
+
+    /// A JWKS with both RSA keys (`rsa-1`, `rsa-2`), or only `rsa-2` once `rsa-1` is dropped.
+    fn two_keys(keep_first: bool) -> String {
+        let mut jwks: Value = serde_json::from_str(JWKS).expect("jwks");
+        let mut second = jwks["keys"][0].clone();
+        second["kid"] = json!("rsa-2");
+        let keys = jwks["keys"].as_array_mut().expect("keys");
+        keys.push(second);
+        if !keep_first {
+            keys.retain(|k| k["kid"] != json!("rsa-1"));
+        }
+        jwks.to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_removed_from_the_jwks_stops_validating_once_its_max_age_lapses() {
+        let server = JwksServer::start(&two_keys(true));
+        server.cache_control("public, max-age=120");
+        let (auth, clock) = remote(&server.url, Duration::from_secs(60));
+        let compromised = rs256(&claims());
+        let replacement = sign(Algorithm::RS256, Some("rsa-2"), &claims());
+        assert!(auth.authenticate(&headers(&compromised)).await.is_ok());
+        assert!(auth.authenticate(&headers(&replacement)).await.is_ok());
+        assert_eq!(server.fetches(), 1);
+
+        // The provider drops the compromised key; its replacement is already cached.
+        server.serve(two_keys(false));
+        clock.advance(Duration::from_secs(119));
+        assert!(
+            auth.authenticate(&headers(&compromised)).await.is_ok(),
+            "fresh for max-age"
+        );
+        assert_eq!(server.fetches(), 1, "no fetch while fresh");
+
+        clock.advance(Duration::from_secs(1));
+        // The first request after the lapse is served from the old set while it is refetched.
+        let _ = auth.authenticate(&headers(&replacement)).await;
+        server.fetched(&auth, 2).await;
+        assert_eq!(
+            auth.authenticate(&headers(&compromised)).await,
+            Err(AuthError::Invalid),
+            "the dropped key no longer validates"
+        );
+        assert!(auth.authenticate(&headers(&replacement)).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn max_age_is_capped_by_configuration_and_no_cache_by_the_refetch_interval() {
+        for (cache_control, lapses_after) in [
+            ("max-age=31536000", 900), // a year asked; the 900 s ceiling wins
+            ("no-cache", 60),          // the minimum refetch interval
+            ("private", 900),          // no max-age: the ceiling
+        ] {
+            let server = JwksServer::start(&two_keys(true));
+            server.cache_control(cache_control);
+            let (auth, clock) = remote_with(
+                &server.url,
+                AuthConfig::builder(ISSUER, AUDIENCE)
+                    .jwks_min_refetch(Duration::from_secs(60))
+                    .jwks_max_age(Duration::from_secs(900)),
+            );
+            let token = rs256(&claims());
+            assert!(auth.authenticate(&headers(&token)).await.is_ok());
+            clock.advance(Duration::from_secs(lapses_after - 1));
+            assert!(auth.authenticate(&headers(&token)).await.is_ok());
+            assert_eq!(server.fetches(), 1, "{cache_control}: still fresh");
+            clock.advance(Duration::from_secs(1));
+            assert!(auth.authenticate(&headers(&token)).await.is_ok());
+            server.fetched(&auth, 2).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lapsed_set_is_served_only_while_unreachable_and_only_for_a_bounded_time() {
+        let server = JwksServer::start(&two_keys(true));
+        server.cache_control("max-age=120");
+        let (auth, clock) = remote_with(
+            &server.url,
+            AuthConfig::builder(ISSUER, AUDIENCE)
+                .jwks_min_refetch(Duration::from_secs(60))
+                .jwks_stale_for(Duration::from_secs(600)),
+        );
+        let token = rs256(&claims());
+        assert!(auth.authenticate(&headers(&token)).await.is_ok());
+
+        server.fail(true);
+        clock.advance(Duration::from_secs(120));
+        assert!(auth.authenticate(&headers(&token)).await.is_ok());
+        server.fetched(&auth, 2).await;
+        clock.advance(Duration::from_secs(599));
+        assert!(
+            auth.authenticate(&headers(&token)).await.is_ok(),
+            "endpoint down: the old set is served for the stale period"
+        );
+        server.fetched(&auth, 3).await;
+
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            auth.authenticate(&headers(&token)).await,
+            Err(AuthError::KeysUnavailable),
+            "past the stale period the old set is never used"
+        );
+
+        server.fail(false);
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            auth.authenticate(&headers(&token)).await.is_ok(),
+            "back once the endpoint answers"
+        );
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        let parse = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CACHE_CONTROL, HeaderValue::from_str(value).expect("value"));
+            max_age(&headers)
+        };
+        assert_eq!(parse("max-age=300"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse("public, Max-Age=\"60\", must-revalidate"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse("no-store"), Some(Duration::ZERO));
+        assert_eq!(parse("max-age=300, no-cache"), Some(Duration::ZERO));
+        assert_eq!(parse("max-age=soon"), None);
+        assert_eq!(parse("public"), None);
+        assert_eq!(max_age(&HeaderMap::new()), None);
     }
 
     #[tokio::test]
@@ -970,7 +1410,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let auth = remote(
+        let (auth, _) = remote(
             &format!("http://127.0.0.1:{port}/jwks.json"),
             Duration::from_secs(60),
         );
@@ -988,7 +1428,7 @@ mod tests {
     #[tokio::test]
     async fn a_jwks_url_serving_no_keys_is_unavailable() {
         let server = JwksServer::start("{\"keys\": []}");
-        let auth = remote(&server.url, Duration::from_secs(60));
+        let (auth, _) = remote(&server.url, Duration::from_secs(60));
         assert_eq!(
             auth.authenticate(&headers(&rs256(&claims()))).await,
             Err(AuthError::KeysUnavailable)

@@ -200,6 +200,8 @@ pub struct AuthConfig {
     leeway: Duration,
     roles_claim: String,
     jwks_min_refetch: Duration,
+    jwks_max_age: Duration,
+    jwks_stale_for: Duration,
     policy_file: Option<PathBuf>,
 }
 
@@ -216,6 +218,8 @@ impl AuthConfig {
             leeway: Duration::from_secs(30),
             roles_claim: "roles".to_owned(),
             jwks_min_refetch: Duration::from_secs(60),
+            jwks_max_age: Duration::from_secs(900),
+            jwks_stale_for: Duration::from_secs(3600),
             policy_file: None,
         }
     }
@@ -257,6 +261,14 @@ impl AuthConfig {
         .jwks_min_refetch(Duration::from_secs(seconds(
             "DCBACKUP_AUTH_JWKS_MIN_REFETCH_SECONDS",
             60,
+        )?))
+        .jwks_max_age(Duration::from_secs(seconds(
+            "DCBACKUP_AUTH_JWKS_MAX_AGE_SECONDS",
+            900,
+        )?))
+        .jwks_stale_for(Duration::from_secs(seconds(
+            "DCBACKUP_AUTH_JWKS_STALE_SECONDS",
+            3600,
         )?));
         if let Some(secret) = lookup("DCBACKUP_AUTH_HS256_SECRET").filter(|s| !s.is_empty()) {
             builder = builder.hs256_secret(secret);
@@ -307,6 +319,8 @@ pub struct AuthConfigBuilder {
     leeway: Duration,
     roles_claim: String,
     jwks_min_refetch: Duration,
+    jwks_max_age: Duration,
+    jwks_stale_for: Duration,
     policy_file: Option<PathBuf>,
 }
 
@@ -330,8 +344,9 @@ impl AuthConfigBuilder {
         self
     }
 
-    /// A JWKS URL, fetched on first use and again only for an unknown `kid`. Must be https;
-    /// plain http is allowed for a loopback host only.
+    /// A JWKS URL, fetched on first use, again when the fetched set lapses (see
+    /// [`AuthConfigBuilder::jwks_max_age`]) and for an unknown `kid`. Must be https; plain http
+    /// is allowed for a loopback host only.
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.jwks_url = Some(url.into());
         self
@@ -352,6 +367,21 @@ impl AuthConfigBuilder {
     /// The least time between two fetches of the JWKS URL (default 60 s).
     pub fn jwks_min_refetch(mut self, interval: Duration) -> Self {
         self.jwks_min_refetch = interval;
+        self
+    }
+
+    /// The longest a fetched JWKS is used before it is fetched again (default 900 s), even if
+    /// its `Cache-Control: max-age` allows longer; a shorter max-age is honoured, down to the
+    /// minimum refetch interval. This bounds how long a key removed from the JWKS validates.
+    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
+        self.jwks_max_age = max_age;
+        self
+    }
+
+    /// How long a lapsed JWKS is still served while it cannot be fetched again (default
+    /// 3600 s); after that, tokens needing it get 503 until a fetch succeeds.
+    pub fn jwks_stale_for(mut self, stale_for: Duration) -> Self {
+        self.jwks_stale_for = stale_for;
         self
     }
 
@@ -423,6 +453,12 @@ impl AuthConfigBuilder {
         if matches!(jwks, Some(JwksSource::Url(_))) && self.jwks_min_refetch.is_zero() {
             return Err(AuthConfigError::ZeroRefetchInterval);
         }
+        if matches!(jwks, Some(JwksSource::Url(_))) && self.jwks_max_age < self.jwks_min_refetch {
+            return Err(AuthConfigError::MaxAgeBelowRefetch {
+                max_age: self.jwks_max_age.as_secs(),
+                min_refetch: self.jwks_min_refetch.as_secs(),
+            });
+        }
 
         Ok(AuthConfig {
             algorithms,
@@ -433,6 +469,8 @@ impl AuthConfigBuilder {
             leeway: self.leeway,
             roles_claim: self.roles_claim,
             jwks_min_refetch: self.jwks_min_refetch,
+            jwks_max_age: self.jwks_max_age,
+            jwks_stale_for: self.jwks_stale_for,
             policy_file: self.policy_file,
         })
     }
@@ -495,6 +533,8 @@ pub enum AuthConfigError {
     JwksUrl { url: String, reason: &'static str },
     #[error("the JWKS minimum refetch interval (DCBACKUP_AUTH_JWKS_MIN_REFETCH_SECONDS) must be positive")]
     ZeroRefetchInterval,
+    #[error("the JWKS maximum age ({max_age} s, DCBACKUP_AUTH_JWKS_MAX_AGE_SECONDS) must be at least the minimum refetch interval ({min_refetch} s, DCBACKUP_AUTH_JWKS_MIN_REFETCH_SECONDS)")]
+    MaxAgeBelowRefetch { max_age: u64, min_refetch: u64 },
     #[error("JWKS file {path}: {reason}")]
     JwksFile { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -520,11 +560,19 @@ impl Authenticator {
     /// Loads the JWKS file (if configured) and the policy file over the defaults. A JWKS URL is
     /// not fetched here but on first use.
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthConfigError> {
+        Self::with_clock(config, jwt::Clock::default())
+    }
+
+    /// [`Authenticator::new`] with the JWKS cache reading time from `clock`.
+    pub(crate) fn with_clock(
+        config: AuthConfig,
+        clock: jwt::Clock,
+    ) -> Result<Authenticator, AuthConfigError> {
         let policy = match &config.policy_file {
             Some(path) => Policy::with_overrides_file(path)?,
             None => Policy::defaults(),
         };
-        let verifier = jwt::Verifier::new(&config)?;
+        let verifier = jwt::Verifier::new(&config, clock)?;
         Ok(Authenticator {
             config,
             verifier,
@@ -746,6 +794,16 @@ mod tests {
                     ("DCBACKUP_AUTH_ROLES_CLAIM", "sub"),
                 ]),
                 "cannot be `sub`",
+            ),
+            (
+                vec![
+                    ("DCBACKUP_AUTH_ISSUER", "https://issuer.test"),
+                    ("DCBACKUP_AUTH_AUDIENCE", "dcbackup"),
+                    ("DCBACKUP_AUTH_ALGORITHMS", "RS256"),
+                    ("DCBACKUP_AUTH_JWKS_URL", "https://issuer.test/jwks"),
+                    ("DCBACKUP_AUTH_JWKS_MAX_AGE_SECONDS", "30"),
+                ],
+                "must be at least the minimum refetch interval (60 s",
             ),
         ];
         for (vars, expected) in cases {

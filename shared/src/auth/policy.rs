@@ -35,10 +35,18 @@ pub mod rules {
     pub const SUBCLOUD_GROUPS_CREATE: &str = "dc_api:subcloud_groups:create";
     pub const SUBCLOUD_GROUPS_MODIFY: &str = "dc_api:subcloud_groups:modify";
     pub const SUBCLOUD_GROUPS_DELETE: &str = "dc_api:subcloud_groups:delete";
+
+    /// Backup schedules (dcbackup's own, in dcmanager's style: reading them is a reader's
+    /// right, changing them an operator's, as starting backups is).
+    pub const BACKUP_SCHEDULES_GET: &str = "dc_api:backup_schedules:get";
+    pub const BACKUP_SCHEDULES_CREATE: &str = "dc_api:backup_schedules:create";
+    pub const BACKUP_SCHEDULES_MODIFY: &str = "dc_api:backup_schedules:modify";
+    pub const BACKUP_SCHEDULES_DELETE: &str = "dc_api:backup_schedules:delete";
 }
 
-/// dcmanager's defaults (dcmanager/api/policies), plus `subcloud_backup:get` for our reads.
-const DEFAULT_RULES: [(&str, &str); 16] = [
+/// dcmanager's defaults (dcmanager/api/policies), plus `subcloud_backup:get` for our reads
+/// and the `backup_schedules` rules.
+const DEFAULT_RULES: [(&str, &str); 20] = [
     (
         rules::ADMIN_OR_CONFIGURATOR,
         "(role:admin or role:configurator) and (project_name:admin or project_name:services)",
@@ -84,6 +92,22 @@ const DEFAULT_RULES: [(&str, &str); 16] = [
     (rules::SUBCLOUD_GROUPS_CREATE, "rule:admin_or_configurator"),
     (rules::SUBCLOUD_GROUPS_MODIFY, "rule:admin_or_configurator"),
     (rules::SUBCLOUD_GROUPS_DELETE, "rule:admin_or_configurator"),
+    (
+        rules::BACKUP_SCHEDULES_GET,
+        "rule:reader_or_operator_or_configurator",
+    ),
+    (
+        rules::BACKUP_SCHEDULES_CREATE,
+        "rule:admin_or_operator_or_configurator",
+    ),
+    (
+        rules::BACKUP_SCHEDULES_MODIFY,
+        "rule:admin_or_operator_or_configurator",
+    ),
+    (
+        rules::BACKUP_SCHEDULES_DELETE,
+        "rule:admin_or_operator_or_configurator",
+    ),
 ];
 
 /// A deeper check string is a mistake, and unbounded nesting would exhaust the stack.
@@ -850,7 +874,7 @@ mod tests {
         const AC: &[&str] = &["admin", "configurator"];
         const AOC: &[&str] = &["admin", "operator", "configurator"];
         const ROC: &[&str] = &["admin", "member", "reader", "operator", "configurator"];
-        let table: [(&str, &[&str]); 16] = [
+        let table: [(&str, &[&str]); 20] = [
             (ADMIN_OR_CONFIGURATOR, AC),
             (ADMIN_OR_OPERATOR_OR_CONFIGURATOR, AOC),
             (READER_OR_OPERATOR_OR_CONFIGURATOR, ROC),
@@ -867,6 +891,10 @@ mod tests {
             (SUBCLOUD_GROUPS_CREATE, AC),
             (SUBCLOUD_GROUPS_MODIFY, AC),
             (SUBCLOUD_GROUPS_DELETE, AC),
+            (BACKUP_SCHEDULES_GET, ROC),
+            (BACKUP_SCHEDULES_CREATE, AOC),
+            (BACKUP_SCHEDULES_MODIFY, AOC),
+            (BACKUP_SCHEDULES_DELETE, AOC),
         ];
         let policy = Policy::defaults();
         assert_eq!(policy.rules.len(), table.len(), "every default is tested");

@@ -5,14 +5,19 @@
 mod group;
 mod names;
 mod operation;
+mod schedule;
 mod state;
 mod subcloud;
 
 pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
 pub use names::{AgentUrl, Name, Ref, Release};
-pub use operation::{without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation};
+pub use operation::{
+    check_values_fit, without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation,
+    Retired,
+};
+pub use schedule::{CronSpec, FiringState, LastRun, Schedule, ScheduleTarget, Skipped};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};
-pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch};
+pub use subcloud::{NetworkAddress, NewSubcloud, SlotHolder, Subcloud, SubcloudPatch, NO_ERRORS};
 
 /// Why a value given by a caller is not acceptable. The message names the field and says
 /// what would be accepted.
@@ -42,6 +47,18 @@ pub fn timestamp_of_epoch(seconds: u64) -> String {
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     timestamp(at)
+}
+
+/// The first timestamp after `earlier` (one microsecond on), or now if that is later: for a
+/// write that must be recorded after another whatever the clocks of the two writers say.
+pub fn timestamp_after(earlier: &str) -> String {
+    let now = timestamp_now();
+    let next = time::PrimitiveDateTime::parse(earlier, TIMESTAMP)
+        .map(|at| timestamp(at.assume_utc() + time::Duration::microseconds(1)));
+    match next {
+        Ok(next) if next > now => next,
+        _ => now,
+    }
 }
 
 fn timestamp(at: time::OffsetDateTime) -> String {

@@ -1,6 +1,6 @@
 //! Backup/restore operations: what kind, which options, and the record kept of each one.
 
-use super::{BackupStatus, DeployStatus, Release};
+use super::{BackupStatus, DeployStatus, Invalid, Release};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -56,10 +56,10 @@ impl OpId {
         OpId(uuid::Uuid::new_v4().to_string())
     }
 
-    pub fn parse(field: &str, value: &str) -> Result<OpId, super::Invalid> {
+    pub fn parse(field: &str, value: &str) -> Result<OpId, Invalid> {
         uuid::Uuid::parse_str(value)
             .map(|u| OpId(u.to_string()))
-            .map_err(|_| super::Invalid::field(field, "is not an operation id"))
+            .map_err(|_| Invalid::field(field, "is not an operation id"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -88,6 +88,106 @@ pub struct OpOptions {
     /// removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Map<String, Value>>,
+}
+
+/// `backup_values` / `restore_values` larger than this (as JSON) are refused, so ten jobs
+/// always fit one SQS batch (256 KiB).
+pub const VALUES_MAX_BYTES: usize = 16 * 1024;
+/// DynamoDB nests maps and lists at most 32 levels deep; the values sit two levels down in the
+/// operation record (`options.values`), so they keep 30 for themselves.
+pub const VALUES_MAX_DEPTH: usize = 30;
+/// DynamoDB numbers: at most 38 significant digits, magnitudes from 1E-130 to below 1E+126.
+const NUMBER_MAGNITUDE_BOUND: f64 = 1e126;
+const NUMBER_MIN_MAGNITUDE: f64 = 1e-130;
+
+/// Checks that `values` (the request's `field`) can be kept where an operation keeps it: in
+/// the operation record (DynamoDB: nesting depth, number range, non-empty attribute names) and
+/// in the job message (SQS: size, and only the characters SQS accepts — XML 1.0's). Called
+/// while parsing, before anything is claimed, so a request that could never be stored is a
+/// 400 naming the limit rather than a claim rolled back.
+pub fn check_values_fit(field: &str, values: &Map<String, Value>) -> Result<(), Invalid> {
+    fn walk(field: &str, path: &str, value: &Value, depth: usize) -> Result<(), Invalid> {
+        let too_deep = || {
+            Invalid::field(
+                field,
+                format!(
+                    "is nested more than {VALUES_MAX_DEPTH} levels deep (at {path}); the store keeps at most {VALUES_MAX_DEPTH}"
+                ),
+            )
+        };
+        match value {
+            Value::Object(map) => {
+                if depth > VALUES_MAX_DEPTH {
+                    return Err(too_deep());
+                }
+                for (key, inner) in map {
+                    let at = format!("{path}.{key}");
+                    if key.is_empty() {
+                        return Err(Invalid::field(
+                            field,
+                            format!("has an empty key at {path}; every key needs at least one character"),
+                        ));
+                    }
+                    storable_text(field, &at, key)?;
+                    walk(field, &at, inner, depth + 1)?;
+                }
+            }
+            Value::Array(items) => {
+                if depth > VALUES_MAX_DEPTH {
+                    return Err(too_deep());
+                }
+                for (i, inner) in items.iter().enumerate() {
+                    walk(field, &format!("{path}[{i}]"), inner, depth + 1)?;
+                }
+            }
+            Value::String(text) => storable_text(field, path, text)?,
+            Value::Number(number) => {
+                let magnitude = number.as_f64().map_or(0.0, f64::abs);
+                if magnitude != 0.0
+                    && !(NUMBER_MIN_MAGNITUDE..NUMBER_MAGNITUDE_BOUND).contains(&magnitude)
+                {
+                    return Err(Invalid::field(
+                        field,
+                        format!("has the number {number} at {path}, outside what the store keeps (1E-130 to 9.99E+125); quote it as a string"),
+                    ));
+                }
+            }
+            Value::Bool(_) | Value::Null => {}
+        }
+        Ok(())
+    }
+    fn storable_text(field: &str, path: &str, text: &str) -> Result<(), Invalid> {
+        // SQS accepts #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF; JSON
+        // escapes the control characters, so only U+FFFE and U+FFFF remain to refuse.
+        match text.chars().find(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}')) {
+            Some(c) => Err(Invalid::field(
+                field,
+                format!(
+                    "has the non-character U+{:04X} at {path}, which the job queue cannot carry",
+                    c as u32
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+    for (key, value) in values {
+        if key.is_empty() {
+            return Err(Invalid::field(
+                field,
+                "has an empty key; every key needs at least one character",
+            ));
+        }
+        storable_text(field, key, key)?;
+        walk(field, key, value, 2)?;
+    }
+    let size = serde_json::to_vec(values).map_or(usize::MAX, |json| json.len());
+    if size > VALUES_MAX_BYTES {
+        return Err(Invalid::field(
+            field,
+            format!("is too large ({size} bytes as JSON); keep it under {VALUES_MAX_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Words that mark a key as holding a secret (keys are split on `_`, `-`, `.` and case).
@@ -171,6 +271,9 @@ pub struct Operation {
     pub requested_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The backup schedule that started it, if any (SPEC §5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<u64>,
     pub state: OpState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -181,6 +284,18 @@ pub struct Operation {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The older central backups its schedule's retention removed when it finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<Retired>,
+}
+
+/// A central backup removed by a schedule's retention: its record id and S3 object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub backup_id: String,
+    pub release: Release,
+    pub s3_key: Option<String>,
+    pub created_at: String,
 }
 
 #[cfg(test)]

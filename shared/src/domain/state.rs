@@ -107,6 +107,13 @@ impl fmt::Display for BackupStatus {
     }
 }
 
+/// What a deploy state forbids besides the operations that claim the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forbids {
+    Delete,
+    RestoreAndDelete,
+}
+
 /// A deploy-status. Operators and other tooling set many states dcbackup only has to
 /// recognise (SPEC §1 "…"), so this is an open set of lowercase, hyphenated words, with the
 /// restore states it owns and the states that forbid a restore named here.
@@ -119,21 +126,47 @@ impl DeployStatus {
     pub const PRE_RESTORE: &'static str = "pre-restore";
     pub const RESTORING: &'static str = "restoring";
 
-    /// States that forbid a restore (SPEC §1).
-    pub const FORBID_RESTORE: [&'static str; 12] = [
-        "creating",
-        "pre-install",
-        "installing",
-        "pre-bootstrap",
-        "bootstrapping",
-        "pre-config",
-        "configuring",
-        "deploying",
-        "pre-rehome",
-        "rehoming",
-        DeployStatus::PRE_RESTORE,
-        DeployStatus::RESTORING,
+    /// dcmanager's deploy states that forbid a restore or a delete of the subcloud from the
+    /// inventory (SPEC §1; dcmanager's `INVALID_DEPLOY_STATES_FOR_RESTORE` and
+    /// `INVALID_DEPLOY_STATES_FOR_DELETE`): one table, both rules read from it.
+    const FORBIDDING: [(&'static str, Forbids); 23] = [
+        ("pre-deploy", Forbids::Delete),
+        ("creating", Forbids::RestoreAndDelete),
+        ("pre-install", Forbids::RestoreAndDelete),
+        ("installing", Forbids::RestoreAndDelete),
+        ("pre-bootstrap", Forbids::RestoreAndDelete),
+        ("bootstrapping", Forbids::RestoreAndDelete),
+        ("pre-config", Forbids::RestoreAndDelete),
+        ("configuring", Forbids::RestoreAndDelete),
+        ("deploying", Forbids::Delete),
+        ("aborting-install", Forbids::Delete),
+        ("aborting-bootstrap", Forbids::Delete),
+        ("aborting-config", Forbids::Delete),
+        (DeployStatus::PRE_RESTORE, Forbids::RestoreAndDelete),
+        (DeployStatus::RESTORING, Forbids::RestoreAndDelete),
+        ("onsite-restoring", Forbids::RestoreAndDelete),
+        ("pre-rehome", Forbids::RestoreAndDelete),
+        ("rehoming", Forbids::RestoreAndDelete),
+        ("rehome-pending", Forbids::Delete),
+        ("reconfiguring-network", Forbids::Delete),
+        ("pre-init-enroll", Forbids::RestoreAndDelete),
+        ("initiating-enroll", Forbids::RestoreAndDelete),
+        ("pre-enroll", Forbids::RestoreAndDelete),
+        ("enrolling", Forbids::RestoreAndDelete),
     ];
+
+    /// The deploy states in which a restore is refused.
+    pub fn forbidding_restore() -> impl Iterator<Item = &'static str> {
+        Self::FORBIDDING
+            .iter()
+            .filter(|(_, f)| *f == Forbids::RestoreAndDelete)
+            .map(|(state, _)| *state)
+    }
+
+    /// The deploy states in which deleting the subcloud from the inventory is refused.
+    pub fn forbidding_delete() -> impl Iterator<Item = &'static str> {
+        Self::FORBIDDING.iter().map(|(state, _)| *state)
+    }
 
     pub fn complete() -> DeployStatus {
         DeployStatus(Self::COMPLETE.to_owned())
@@ -177,7 +210,11 @@ impl DeployStatus {
     }
 
     pub fn forbids_restore(&self) -> bool {
-        Self::FORBID_RESTORE.contains(&self.0.as_str())
+        Self::forbidding_restore().any(|state| state == self.0)
+    }
+
+    pub fn forbids_delete(&self) -> bool {
+        Self::forbidding_delete().any(|state| state == self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -288,5 +325,41 @@ mod tests {
             ManagementState::Managed
         );
         assert!(AvailabilityStatus::parse("availability-status", "up").is_err());
+    }
+
+    /// dcmanager's two lists, verbatim (SPEC §1).
+    #[test]
+    fn deploy_states_forbidding_restore_and_delete_are_dcmanagers() {
+        let restore = "creating pre-install installing pre-bootstrap bootstrapping pre-config \
+            configuring pre-rehome rehoming pre-restore restoring onsite-restoring pre-init-enroll \
+            initiating-enroll pre-enroll enrolling";
+        let delete = "pre-deploy creating pre-install installing pre-bootstrap bootstrapping \
+            pre-config configuring deploying aborting-install aborting-bootstrap aborting-config \
+            pre-restore restoring onsite-restoring pre-rehome rehoming rehome-pending \
+            reconfiguring-network pre-init-enroll initiating-enroll pre-enroll enrolling";
+        let sorted = |states: &mut dyn Iterator<Item = &'static str>| {
+            let mut v: Vec<&str> = states.collect();
+            v.sort_unstable();
+            v
+        };
+        let words = |list: &'static str| sorted(&mut list.split_whitespace());
+        assert_eq!(
+            sorted(&mut DeployStatus::forbidding_restore()),
+            words(restore)
+        );
+        assert_eq!(
+            sorted(&mut DeployStatus::forbidding_delete()),
+            words(delete)
+        );
+        for state in words(delete) {
+            let status = DeployStatus(state.to_owned());
+            assert!(status.forbids_delete(), "{state}");
+            assert_eq!(
+                status.forbids_restore(),
+                restore.split_whitespace().any(|s| s == state),
+                "{state}"
+            );
+        }
+        assert!(!DeployStatus::complete().forbids_delete());
     }
 }

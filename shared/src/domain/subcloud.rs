@@ -25,8 +25,10 @@ pub struct Subcloud {
     pub backup_status: Option<BackupStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_datetime: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_description: Option<String>,
+    /// Never empty: [`NO_ERRORS`] until an operation fails, and again once a new one
+    /// claims the slot (dcmanager's `ERROR_DESC_EMPTY`; its client fails on null).
+    #[serde(default = "no_errors")]
+    pub error_description: String,
     pub region_name: String,
     pub group_id: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,13 @@ pub struct Subcloud {
     pub central_backups: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub local_backups: BTreeSet<String>,
+}
+
+/// dcmanager's `error-description` of a subcloud without a failure.
+pub const NO_ERRORS: &str = "No errors present";
+
+fn no_errors() -> String {
+    NO_ERRORS.to_owned()
 }
 
 /// The operation holding a subcloud's slot.
@@ -185,12 +194,19 @@ pub struct SubcloudPatch {
 }
 
 impl SubcloudPatch {
-    /// Changes a state an operation drives or depends on: allowed only while no operation
-    /// holds the slot.
+    /// Changes what an operation drives or depends on: allowed only while no operation holds
+    /// the slot (SPEC §3). The operation drives backup-status and deploy-status; it was
+    /// validated against management-state and availability-status; the worker reaches the
+    /// agent at agent-url (which bootstrap-address moves) on every poll; its seat is counted
+    /// in its group. Description and location stay writable: nothing reads them.
     pub fn touches_operation_state(&self) -> bool {
         self.management_state.is_some()
+            || self.availability_status.is_some()
             || self.deploy_status.is_some()
             || self.backup_status.is_some()
+            || self.group.is_some()
+            || self.agent_url.is_some()
+            || self.bootstrap_address.is_some()
     }
 
     /// Only manages or unmanages (dcmanager's `manage_unmanage` rule covers that alone).

@@ -27,6 +27,9 @@ pub struct BackupRecord {
     pub s3_key: Option<String>,
     pub op_id: OpId,
     pub created_at: String,
+    /// The backup schedule that made it, if any: its retention decides when it goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<u64>,
 }
 
 impl BackupRecord {
@@ -79,6 +82,19 @@ impl super::Inventory {
             .into_iter()
             .filter(|b| &b.release == release && b.location == location)
             .max_by(|a, b| a.created_at.cmp(&b.created_at)))
+    }
+
+    /// Forgets one backup (retention); forgetting one already gone is no error.
+    pub async fn delete_backup(&self, record: &BackupRecord) -> Result<(), StoreError> {
+        self.ddb
+            .delete_item()
+            .table_name(&self.res.backups_table)
+            .key("subcloud_id", n(record.subcloud_id))
+            .key("backup_id", s(&record.backup_id))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("DeleteItem backups", e))?;
+        Ok(())
     }
 
     /// Forgets the backups of a release at a location; returns the records removed.

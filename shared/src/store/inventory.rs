@@ -18,10 +18,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, Transact
 /// What can go wrong with an inventory request, each variant something the caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("Subcloud not found: {0}")]
+    /// dcmanager's words, verbatim (SPEC §2).
+    #[error("Subcloud not found")]
     SubcloudNotFound(Ref),
     #[error("Subcloud group not found: {0}")]
     GroupNotFound(Ref),
+    #[error("Backup schedule not found: {0}")]
+    ScheduleNotFound(Ref),
+    #[error("A backup schedule named {0} already exists")]
+    ScheduleExists(Name),
     #[error("Invalid group_id: there is no subcloud group {0}")]
     UnknownGroup(Ref),
     #[error("A subcloud named {0} already exists")]
@@ -34,10 +39,19 @@ pub enum InventoryError {
     DefaultGroupProtected(&'static str),
     #[error("Cannot delete subcloud {0} while it is managed; unmanage it first")]
     SubcloudManaged(Name),
+    /// dcmanager refuses to delete a subcloud in a deploy state of an active deployment.
+    #[error(
+        "Cannot delete subcloud {name} during an active operation: its deploy-status is '{state}'"
+    )]
+    SubcloudDeploying { name: Name, state: DeployStatus },
     #[error("bootstrap-address needs the subcloud's agent-url (for its scheme and port); set agent-url instead")]
     NoAgentUrl,
     #[error("Subcloud {name} is busy: {} operation {} in progress since {}", holder.kind, holder.op_id, holder.since)]
-    Busy { name: Name, holder: SlotHolder },
+    Busy {
+        id: u64,
+        name: Name,
+        holder: SlotHolder,
+    },
     #[error("{0} changed while it was being updated; try again")]
     Contended(String),
     #[error(transparent)]
@@ -45,9 +59,10 @@ pub enum InventoryError {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Subcloud,
     Group,
+    Schedule,
 }
 
 impl Kind {
@@ -55,6 +70,7 @@ impl Kind {
         let kind = match self {
             Kind::Subcloud => "subcloud",
             Kind::Group => "group",
+            Kind::Schedule => "schedule",
         };
         s(format!("{kind}#{name}"))
     }
@@ -97,7 +113,7 @@ impl Inventory {
             .transpose()
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(
+    pub(super) async fn get<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
         what: &str,
@@ -115,7 +131,7 @@ impl Inventory {
         out.item.map(|item| from_item(what, item)).transpose()
     }
 
-    async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
+    pub(super) async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
         match r {
             Ref::Id(id) => Ok(Some(*id)),
             Ref::Name(name) => self.name_id(kind, name).await,
@@ -131,13 +147,22 @@ impl Inventory {
         found.ok_or_else(|| InventoryError::SubcloudNotFound(r.clone()))
     }
 
+    /// A group by name or id. Group 1 `Default` is created here if it does not exist yet (a
+    /// fresh deployment holds no items): it always exists for the API (SPEC §1).
     pub async fn group(&self, r: &Ref) -> Result<Group, InventoryError> {
-        let id = self.resolve(Kind::Group, r).await?;
-        let found = match id {
-            Some(id) => self.get(&self.res.groups_table, "group", id).await?,
-            None => None,
-        };
-        found.ok_or_else(|| InventoryError::GroupNotFound(r.clone()))
+        for _ in 0..2 {
+            let id = self.resolve(Kind::Group, r).await?;
+            let found = match id {
+                Some(id) => self.get(&self.res.groups_table, "group", id).await?,
+                None => None,
+            };
+            match found {
+                Some(group) => return Ok(group),
+                None if names_default(r) => self.ensure_default_group().await?,
+                None => break,
+            }
+        }
+        Err(InventoryError::GroupNotFound(r.clone()))
     }
 
     /// A group named in a request body: an unknown one is a bad field (400), not a
@@ -177,6 +202,10 @@ impl Inventory {
 
     pub async fn groups(&self) -> Result<Vec<Group>, InventoryError> {
         let mut all: Vec<Group> = self.scan_all(&self.res.groups_table, "group").await?;
+        if !all.iter().any(Group::is_default) {
+            self.ensure_default_group().await?;
+            all = self.scan_all(&self.res.groups_table, "group").await?;
+        }
         all.sort_by_key(|g| g.id);
         Ok(all)
     }
@@ -204,14 +233,22 @@ impl Inventory {
     // ---- ids and seeding ---------------------------------------------------------------
 
     /// The next id of a kind, from an atomic counter (ids are never reused).
-    async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+    /// The next id of `counter`: subclouds from 1, groups from 2 (1 is always `Default`'s,
+    /// whether or not it was created yet).
+    pub(super) async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+        let base = if counter == "group" {
+            DEFAULT_GROUP_ID
+        } else {
+            0
+        };
         let out = self
             .ddb
             .update_item()
             .table_name(&self.res.counters_table)
             .key("counter", s(counter))
-            .update_expression("ADD #v :one")
+            .update_expression("SET #v = if_not_exists(#v, :base) + :one")
             .expression_attribute_names("#v", "value")
+            .expression_attribute_values(":base", n(base))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -222,7 +259,9 @@ impl Inventory {
             .ok_or_else(|| StoreError::decode("counter", "value is not a number"))
     }
 
-    /// Makes sure group 1 `Default` exists and group ids continue after it. Idempotent.
+    /// Makes sure group 1 `Default` exists: conditional puts, so any number of instances may
+    /// race here. Called where Default is first needed, not at deployment: a fresh stack
+    /// holds no items.
     pub async fn ensure_default_group(&self) -> Result<(), StoreError> {
         let now = crate::domain::timestamp_now();
         let default = Group {
@@ -238,13 +277,9 @@ impl Inventory {
         let mut name_item = Item::new();
         name_item.insert("name_key".into(), Kind::Group.name_key(&default.name));
         name_item.insert("id".into(), n(DEFAULT_GROUP_ID));
-        let mut counter = Item::new();
-        counter.insert("counter".into(), s("group"));
-        counter.insert("value".into(), n(DEFAULT_GROUP_ID));
         let puts = [
             (&self.res.groups_table, to_item("group", &default)?, "id"),
             (&self.res.names_table, name_item, "name_key"),
-            (&self.res.counters_table, counter, "counter"),
         ];
         for (table, item, key) in puts {
             let put = self
@@ -275,6 +310,22 @@ impl Inventory {
             None => DEFAULT_GROUP_ID,
         };
         let id = self.allocate_id("subcloud").await?;
+        match self.put_subcloud(new.clone(), id, group_id).await {
+            // The first subcloud of a fresh stack: Default is made on this first need.
+            Err(InventoryError::UnknownGroup(_)) if group_id == DEFAULT_GROUP_ID => {
+                self.ensure_default_group().await?;
+                self.put_subcloud(new, id, group_id).await
+            }
+            other => other,
+        }
+    }
+
+    async fn put_subcloud(
+        &self,
+        new: NewSubcloud,
+        id: u64,
+        group_id: u64,
+    ) -> Result<Subcloud, InventoryError> {
         let now = crate::domain::timestamp_now();
         let subcloud = Subcloud {
             id,
@@ -289,7 +340,7 @@ impl Inventory {
             deploy_status: new.deploy_status.unwrap_or_else(DeployStatus::complete),
             backup_status: None,
             backup_datetime: None,
-            error_description: None,
+            error_description: crate::domain::NO_ERRORS.to_owned(),
             region_name: new
                 .region_name
                 .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
@@ -412,6 +463,7 @@ impl Inventory {
     async fn slot_is_free(&self, sc: &Subcloud, now: u64) -> Result<bool, InventoryError> {
         if let Some(holder) = sc.slot_holder(now) {
             return Err(InventoryError::Busy {
+                id: sc.id,
                 name: sc.name.clone(),
                 holder,
             });
@@ -433,15 +485,29 @@ impl Inventory {
             if current.management_state == ManagementState::Managed {
                 return Err(InventoryError::SubcloudManaged(current.name));
             }
+            if current.deploy_status.forbids_delete() {
+                return Err(InventoryError::SubcloudDeploying {
+                    name: current.name,
+                    state: current.deploy_status,
+                });
+            }
             let now = crate::domain::timestamp_now();
-            let delete = Delete::builder()
+            // The read above only words the refusal; the write decides (SPEC §3).
+            let mut delete = Delete::builder()
                 .table_name(&self.res.subclouds_table)
                 .key("id", n(current.id))
-                .condition_expression(format!(
-                    "management_state = :unmanaged AND group_id = :g AND {SLOT_FREE}"
-                ))
                 .expression_attribute_values(":unmanaged", s("unmanaged"))
-                .expression_attribute_values(":g", n(current.group_id))
+                .expression_attribute_values(":g", n(current.group_id));
+            let mut forbidden = Vec::new();
+            for (i, state) in DeployStatus::forbidding_delete().enumerate() {
+                delete = delete.expression_attribute_values(format!(":f{i}"), s(state));
+                forbidden.push(format!(":f{i}"));
+            }
+            let delete = delete
+                .condition_expression(format!(
+                    "management_state = :unmanaged AND group_id = :g AND NOT deploy_status IN ({}) AND {SLOT_FREE}",
+                    forbidden.join(", ")
+                ))
                 .build()
                 .map_err(|e| StoreError::Failed(e.to_string()))?;
             let result = self
@@ -463,6 +529,10 @@ impl Inventory {
     // ---- groups ------------------------------------------------------------------------
 
     pub async fn create_group(&self, new: NewGroup) -> Result<Group, InventoryError> {
+        // Default's name is taken even before Default is created on its first need.
+        if names_default(&Ref::Name(new.name.clone())) {
+            return Err(InventoryError::GroupExists(new.name));
+        }
         let id = self.allocate_id("group").await?;
         let now = crate::domain::timestamp_now();
         let group = Group {
@@ -497,6 +567,9 @@ impl Inventory {
         let rename = patch.name.as_ref().filter(|name| **name != current.name);
         if rename.is_some() && current.is_default() {
             return Err(InventoryError::DefaultGroupProtected("renamed"));
+        }
+        if let Some(name) = rename.filter(|name| names_default(&Ref::Name((*name).clone()))) {
+            return Err(InventoryError::GroupExists(name.clone()));
         }
         let now = crate::domain::timestamp_now();
         let mut updates = Updates::new()
@@ -567,7 +640,7 @@ impl Inventory {
 
     // ---- transaction items -------------------------------------------------------------
 
-    fn reserve_name(
+    pub(super) fn reserve_name(
         &self,
         kind: Kind,
         name: &Name,
@@ -579,7 +652,7 @@ impl Inventory {
         put_new(&self.res.names_table, item, "name_key")
     }
 
-    fn release_name(
+    pub(super) fn release_name(
         &self,
         kind: Kind,
         name: &Name,
@@ -610,7 +683,7 @@ impl Inventory {
     }
 }
 
-fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
+pub(super) fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
@@ -619,4 +692,12 @@ fn put_new(table: &str, item: Item, key: &str) -> Result<TransactWriteItem, Stor
         .build()
         .map_err(|e| StoreError::Failed(e.to_string()))?;
     Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Whether `r` names group 1 `Default`, by id or by name.
+fn names_default(r: &Ref) -> bool {
+    match r {
+        Ref::Id(id) => *id == DEFAULT_GROUP_ID,
+        Ref::Name(name) => name.as_str() == DEFAULT_GROUP_NAME,
+    }
 }

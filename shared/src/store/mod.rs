@@ -8,6 +8,7 @@ mod idempotency;
 mod inventory;
 mod operations;
 mod progress;
+mod schedules;
 mod seats;
 mod slot;
 

@@ -4,7 +4,7 @@
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
 use super::{conditional, failed_conditions, n, s, Item, StoreError};
-use crate::domain::{timestamp_now, OpId, OpState, Release};
+use crate::domain::{epoch_now, timestamp_now, OpId, OpState, Release, Retired};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
 
@@ -39,7 +39,7 @@ pub struct Outcome {
     pub backup_status: Option<Option<&'static str>>,
     pub deploy_status: Option<String>,
     pub backup_datetime: Option<String>,
-    /// Set on failure; cleared on success.
+    /// Set on failure; on success `error-description` goes back to "No errors present".
     pub error: Option<String>,
     pub add_release: Option<(BackupSet, Release)>,
     pub remove_release: Option<(BackupSet, Release)>,
@@ -85,6 +85,60 @@ impl super::Inventory {
         conditional(result, "UpdateItem advance")
     }
 
+    /// Removes releases from one of the subcloud's backup sets while the operation still
+    /// holds the slot (retention emptied them). False if the slot is no longer its own.
+    pub async fn remove_releases(
+        &self,
+        holder: &Holder,
+        set: BackupSet,
+        releases: &[Release],
+    ) -> Result<bool, StoreError> {
+        let mut values = still_ours(holder, epoch_now());
+        values.insert(
+            ":gone".into(),
+            aws_sdk_dynamodb::types::AttributeValue::Ss(
+                releases.iter().map(|r| r.as_str().to_owned()).collect(),
+            ),
+        );
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(holder.subcloud_id))
+            .update_expression(format!("DELETE {} :gone", set.attribute()))
+            .condition_expression(STILL_OURS)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        conditional(result, "UpdateItem remove releases")
+    }
+
+    /// Records on an operation which backups its schedule's retention removed.
+    pub async fn record_retention(
+        &self,
+        op_id: &OpId,
+        retired: &[Retired],
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(retired)
+            .map_err(|e| StoreError::Failed(format!("retention does not encode: {e}")))?;
+        self.ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression(
+                "SET retention = list_append(if_not_exists(retention, :none), :retired)",
+            )
+            .expression_attribute_values(":retired", value)
+            .expression_attribute_values(
+                ":none",
+                aws_sdk_dynamodb::types::AttributeValue::L(vec![]),
+            )
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UpdateItem operations retention", e))?;
+        Ok(())
+    }
+
     /// Records how the operation ended and frees the slot, in one conditional write.
     /// `seat`: the group whose seat the operation holds, given back in the same write.
     pub async fn finish(
@@ -96,7 +150,8 @@ impl super::Inventory {
         now: u64,
     ) -> Result<bool, StoreError> {
         let mut values = still_ours(holder, now);
-        values.insert(":at".into(), s(timestamp_now()));
+        let at = timestamp_now();
+        values.insert(":at".into(), s(&at));
         let mut sets = vec!["updated_at = :at".to_owned()];
         let mut removes = vec![super::SLOT_ATTRIBUTES];
         let mut adds = Vec::new();
@@ -117,13 +172,9 @@ impl super::Inventory {
             values.insert(":datetime".into(), s(at));
             sets.push("backup_datetime = :datetime".into());
         }
-        match &outcome.error {
-            Some(error) => {
-                values.insert(":error".into(), s(error));
-                sets.push("error_description = :error".into());
-            }
-            None => removes.push("error_description"),
-        }
+        let error = outcome.error.as_deref().unwrap_or(crate::domain::NO_ERRORS);
+        values.insert(":error".into(), s(error));
+        sets.push("error_description = :error".into());
         if let Some((set, release)) = &outcome.add_release {
             values.insert(
                 ":added".into(),
@@ -157,12 +208,15 @@ impl super::Inventory {
             state,
             outcome.error.as_deref(),
             seat,
+            &at,
         )
         .await
     }
 
     /// Ends an operation in one transaction: the subcloud's update (whose condition decides),
     /// the operation record's final state and finish time, and the release of its seat.
+    /// `at` is the time the subcloud's update records too, so the next claim — which must
+    /// come after the subcloud's last write — also comes after this finish time.
     /// Returns false, writing nothing, if the subcloud's condition failed.
     pub(crate) async fn end_operation(
         &self,
@@ -171,6 +225,7 @@ impl super::Inventory {
         state: OpState,
         error: Option<&str>,
         seat: Option<u64>,
+        at: &str,
     ) -> Result<bool, StoreError> {
         let subcloud = match seat {
             // The seat must be the one being given back.
@@ -200,7 +255,7 @@ impl super::Inventory {
             .update_expression("SET #state = :state, finished_at = :at, updated_at = :at")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state_name(state)))
-            .expression_attribute_values(":at", s(timestamp_now()));
+            .expression_attribute_values(":at", s(at));
         if let Some(error) = error {
             record = record
                 .update_expression(

@@ -7,8 +7,8 @@
 
 use super::{from_item, n, s, Item, StoreError};
 use crate::domain::{
-    timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus, ManagementState,
-    Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud,
+    timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
+    ManagementState, Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud, NO_ERRORS,
 };
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
@@ -49,10 +49,16 @@ pub enum ClaimOutcome {
         subcloud: Box<Subcloud>,
         prior: PriorState,
     },
-    /// Another operation holds the slot.
-    Busy { name: Name, holder: SlotHolder },
-    /// The subcloud is not valid for the operation (dcmanager's reason).
-    Invalid { name: Name, reason: String },
+    /// Another operation holds the slot; the subcloud as it stands.
+    Busy {
+        subcloud: Box<Subcloud>,
+        holder: SlotHolder,
+    },
+    /// The subcloud (as it stands) is not valid for the operation (dcmanager's reason).
+    Invalid {
+        subcloud: Box<Subcloud>,
+        reason: String,
+    },
     /// The subcloud was deleted meanwhile.
     Gone,
     /// The subcloud kept changing under the claim (another writer won each attempt).
@@ -75,6 +81,9 @@ enum Attempt {
     Done(ClaimOutcome),
     /// The slot is held by an operation whose lease has expired.
     Expired(Box<Subcloud>),
+    /// The subcloud was last written at this time, not before the claim's: another writer's
+    /// clock is ahead of ours.
+    Behind(String),
 }
 
 /// The condition under which a subcloud may be claimed: it exists, its slot is free, and it
@@ -87,7 +96,13 @@ struct ClaimCondition {
 impl ClaimCondition {
     fn for_request(req: &ClaimRequest) -> ClaimCondition {
         let mut values: Item = HashMap::new();
-        let mut clauses = vec!["attribute_exists(id)".to_owned(), SLOT_FREE.to_owned()];
+        // Every write records `updated_at`; a claim that comes after them says so in its
+        // times too (SPEC §3: the write establishes the order).
+        let mut clauses = vec![
+            "attribute_exists(id)".to_owned(),
+            SLOT_FREE.to_owned(),
+            "(attribute_not_exists(updated_at) OR updated_at < :since)".to_owned(),
+        ];
         if let Some(group) = req.group_id {
             values.insert(":group".into(), n(group));
             clauses.push("group_id = :group".into());
@@ -109,8 +124,8 @@ impl ClaimCondition {
                 values.insert(":unmanaged".into(), s(ManagementState::Unmanaged.as_str()));
                 clauses.push("management_state = :unmanaged".into());
                 let mut forbidden = Vec::new();
-                for (i, state) in DeployStatus::FORBID_RESTORE.iter().enumerate() {
-                    values.insert(format!(":f{i}"), s(*state));
+                for (i, state) in DeployStatus::forbidding_restore().enumerate() {
+                    values.insert(format!(":f{i}"), s(state));
                     forbidden.push(format!(":f{i}"));
                 }
                 clauses.push(format!("NOT deploy_status IN ({})", forbidden.join(", ")));
@@ -153,7 +168,7 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
             }),
         OpKind::Delete => (req.local_only && !managed_online).then(|| {
             format!(
-                "Subcloud {} must be online and managed for the subcloud-backup delete operation with the local_only option.",
+                "Subcloud {} must be online and managed for the subcloud-backup delete operation with --local-only option.",
                 sc.name
             )
         }),
@@ -173,8 +188,8 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
                 ))
             } else if !req.has_bootstrap_address && sc.agent_url.is_none() {
                 Some(format!(
-                    "Subcloud {}: no address to reach it; give restore_values.bootstrap_address.{} or register its agent-url.",
-                    sc.name, sc.name
+                    "Unable to obtain the subcloud {} bootstrap_address from either restore or install values. Please ensure bootstrap_address is specified in the restore-values.yml and try again.",
+                    sc.name
                 ))
             } else {
                 None
@@ -184,17 +199,23 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
 }
 
 impl super::Inventory {
-    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem. A
-    /// slot held under an expired lease is first recovered, then claimed.
+    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem, which
+    /// also resets `error-description` to "No errors present" (SPEC §1). A slot held under
+    /// an expired lease is first recovered, then claimed.
+    /// The claim's time (`op_since`) is after every earlier write to the subcloud, the end
+    /// of the previous operation included, even when that writer's clock was ahead.
     pub async fn claim(&self, id: u64, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         let mut last = None;
+        let mut since = timestamp_now();
         for _ in 0..CLAIM_ATTEMPTS {
-            match self.try_claim(id, req).await? {
+            match self.try_claim(id, req, &since).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::Expired(old) => {
                     self.recover_expired(&old, req.now).await?;
+                    since = timestamp_now();
                     last = Some(old.name);
                 }
+                Attempt::Behind(last_write) => since = timestamp_after(&last_write),
             }
         }
         Ok(match last {
@@ -203,9 +224,13 @@ impl super::Inventory {
         })
     }
 
-    async fn try_claim(&self, id: u64, req: &ClaimRequest) -> Result<Attempt, StoreError> {
+    async fn try_claim(
+        &self,
+        id: u64,
+        req: &ClaimRequest,
+        since: &str,
+    ) -> Result<Attempt, StoreError> {
         let condition = ClaimCondition::for_request(req);
-        let since = timestamp_now();
         let lease = req.now + req.lease_seconds;
         let (state_attr, state_value) = match req.kind.claimed_state() {
             ClaimedState::Backup(b) => ("backup_status", b.as_str().to_owned()),
@@ -214,12 +239,13 @@ impl super::Inventory {
         let mut values = condition.values;
         values.insert(":op".into(), s(req.op_id.as_str()));
         values.insert(":kind".into(), s(req.kind.as_str()));
-        values.insert(":since".into(), s(&since));
+        values.insert(":since".into(), s(since));
         values.insert(":lease".into(), n(lease));
         values.insert(":zero".into(), n(0));
         values.insert(":one".into(), n(1));
         values.insert(":state".into(), s(&state_value));
         values.insert(":held".into(), s(LEASE_HELD));
+        values.insert(":no_errors".into(), s(NO_ERRORS));
         let result = self
             .ddb
             .update_item()
@@ -228,7 +254,7 @@ impl super::Inventory {
             .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
                  lease_held = :held, fence = if_not_exists(fence, :zero) + :one, updated_at = :since, \
-                 {state_attr} = :state"
+                 error_description = :no_errors, {state_attr} = :state"
             ))
             .condition_expression(condition.expression)
             .set_expression_attribute_values(Some(values))
@@ -247,10 +273,11 @@ impl super::Inventory {
                 };
                 sc.op_id = Some(req.op_id.clone());
                 sc.op_kind = Some(req.kind);
-                sc.op_since = Some(since.clone());
+                sc.op_since = Some(since.to_owned());
                 sc.lease_expires_at = Some(lease);
                 sc.fence += 1;
-                sc.updated_at = since;
+                sc.updated_at = since.to_owned();
+                sc.error_description = NO_ERRORS.to_owned();
                 match req.kind.claimed_state() {
                     ClaimedState::Backup(b) => sc.backup_status = Some(b),
                     ClaimedState::Deploy(d) => sc.deploy_status = d,
@@ -271,20 +298,21 @@ impl super::Inventory {
                 let old: Subcloud = from_item("subcloud", old)?;
                 if let Some(holder) = old.slot_holder(req.now) {
                     return Ok(Attempt::Done(ClaimOutcome::Busy {
-                        name: old.name,
+                        subcloud: Box::new(old),
                         holder,
                     }));
                 }
                 if old.op_id.is_some() {
                     return Ok(Attempt::Expired(Box::new(old)));
                 }
-                Ok(Attempt::Done(match explain(req, &old) {
-                    Some(reason) => ClaimOutcome::Invalid {
-                        name: old.name,
+                Ok(match explain(req, &old) {
+                    Some(reason) => Attempt::Done(ClaimOutcome::Invalid {
+                        subcloud: Box::new(old),
                         reason,
-                    },
-                    None => ClaimOutcome::Contended { name: old.name },
-                }))
+                    }),
+                    None if old.updated_at.as_str() >= since => Attempt::Behind(old.updated_at),
+                    None => Attempt::Done(ClaimOutcome::Contended { name: old.name }),
+                })
             }
         }
     }
@@ -409,7 +437,8 @@ impl super::Inventory {
         values.insert(":op".into(), s(op_id.as_str()));
         values.insert(":fence".into(), n(sc.fence));
         values.insert(":why".into(), s(why));
-        values.insert(":at".into(), s(timestamp_now()));
+        let at = timestamp_now();
+        values.insert(":at".into(), s(&at));
         values.insert(":deploy".into(), s(sc.deploy_status.as_str()));
         let mut sets = vec![
             "error_description = :why".to_owned(),
@@ -445,7 +474,7 @@ impl super::Inventory {
             .condition_expression(conditions.join(" AND "))
             .set_expression_attribute_values(Some(values));
         let ended = self
-            .end_operation(subcloud, op_id, OpState::Failed, Some(why), sc.seat)
+            .end_operation(subcloud, op_id, OpState::Failed, Some(why), sc.seat, &at)
             .await?;
         if ended {
             tracing::warn!(op_id = %op_id, subcloud = %sc.name, why, "operation ended as failed");

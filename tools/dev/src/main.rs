@@ -4,10 +4,13 @@
 //!                             provision, then add the demo groups and subclouds (idempotent);
 //!                             subcloud1-3 get agent-url http://127.0.0.1:N..N+2 (N from the
 //!                             flag, else $AGENT_BASE_PORT, else 18001)
-//!   dcbackup-dev poll [--api URL] [--sweep-every SECONDS]
+//!   dcbackup-dev poll [--api URL] [--sweep-every SECONDS] [--schedule-every SECONDS]
 //!                             the jobs queue's event source mapping: long-polls the queue
-//!                             and invokes the worker (and every few seconds the sweeper)
-//!                             through cargo lambda watch's Invoke API
+//!                             and invokes the worker (and every few seconds the sweeper and
+//!                             the scheduler) through cargo lambda watch's Invoke API
+//!   dcbackup-dev gate --listen ADDR --upstream HOST:PORT [--max-in-flight N]
+//!                             make run's admission in front of cargo lambda watch: at most N
+//!                             requests in flight (default 32), the rest wait their turn
 //!   dcbackup-dev mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]
 //!                             an HS256 token from the local secret (refused unless the
 //!                             configured algorithm is HS256)
@@ -24,9 +27,10 @@ use dcbackup::domain::{
 use dcbackup::runtime::Clients;
 use dcbackup::store::{Inventory, InventoryError};
 
+mod gate;
 mod poll;
 
-const USAGE: &str = "usage: dcbackup-dev provision | seed-demo [--agent-base-port N] | poll [--api URL] [--sweep-every SECONDS] | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
+const USAGE: &str = "usage: dcbackup-dev provision | seed-demo [--agent-base-port N] | poll [--api URL] [--sweep-every SECONDS] [--schedule-every SECONDS] | gate --listen ADDR --upstream HOST:PORT [--max-in-flight N] | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
 
 /// Where the demo agents listen unless told otherwise: subcloud1 on this port, and up.
 const DEFAULT_AGENT_BASE_PORT: u16 = 18001;
@@ -38,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "mint-token" => return mint_token(args),
         "poll" => return poll::run(args).await,
+        "gate" => return gate::run(args).await,
         _ => {}
     }
     let config = Config::from_env()?;

@@ -4,7 +4,8 @@
 //! batch responses honoured (the messages the worker did not report are deleted; after an
 //! invocation error none is, so they come back after the visibility timeout and, after
 //! `maxReceiveCount` receives, land on the dead-letter queue). Every few seconds it also
-//! invokes the sweeper, as its schedule would.
+//! invokes the sweeper and the scheduler, as their EventBridge schedules would (with the
+//! every-minute tick's event: the scheduler fires what is due by then).
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
@@ -19,7 +20,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: dcbackup-dev poll [--api http://127.0.0.1:9000] [--sweep-every SECONDS] (0: no sweeps)";
+    "usage: dcbackup-dev poll [--api http://127.0.0.1:9000] [--sweep-every SECONDS] [--schedule-every SECONDS] (0: never)";
 
 /// Lambda's limit for one invocation; also covers a function compiling on its first call.
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(900);
@@ -30,12 +31,14 @@ const BATCH_SIZE: i32 = 10;
 struct Options {
     api: String,
     sweep_every: u64,
+    schedule_every: u64,
 }
 
 fn options(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
     let mut options = Options {
         api: "http://127.0.0.1:9000".to_owned(),
         sweep_every: 10,
+        schedule_every: 5,
     };
     while let Some(flag) = args.next() {
         let (flag, value) = match flag.split_once('=') {
@@ -51,6 +54,9 @@ fn options(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
             "--api" => options.api = value.trim_end_matches('/').to_owned(),
             "--sweep-every" => {
                 options.sweep_every = value.parse().context("--sweep-every takes seconds")?
+            }
+            "--schedule-every" => {
+                options.schedule_every = value.parse().context("--schedule-every takes seconds")?
             }
             _ => bail!("unknown option {flag}; {USAGE}"),
         }
@@ -274,11 +280,22 @@ pub async fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             Duration::from_secs(options.sweep_every),
         ));
     }
+    if options.schedule_every > 0 {
+        tokio::spawn(schedule_forever(
+            invoker.clone(),
+            Duration::from_secs(options.schedule_every),
+        ));
+    }
     log(&format!(
-        "polling {queue_url} into {}/2015-03-31/functions/worker/invocations (batches of up to {BATCH_SIZE}){}",
+        "polling {queue_url} into {}/2015-03-31/functions/worker/invocations (batches of up to {BATCH_SIZE}){}{}",
         options.api,
         if options.sweep_every > 0 {
             format!("; sweeper every {} s", options.sweep_every)
+        } else {
+            String::new()
+        },
+        if options.schedule_every > 0 {
+            format!("; scheduler every {} s", options.schedule_every)
         } else {
             String::new()
         }
@@ -507,6 +524,37 @@ async fn sweep_forever(invoker: Invoker, every: Duration) {
                 }
             }
             Err(e) => log(&format!("sweeper: {e}")),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The scheduler's EventBridge schedule, faster: a tick every `every`, the next only after
+/// the last ended. A firing is logged; a quiet tick is not.
+async fn schedule_forever(invoker: Invoker, every: Duration) {
+    let tick = json!({
+        "version": "0",
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "detail": {},
+    });
+    loop {
+        match invoker
+            .invoke_patiently("scheduler", &tick, Duration::from_secs(600))
+            .await
+        {
+            Ok(report) => {
+                let fired = report["fired"].as_u64().unwrap_or(0);
+                let missed = report["missed"].as_u64().unwrap_or(0);
+                if fired > 0 || missed > 0 {
+                    log(&format!(
+                        "scheduler: {fired} schedule(s) fired ({} backup(s) started, {} subcloud(s) skipped), {missed} missed",
+                        report["accepted"].as_u64().unwrap_or(0),
+                        report["skipped"].as_u64().unwrap_or(0),
+                    ));
+                }
+            }
+            Err(e) => log(&format!("scheduler: {e}")),
         }
         tokio::time::sleep(every).await;
     }

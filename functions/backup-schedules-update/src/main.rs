@@ -1,0 +1,6 @@
+//! `PATCH /v1.0/backup-schedules/{ref}`: wiring only; the handler is `dcbackup::api::handle`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    dcbackup::runtime::serve_http(dcbackup::api::Route::SchedulesUpdate).await
+}

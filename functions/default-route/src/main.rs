@@ -1,0 +1,6 @@
+//! The HTTP API's `$default` route: wiring only; the handler is `dcbackup::api::default_route`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    dcbackup::runtime::serve_default_route().await
+}

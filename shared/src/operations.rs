@@ -1,0 +1,339 @@
+//! The one way to start operations (SPEC §3, §5): each target subcloud's slot is claimed with
+//! one conditional write (a group's members in parallel, bounded); each claim gets an
+//! operation record and a job on the queue, and a claim whose record or job cannot be written
+//! is rolled back at once. The API handlers and the scheduler both call `start`; nothing else
+//! claims a slot.
+
+use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
+use crate::domain::{
+    epoch_now, timestamp_now, ClaimedState, Group, OpId, OpKind, OpState, Operation, SlotHolder,
+    Subcloud,
+};
+use crate::jobs::{JobMessage, JobQueue};
+use crate::store::{ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState};
+use futures::StreamExt;
+use std::collections::HashMap;
+
+/// What `start` needs: the store, the jobs queue and two settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Starter<'a> {
+    pub inventory: &'a Inventory,
+    pub jobs: &'a JobQueue,
+    /// How long a claimed slot is held before it may be recovered.
+    pub lease_seconds: u64,
+    /// How many members of a group are claimed at once.
+    pub claim_concurrency: usize,
+}
+
+/// Who asked, recorded on every operation started.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The caller's `sub`, or `schedule:<name>` for a scheduled firing.
+    pub requested_by: String,
+    /// The schedule that fired it, if any (its backups are subject to its retention).
+    pub schedule_id: Option<u64>,
+}
+
+/// What `start` did with each subcloud of the target.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// The group targeted, if the target was a group.
+    pub group: Option<Group>,
+    /// Every subcloud of the target as it stands after the request, by id: the accepted in
+    /// their claimed state, the others as their claim found them (SPEC §3, dcmanager's
+    /// answer); a member deleted meanwhile is left out.
+    pub members: Vec<Subcloud>,
+    /// Claimed, recorded and queued: in their claimed state, by id.
+    pub accepted: Vec<Subcloud>,
+    /// Not claimed: busy, not valid for the operation, or gone (by id).
+    pub skipped: Vec<SubcloudReason>,
+    /// Claimed but not handed over (rolled back), or the claim itself failed (by id).
+    pub failed: Vec<SubcloudReason>,
+    /// The operations started, in the order of `accepted`.
+    pub op_ids: Vec<OpId>,
+}
+
+/// Why nothing could be started at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The target does not exist, or the store failed reading it.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The group has no members.
+    #[error("Group {0} has no subclouds")]
+    EmptyGroup(String),
+}
+
+/// One target subcloud's fate.
+enum Verdict {
+    Accepted {
+        subcloud: Box<Subcloud>,
+        prior: PriorState,
+        op_id: OpId,
+    },
+    /// Not taken; the subcloud as it stands, unless it is gone.
+    Refused(SubcloudReason, Option<Box<Subcloud>>),
+}
+
+/// A claimed subcloud on its way to the queue.
+struct Claimed {
+    subcloud: Subcloud,
+    prior: PriorState,
+    op_id: OpId,
+}
+
+fn reason(sc: &Subcloud, status: ReasonStatus, reason: String) -> SubcloudReason {
+    SubcloudReason {
+        id: sc.id,
+        name: sc.name.to_string(),
+        status,
+        reason,
+    }
+}
+
+/// Starts a command's operations: claims, records, queues. Busy and invalid subclouds are
+/// skipped, never an error; only a target that cannot be read is.
+pub async fn start(
+    starter: Starter<'_>,
+    command: &Command,
+    origin: &Origin,
+) -> Result<Started, StartError> {
+    let (members, group) = match &command.target {
+        Target::Subcloud(r) => (vec![starter.inventory.subcloud(r).await?], None),
+        Target::Group(r) => {
+            let group = starter.inventory.group(r).await?;
+            let members = starter.inventory.members(group.id).await?;
+            if members.is_empty() {
+                return Err(StartError::EmptyGroup(group.name.to_string()));
+            }
+            (members, Some(group))
+        }
+    };
+    // Rolled-back claims are answered as they were read.
+    let as_read: HashMap<u64, Subcloud> = members.iter().map(|sc| (sc.id, sc.clone())).collect();
+    let now = epoch_now();
+    let group_id = group.as_ref().map(|g| g.id);
+    let verdicts: Vec<Verdict> = futures::stream::iter(members)
+        .map(|sc| claim_one(starter, command, sc, group_id, now))
+        .buffer_unordered(starter.claim_concurrency)
+        .collect()
+        .await;
+
+    let mut claimed = Vec::new();
+    let mut refused = Vec::new();
+    let mut standing = Vec::new();
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Accepted {
+                subcloud,
+                prior,
+                op_id,
+            } => claimed.push(Claimed {
+                subcloud: *subcloud,
+                prior,
+                op_id,
+            }),
+            Verdict::Refused(r, sc) => {
+                refused.push(r);
+                standing.extend(sc.map(|sc| *sc));
+            }
+        }
+    }
+    let group_name = group.as_ref().map(|g| g.name.to_string());
+    let (accepted, failed) =
+        hand_over(starter, origin, command, group_name.as_deref(), claimed).await;
+    standing.extend(failed.iter().filter_map(|r| as_read.get(&r.id).cloned()));
+    refused.extend(failed);
+    refused.sort_by_key(|r| r.id);
+    let (failed, skipped): (Vec<_>, Vec<_>) = refused
+        .into_iter()
+        .partition(|r| r.status == ReasonStatus::Failed);
+    standing.extend(accepted.iter().cloned());
+    standing.sort_by_key(|sc| sc.id);
+    let members = standing;
+    let op_ids = accepted.iter().filter_map(|sc| sc.op_id.clone()).collect();
+    Ok(Started {
+        group,
+        members,
+        accepted,
+        skipped,
+        failed,
+        op_ids,
+    })
+}
+
+async fn claim_one(
+    starter: Starter<'_>,
+    command: &Command,
+    sc: Subcloud,
+    group_id: Option<u64>,
+    now: u64,
+) -> Verdict {
+    let request = ClaimRequest {
+        op_id: OpId::new(),
+        kind: command.kind,
+        local_only: command.options.local_only,
+        release: command.release_for(&sc),
+        group_id,
+        has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
+        now,
+        lease_seconds: starter.lease_seconds,
+    };
+    let refused = |status, why, standing: Option<Box<Subcloud>>| {
+        Verdict::Refused(reason(&sc, status, why), standing)
+    };
+    match starter.inventory.claim(sc.id, &request).await {
+        Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
+            subcloud,
+            prior,
+            op_id: request.op_id,
+        },
+        Ok(ClaimOutcome::Busy { subcloud, holder }) => {
+            let why = busy_reason(command.kind, &subcloud, &holder);
+            refused(ReasonStatus::Busy, why, Some(subcloud))
+        }
+        Ok(ClaimOutcome::Contended { name }) => refused(
+            ReasonStatus::Busy,
+            format!("Subcloud {name} changed while it was being claimed; try again"),
+            Some(Box::new(sc.clone())),
+        ),
+        Ok(ClaimOutcome::Invalid {
+            subcloud,
+            reason: why,
+        }) => refused(ReasonStatus::Invalid, why, Some(subcloud)),
+        Ok(ClaimOutcome::Gone) => refused(
+            ReasonStatus::Gone,
+            format!("Subcloud {} no longer exists", sc.name),
+            None,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
+            refused(
+                ReasonStatus::Failed,
+                "the database is unavailable; try again".into(),
+                Some(Box::new(sc.clone())),
+            )
+        }
+    }
+}
+
+/// dcmanager's words for a subcloud whose slot another operation holds, naming the state
+/// that operation set: backup-status for a backup or delete, deploy-status for a restore.
+fn busy_reason(requested: OpKind, sc: &Subcloud, holder: &SlotHolder) -> String {
+    let state = match holder.kind.claimed_state() {
+        ClaimedState::Backup(_) => format!(
+            "backup_status is '{}'",
+            sc.backup_status.map_or("none", |b| b.as_str())
+        ),
+        ClaimedState::Deploy(_) => format!("deploy_status is '{}'", sc.deploy_status.as_str()),
+    };
+    format!(
+        "Cannot perform {requested} operation: Subcloud {} current {state}. Please wait until \
+         it finishes before running this operation.",
+        sc.name
+    )
+}
+
+/// Writes the operation records and sends the jobs of the claimed subclouds. A claim whose
+/// record or job could not be written is rolled back and reported as failed.
+async fn hand_over(
+    starter: Starter<'_>,
+    origin: &Origin,
+    command: &Command,
+    group: Option<&str>,
+    claimed: Vec<Claimed>,
+) -> (Vec<Subcloud>, Vec<SubcloudReason>) {
+    if claimed.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let now = timestamp_now();
+    let operations: Vec<Operation> = claimed
+        .iter()
+        .map(|c| Operation {
+            op_id: c.op_id.clone(),
+            kind: command.kind,
+            subcloud_id: c.subcloud.id,
+            subcloud_name: c.subcloud.name.to_string(),
+            release: command.release_for(&c.subcloud),
+            fence: c.subcloud.fence,
+            options: command.options.clone(),
+            requested_by: origin.requested_by.clone(),
+            group: group.map(str::to_owned),
+            schedule_id: origin.schedule_id,
+            state: OpState::Queued,
+            error: None,
+            // The claim's own time, which the claim made later than the subcloud's last write.
+            created_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
+            updated_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
+            started_at: None,
+            finished_at: None,
+            retention: Vec::new(),
+        })
+        .collect();
+
+    let unrecorded = match starter.inventory.put_operations(&operations).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "operation records could not be written");
+            operations.iter().map(|op| op.op_id.clone()).collect()
+        }
+    };
+    let (unrecorded, recorded): (Vec<_>, Vec<_>) = claimed
+        .into_iter()
+        .zip(operations)
+        .partition(|(c, _)| unrecorded.contains(&c.op_id));
+    let mut failed = undo(
+        starter,
+        unrecorded,
+        "the operation could not be recorded; try again",
+    )
+    .await;
+
+    let jobs: Vec<JobMessage> = recorded
+        .iter()
+        .map(|(_, op)| JobMessage::for_operation(op))
+        .collect();
+    let sent = starter.jobs.send_all(&jobs).await;
+    let mut accepted = Vec::new();
+    let mut unsent = Vec::new();
+    for ((c, op), result) in recorded.into_iter().zip(sent) {
+        match result {
+            Ok(()) => {
+                tracing::info!(op_id = %op.op_id, subcloud = %c.subcloud.name, kind = op.kind.as_str(), "operation queued");
+                accepted.push(c.subcloud);
+            }
+            Err(why) => {
+                tracing::error!(op_id = %op.op_id, subcloud = %c.subcloud.name, error = %why, "job not queued");
+                unsent.push((c, op));
+            }
+        }
+    }
+    failed.extend(undo(starter, unsent, "the job could not be queued; try again").await);
+    accepted.sort_by_key(|sc| sc.id);
+    (accepted, failed)
+}
+
+/// Undoes claims whose jobs will never run, all at once: each claim is released and its
+/// record (if written) marked failed. If a release fails too, the lease expires and the
+/// slot is recovered by the next claim.
+async fn undo(
+    starter: Starter<'_>,
+    claims: Vec<(Claimed, Operation)>,
+    why: &str,
+) -> Vec<SubcloudReason> {
+    futures::stream::iter(claims)
+        .map(|(c, op)| async move {
+            match starter.inventory.release_claim(&c.subcloud, &c.prior).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(op_id = %op.op_id, "claim was already gone when rolled back"),
+                Err(e) => tracing::error!(op_id = %op.op_id, error = %e, "claim not rolled back; its lease will expire"),
+            }
+            if let Err(e) = starter.inventory.fail_operation(&op.op_id, why).await {
+                tracing::error!(op_id = %op.op_id, error = %e, "operation record not marked failed");
+            }
+            reason(&c.subcloud, ReasonStatus::Failed, why.to_owned())
+        })
+        .buffer_unordered(starter.claim_concurrency)
+        .collect()
+        .await
+}

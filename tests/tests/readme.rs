@@ -1,0 +1,390 @@
+//! The README's shell blocks, taken from README.md itself so they cannot drift, run in order
+//! against a real `make run` stack (`tools/run-local`: engines, demo inventory, agents, every
+//! function behind `cargo lambda watch`, the poller) on free ports, checking the outcome each
+//! block documents. "Using the API" and the walkthrough each get a fresh stack, as a reader
+//! starting `make run` for either would. Everything started is stopped, also on failure.
+//!
+//! What the test changes in the blocks, and only this: the documented ports (9000 for the API,
+//! 9324 for the bucket) become the free ones, `.local/run/` becomes this run's `RUN_DIR`, and the
+//! blocks run in a scratch directory (where `values.yaml` lands) with `make` pointed at the
+//! checkout.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("the checkout")
+}
+
+/// The ```sh blocks of README.md, by the `## ` section they are in.
+fn blocks() -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut sections: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut section = String::new();
+    let mut block: Option<String> = None;
+    for line in text.lines() {
+        match &mut block {
+            Some(body) if line.starts_with("```") => {
+                sections
+                    .entry(section.clone())
+                    .or_default()
+                    .push(std::mem::take(body));
+                block = None;
+            }
+            Some(body) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None if line == "```sh" => block = Some(String::new()),
+            None => {
+                if let Some(title) = line.strip_prefix("## ") {
+                    section = title.to_owned();
+                }
+            }
+        }
+    }
+    sections
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A port with the next two free as well (the three demo agents).
+fn free_ports_3() -> u16 {
+    loop {
+        let base = free_port();
+        if base < 65533 && (1..3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+/// A running `make run` stack; dropping it stops everything it started.
+struct Stack {
+    run: Child,
+    run_dir: PathBuf,
+    scratch: PathBuf,
+    api_port: u16,
+    sqs_port: u16,
+}
+
+impl Stack {
+    fn start(log: &Path) -> Stack {
+        let repo = repo();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let base = std::env::temp_dir().join(format!("dcbackup-readme-{}", &id[..12]));
+        let (run_dir, scratch) = (base.join("run"), base.join("scratch"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let (api_port, ddb_port, sqs_port) = (free_port(), free_port(), free_port());
+        let path = format!(
+            "{}:{}",
+            repo.join(".tools/venv/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log_file = std::fs::File::create(log).unwrap();
+        let run = Command::new("setsid")
+            .arg(repo.join("tools/run-local"))
+            .current_dir(&repo)
+            .env("PATH", path)
+            .env("RUN_DIR", &run_dir)
+            .env("API_PORT", api_port.to_string())
+            .env("DYNAMODB_PORT", ddb_port.to_string())
+            .env("SQS_PORT", sqs_port.to_string())
+            .env("AGENT_BASE_PORT", free_ports_3().to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("tools/run-local starts");
+        let stack = Stack {
+            run,
+            run_dir,
+            scratch,
+            api_port,
+            sqs_port,
+        };
+        // Ready once the functions' settings are written and watch listens.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !(stack.run_dir.join("lambda.env").exists()
+            && TcpStream::connect(("127.0.0.1", api_port)).is_ok())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "make run did not come up; see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stack
+    }
+
+    /// Runs the blocks in one shell, in order; returns each block's output (stdout and stderr).
+    fn run_blocks(&self, blocks: &[String]) -> Vec<String> {
+        let repo = repo();
+        let mut script = format!(
+            "export RUN_DIR='{}' API_PORT={}\nmake() {{ command make --no-print-directory -C '{}' \"$@\"; }}\n",
+            self.run_dir.display(),
+            self.api_port,
+            repo.display()
+        );
+        for (i, block) in blocks.iter().enumerate() {
+            let block = block
+                .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", self.api_port))
+                .replace("127.0.0.1:9324", &format!("127.0.0.1:{}", self.sqs_port))
+                .replace(".local/run/", &format!("{}/", self.run_dir.display()));
+            script.push_str(&format!("echo '@@block {i}'\n{block}\n"));
+        }
+        let mut shell = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("bash runs");
+        let mut output = String::new();
+        let mut stdout = shell.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || stdout.read_to_string(&mut output).map(|_| output));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while shell.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = shell.kill();
+                panic!("the README's blocks did not finish in 10 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let output = reader.join().unwrap().expect("the blocks' output is text");
+        output
+            .split("@@block ")
+            .skip(1)
+            .map(|part| {
+                part.split_once('\n')
+                    .map_or("", |(_, rest)| rest)
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+impl Stack {
+    /// `make invoke FN=<name>` for every sample in `events/`: (name, exit status, output).
+    fn invoke_every_sample(&self) -> Vec<(String, bool, String)> {
+        let repo = repo();
+        let mut names: Vec<String> = std::fs::read_dir(repo.join("events"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        let path = format!(
+            "{}:{}",
+            repo.join(".tools/venv/bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        names
+            .into_iter()
+            .map(|name| {
+                let out = Command::new("make")
+                    .args([
+                        "--no-print-directory",
+                        "-s",
+                        "invoke",
+                        &format!("FN={name}"),
+                    ])
+                    .current_dir(&repo)
+                    .env("PATH", &path)
+                    .env("RUN_DIR", &self.run_dir)
+                    .env("API_PORT", self.api_port.to_string())
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("make runs");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                (name, out.status.success(), text)
+            })
+            .collect()
+    }
+}
+
+impl Stack {
+    /// `make stop` from another shell, as a user whose `make run` terminal is gone would.
+    fn stop_with_make_stop(mut self) {
+        let status = Command::new("make")
+            .args(["--no-print-directory", "-s", "stop"])
+            .current_dir(repo())
+            .env("RUN_DIR", &self.run_dir)
+            .stdin(Stdio::null())
+            .status()
+            .expect("make runs");
+        assert!(status.success(), "make stop failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.run.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "make run still runs after make stop"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            TcpStream::connect(("127.0.0.1", self.api_port)).is_err(),
+            "the API still answers after make stop"
+        );
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // run-local stops its agents, poller, watch and engines on SIGINT (its Ctrl-C).
+        let group = format!("-{}", self.run.id());
+        let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.run.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.run.wait();
+        if let Some(base) = self.run_dir.parent() {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+/// Checks block `i`'s output holds every expected piece.
+fn check(section: &str, outputs: &[String], expected: &[&[&str]]) {
+    assert_eq!(
+        outputs.len(),
+        expected.len(),
+        "{section}: the README has {} shell blocks, the test expects {}; outputs: {outputs:#?}",
+        outputs.len(),
+        expected.len()
+    );
+    for (i, (output, wanted)) in outputs.iter().zip(expected).enumerate() {
+        for piece in *wanted {
+            assert!(
+                output.contains(piece),
+                "{section}, block {i}: {piece:?} missing from:\n{output}"
+            );
+        }
+    }
+}
+
+fn require_cargo_lambda() {
+    assert!(
+        repo().join(".tools/venv/bin/cargo-lambda").exists(),
+        "cargo-lambda is not installed in .tools: run the tests with `make test`"
+    );
+}
+
+/// Builds every function once, in one cargo run, rather than watch building each on its
+/// first call.
+fn build_functions() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--locked", "--workspace", "--bins"])
+        .current_dir(repo())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the functions failed");
+}
+
+#[test]
+fn the_readme_blocks_do_what_they_say_against_make_run() {
+    require_cargo_lambda();
+    build_functions();
+    let sections = blocks();
+    let logs = std::env::temp_dir();
+
+    let api = &sections["Using the API"];
+    let (outputs, invoked) = {
+        let stack = Stack::start(&logs.join("dcbackup-readme-api.log"));
+        (stack.run_blocks(api), stack.invoke_every_sample())
+    };
+    // `make invoke` reaches every function with its sample, HTTP events with a token.
+    assert!(invoked.len() >= 20, "{invoked:?}");
+    for (name, ok, output) in &invoked {
+        assert!(ok, "make invoke FN={name} failed:\n{output}");
+        let http = std::fs::read_to_string(repo().join(format!("events/{name}.json")))
+            .unwrap()
+            .contains("\"routeKey\"");
+        if http {
+            assert!(output.contains("\"statusCode\":"), "{name}: {output}");
+            assert!(!output.contains("\"statusCode\":401"), "{name}: {output}");
+            assert!(!output.contains("\"statusCode\":5"), "{name}: {output}");
+        }
+    }
+    let worker = &invoked.iter().find(|(n, ..)| n == "worker").unwrap().2;
+    assert!(worker.contains("batchItemFailures"), "{worker}");
+    check(
+        "Using the API",
+        &outputs,
+        &[
+            &[],
+            &[
+                "\"name\":\"subcloud5\"",
+                "\"location\":\"Halifax\"",
+                "\"description\":\"rack 4\"",
+                "\"management-state\":\"unmanaged\"",
+            ],
+            &["\"subcloud_groups\"", "\"name\":\"north\"", "\"name\":\"subcloud1\""],
+            &[
+                "\"backup-status\":\"validating\"",
+                "\"skipped\":[{\"id\":1,\"name\":\"subcloud1\",\"reason\":\"Cannot perform subcloud-backup create operation: Subcloud subcloud1 current backup_status is",
+                "\"requested-by\":\"admin\"",
+                // Restoring subcloud4: refused (no backup, or still busy with the delete).
+                "Subcloud subcloud4",
+            ],
+            &["\"name\":\"subcloud2\"", "\"name\":\"subcloud3\""],
+            &["\"statusCode\":200", "subclouds"],
+        ],
+    );
+
+    let walkthrough = &sections["Walkthrough: a backup and a restore with curl"];
+    let outputs = {
+        let stack = Stack::start(&logs.join("dcbackup-readme-walkthrough.log"));
+        let outputs = stack.run_blocks(walkthrough);
+        stack.stop_with_make_stop();
+        outputs
+    };
+    check(
+        "Walkthrough",
+        &outputs,
+        &[
+            &[],
+            &[
+                "\"backup-status\":\"complete-central\"",
+                "\"state\":\"succeeded\"",
+            ],
+            &["subcloud1/24.09/", "MANIFEST.json", "etc/hosts"],
+            &[
+                "\"deploy-status\":\"complete\"",
+                "controller-0",
+                "replicas: 3",
+            ],
+            &[
+                "\"backup-status\":\"complete-local\"",
+                ".tar.gz",
+                ".sha256",
+                "\n0\n",
+            ],
+            &[],
+            &["backup-prep-failed", "is unreachable"],
+        ],
+    );
+}
