@@ -75,6 +75,9 @@ pub enum Command {
     /// Backups kept of subclouds.
     #[command(subcommand)]
     Backup(BackupListCmd),
+    /// Backup schedules: backups started by a cron expression, with retention.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
     /// The fleet at a glance: per group, fresh backups, failures, what runs now.
     Status(StatusArgs),
     /// Prints a shell completion script (e.g. `dcbackup completion bash > /etc/bash_completion.d/dcbackup`).
@@ -349,6 +352,96 @@ pub enum BackupListCmd {
         #[arg(long)]
         subcloud: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Lists every backup schedule with its next and last run.
+    List,
+    /// Shows one schedule.
+    Show {
+        /// Name or id.
+        schedule: String,
+    },
+    /// Creates a schedule.
+    Create(ScheduleCreate),
+    /// Changes a schedule (only the options given).
+    Update(ScheduleUpdate),
+    /// Deletes a schedule (the backups it made stay).
+    Delete {
+        /// Name or id.
+        schedule: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleCreate {
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub target: Target,
+    /// Cron expression, 5 fields (e.g. "0 2 * * *"), or @yearly, @monthly, @weekly, @daily,
+    /// @hourly.
+    #[arg(long)]
+    pub cron: String,
+    /// IANA time zone the cron expression is read in (default: UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Minutes after its due time a firing may still start; later it is recorded as missed
+    /// (default: 0, always runs).
+    #[arg(long, value_name = "MINUTES")]
+    pub start_window: Option<u64>,
+    /// Central backups kept per subcloud, older ones of this schedule deleted (default: 0,
+    /// keep all).
+    #[arg(long)]
+    pub retain: Option<u64>,
+    /// Create it disabled (it never fires until enabled).
+    #[arg(long)]
+    pub disabled: bool,
+    /// Keep the backups on the subclouds instead of central storage.
+    #[arg(long)]
+    pub local_only: bool,
+    /// Include the registry images (only with --local-only).
+    #[arg(long)]
+    pub registry_images: bool,
+    /// YAML file of backup values (a mapping).
+    #[arg(long, value_name = "FILE")]
+    pub backup_values: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleUpdate {
+    /// Name or id.
+    pub schedule: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new target subcloud (name or id).
+    #[arg(long, conflicts_with = "group")]
+    pub subcloud: Option<String>,
+    /// A new target group (name or id).
+    #[arg(long)]
+    pub group: Option<String>,
+    #[arg(long)]
+    pub cron: Option<String>,
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Minutes; 0 removes the window.
+    #[arg(long, value_name = "MINUTES")]
+    pub start_window: Option<u64>,
+    /// Backups kept per subcloud; 0 keeps all.
+    #[arg(long)]
+    pub retain: Option<u64>,
+    /// true: it fires; false: it never fires (next run cleared).
+    #[arg(long, value_name = "true|false")]
+    pub enabled: Option<bool>,
+    #[arg(long, value_name = "true|false")]
+    pub local_only: Option<bool>,
+    #[arg(long, value_name = "true|false")]
+    pub registry_images: Option<bool>,
+    /// YAML file of backup values (a mapping), replacing the schedule's.
+    #[arg(long, value_name = "FILE")]
+    pub backup_values: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

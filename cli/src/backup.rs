@@ -61,7 +61,7 @@ fn base_body(target: &Target, local_only: bool) -> Map<String, Value> {
 }
 
 /// A values file: YAML (JSON is YAML too), sent as the object it holds.
-fn values_file(flag: &str, path: &Path) -> Result<Value, CliError> {
+pub fn values_file(flag: &str, path: &Path) -> Result<Value, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Usage(format!("{flag} {}: {e}", path.display())))?;
     serde_yaml::from_str(&text)

@@ -1,8 +1,8 @@
 //! `dcbackup`, the operator's command line for the dcbackup API.
 //!
 //! `args` declares the commands; `config` finds the URL, token and CA bundle; `api` talks
-//! HTTP; `inventory`, `backup` (with `follow` for `--wait`) and `status` run the commands;
-//! `output` prints tables, JSON, YAML or ids; `error` holds the exit codes.
+//! HTTP; `inventory`, `backup` (with `follow` for `--wait`), `schedule` and `status` run the
+//! commands; `output` prints tables, JSON, YAML or ids; `error` holds the exit codes.
 
 mod api;
 mod args;
@@ -12,6 +12,7 @@ mod error;
 mod follow;
 mod inventory;
 mod output;
+mod schedule;
 mod status;
 
 use api::Api;
@@ -61,6 +62,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Operation(cmd) => Some(inventory::operation(&api, &printer, cmd).await?),
         Command::Backup(cmd) => Some(inventory::backups(&api, &printer, cmd).await?),
         Command::SubcloudBackup(cmd) => backup::run(&api, &printer, cmd).await?,
+        Command::Schedule(cmd) => Some(schedule::run(&api, &printer, cmd).await?),
         Command::Status(args) => Some(status::run(&api, &printer, args).await?),
         Command::Completion { .. } => None,
     };

@@ -644,3 +644,190 @@ async fn https_to_the_api_trusts_the_ca_bundle() {
     profiled.env_remove("DCBACKUP_URL");
     env.finish(profiled).await.expect(0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_commands_create_list_fire_update_and_delete() {
+    let env = Env::new().await;
+    env.run(["subcloud-group", "add", "--name", "edge-east"])
+        .await
+        .expect(0);
+    env.run([
+        "subcloud",
+        "add",
+        "--name",
+        "dc1",
+        "--software-version",
+        "24.09",
+        "--group",
+        "edge-east",
+    ])
+    .await
+    .expect(0);
+    let values = env.lab.dir.join("schedule-values.yaml");
+    std::fs::write(&values, "wipe_ceph_osds: false\n").expect("values file");
+    let created = env
+        .run([
+            "schedule",
+            "create",
+            "--name",
+            "nightly",
+            "--group",
+            "edge-east",
+            "--cron",
+            "0 2 * * *",
+            "--timezone",
+            "Europe/Berlin",
+            "--retain",
+            "3",
+            "--start-window",
+            "30",
+            "--backup-values",
+            values.to_str().expect("a UTF-8 path"),
+            "-o",
+            "json",
+        ])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(created["name"], "nightly");
+    assert_eq!(created["cron"], "0 2 * * *");
+    assert_eq!(created["timezone"], "Europe/Berlin");
+    assert_eq!(created["retain"], 3);
+    assert_eq!(created["start_window"], 30);
+    assert_eq!(created["enabled"], true);
+    assert_eq!(created["backup_values"]["wipe_ceph_osds"], false);
+    assert!(created["next-run"].is_string(), "{created}");
+    assert!(created["group_id"].is_u64(), "{created}");
+
+    // The table names the target group; -q prints the id.
+    let listed = env.run(["schedule", "list"]).await.expect(0);
+    assert!(
+        listed.stdout.contains("nightly") && listed.stdout.contains("group edge-east"),
+        "{listed:?}"
+    );
+    let ids = env.run(["schedule", "list", "-q"]).await.expect(0);
+    assert_eq!(ids.stdout.trim(), created["id"].to_string());
+
+    // Reached two days late (by the scheduler's clock): outside its 30-minute window, missed.
+    let now = dcbackup::domain::epoch_now();
+    env.lab
+        .stack
+        .scheduler()
+        .run_at(now + 2 * 86_400)
+        .await
+        .expect("a scheduler run");
+    let table = env.run(["schedule", "show", "nightly"]).await.expect(0);
+    assert!(
+        table.stdout.contains("missed ") && table.stdout.contains("(due "),
+        "{table:?}"
+    );
+    // Without a window it fires: the member is unmanaged, so skipped, and `show` says why.
+    env.run(["schedule", "update", "nightly", "--start-window", "0"])
+        .await
+        .expect(0);
+    env.lab
+        .stack
+        .scheduler()
+        .run_at(now + 4 * 86_400)
+        .await
+        .expect("a scheduler run");
+    let shown: Value = serde_yaml::from_str(
+        &env.run(["schedule", "show", "nightly", "-o", "yaml"])
+            .await
+            .expect(0)
+            .stdout,
+    )
+    .expect("YAML output");
+    assert_eq!(shown["last-run"]["state"], "fired", "{shown}");
+    assert_eq!(shown["last-run"]["skipped"][0]["name"], "dc1", "{shown}");
+    let table = env.run(["schedule", "show", "nightly"]).await.expect(0);
+    assert!(
+        table.stdout.contains("fired ") && table.stdout.contains("0 started, 1 skipped"),
+        "{table:?}"
+    );
+    assert!(
+        table.stdout.contains("skipped subcloud") && table.stdout.contains("managed"),
+        "{table:?}"
+    );
+
+    let updated = env
+        .run([
+            "schedule",
+            "update",
+            "nightly",
+            "--enabled",
+            "false",
+            "--subcloud",
+            "dc1",
+            "--cron",
+            "@hourly",
+            "-o",
+            "json",
+        ])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(updated["enabled"], false);
+    assert_eq!(updated["cron"], "@hourly");
+    assert!(updated["next-run"].is_null(), "disabled: {updated}");
+    assert!(updated["group_id"].is_null() && updated["subcloud_id"].is_u64());
+    let listed = env.run(["schedule", "list"]).await.expect(0);
+    assert!(listed.stdout.contains("subcloud dc1"), "{listed:?}");
+
+    // The API's 400 names the field: exit 1, one line.
+    let bad = env
+        .run([
+            "schedule",
+            "update",
+            "nightly",
+            "--timezone",
+            "Mars/Olympus",
+        ])
+        .await
+        .expect(1);
+    assert!(bad.stderr.contains("timezone"), "{bad:?}");
+    let bad = env
+        .run([
+            "schedule",
+            "create",
+            "--name",
+            "x",
+            "--group",
+            "edge-east",
+            "--cron",
+            "61 * * * *",
+        ])
+        .await
+        .expect(1);
+    assert!(bad.stderr.contains("cron"), "{bad:?}");
+    // Usage errors, before any request: nothing to update; both targets; no target.
+    env.run(["schedule", "update", "nightly"]).await.expect(2);
+    env.run([
+        "schedule",
+        "update",
+        "nightly",
+        "--group",
+        "edge-east",
+        "--subcloud",
+        "dc1",
+    ])
+    .await
+    .expect(2);
+    env.run(["schedule", "create", "--name", "y", "--cron", "@daily"])
+        .await
+        .expect(2);
+
+    let deleted = env
+        .run(["schedule", "delete", "nightly", "-q"])
+        .await
+        .expect(0);
+    assert_eq!(deleted.stdout.trim(), created["id"].to_string());
+    let gone = env.run(["schedule", "show", "nightly"]).await.expect(1);
+    assert!(gone.stderr.contains("HTTP 404"), "{gone:?}");
+    let listed = env
+        .run(["schedule", "list", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(listed["backup_schedules"], serde_json::json!([]));
+}
