@@ -130,7 +130,7 @@ fn on_group_or_member(
     i: usize,
     make: impl Fn(Target) -> Request,
 ) -> Request {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         make(Target::Group(group.clone()))
     } else {
         make(Target::Subcloud(members[(i / 2) % members.len()].clone()))
@@ -141,7 +141,7 @@ fn on_group_or_member(
 fn requests(round: &Round) -> Vec<Request> {
     let mut all = Vec::new();
     for i in 0..PER_SCENARIO {
-        all.push(if i % 2 == 0 {
+        all.push(if i.is_multiple_of(2) {
             Request::Create(Target::Subcloud(round.solo.clone()))
         } else {
             on_group_or_member(
@@ -165,7 +165,7 @@ fn requests(round: &Round) -> Vec<Request> {
             }
         }));
         let p = &round.patched[i % MEMBERS];
-        all.push(if i % 3 == 0 {
+        all.push(if i.is_multiple_of(3) {
             Request::Patch {
                 subcloud: p.clone(),
                 body: json!({"management-state": "unmanaged"}),
@@ -174,7 +174,7 @@ fn requests(round: &Round) -> Vec<Request> {
             Request::Create(Target::Subcloud(p.clone()))
         });
         let x = &round.removed[i % MEMBERS];
-        all.push(if i % 3 == 0 {
+        all.push(if i.is_multiple_of(3) {
             Request::Remove(x.clone())
         } else {
             Request::Restore {
