@@ -428,7 +428,7 @@ async fn refusals_usage_auth_and_an_unreachable_api_have_their_exit_codes() {
         .expect(1);
     assert_eq!(
         missing.stderr.trim(),
-        "error: Subcloud not found: nowhere (HTTP 404)"
+        "error: Subcloud not found (HTTP 404)"
     );
     let empty = env
         .run([
