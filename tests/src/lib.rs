@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub mod lab;
 pub mod pki;
 pub mod race;
+pub mod server;
 pub mod standin;
 
 use dcbackup::api::{self, App, Route};
