@@ -245,57 +245,125 @@ pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_secretsmanager::operation::get_secret_value::{
-        GetSecretValueError, GetSecretValueOutput,
-    };
-    use aws_sdk_secretsmanager::types::error::ResourceNotFoundException;
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_secretsmanager::Client;
-    use aws_smithy_mocks::{mock, mock_client};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
 
     const ARN: &str =
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dcbackup-agent-key-AbCdEf";
     const KEY: &str = "the agents' key from Secrets Manager, 32+ bytes";
 
+    /// A stand-in for Secrets Manager's `GetSecretValue` (it has no local engine): answers
+    /// every request with `status` and the awsJson1.1 `body`, after checking the request is a
+    /// `GetSecretValue` of [`ARN`] (400 otherwise). Returns a client for it and the request
+    /// count. An SDK test-util mock would do, but its features would change the workspace's
+    /// feature set in tests and make `make run` rebuild every AWS crate.
+    async fn secrets_manager(
+        status: u16,
+        body: serde_json::Value,
+    ) -> (Client, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (calls, body) = (Arc::clone(&counted), body.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let (mut target, mut length) = (String::new(), 0);
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let line = line.trim_end();
+                            if line.is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':') {
+                                match name.to_ascii_lowercase().as_str() {
+                                    "x-amz-target" => target = value.trim().to_owned(),
+                                    "content-length" => length = value.trim().parse().unwrap(),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        let mut request = vec![0; length];
+                        stream.read_exact(&mut request).await.unwrap();
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let request: serde_json::Value = serde_json::from_slice(&request).unwrap();
+                        let (status, body) = if target == "secretsmanager.GetSecretValue"
+                            && request["SecretId"] == ARN
+                        {
+                            (status, body.to_string())
+                        } else {
+                            (400, format!("unexpected request {target} {request}"))
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
+                             content-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(url)
+            .build();
+        (Client::from_conf(config), calls)
+    }
+
     #[tokio::test]
     async fn the_agent_key_comes_from_the_named_secret() {
-        let get = mock!(Client::get_secret_value)
-            .match_requests(|r| r.secret_id() == Some(ARN))
-            .then_output(|| GetSecretValueOutput::builder().secret_string(KEY).build());
-        let client = mock_client!(aws_sdk_secretsmanager, [&get]);
+        let (client, calls) =
+            secrets_manager(200, serde_json::json!({"ARN": ARN, "SecretString": KEY})).await;
         let secret = fetch_agent_secret(&client, ARN).await.expect("the key");
         assert_eq!(secret.as_bytes(), KEY.as_bytes());
-        assert_eq!(get.num_calls(), 1);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let binary = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, KEY);
+        let (client, _) =
+            secrets_manager(200, serde_json::json!({"ARN": ARN, "SecretBinary": binary})).await;
+        let secret = fetch_agent_secret(&client, ARN)
+            .await
+            .expect("the binary key");
+        assert_eq!(secret.as_bytes(), KEY.as_bytes());
     }
 
     #[tokio::test]
     async fn a_missing_short_or_empty_secret_is_a_clear_error_without_its_value() {
-        let missing = mock!(Client::get_secret_value).then_error(|| {
-            GetSecretValueError::ResourceNotFoundException(
-                ResourceNotFoundException::builder()
-                    .message("Secrets Manager can't find the specified secret.")
-                    .build(),
-            )
-        });
-        let client = mock_client!(aws_sdk_secretsmanager, [&missing]);
+        let (client, _) = secrets_manager(
+            400,
+            serde_json::json!({
+                "__type": "ResourceNotFoundException",
+                "message": "Secrets Manager can't find the specified secret."
+            }),
+        )
+        .await;
         let error = fetch_agent_secret(&client, ARN).await.expect_err("missing");
         assert!(
             error.to_string().contains(ARN) && error.to_string().contains("can't find"),
             "{error}"
         );
 
-        let short = mock!(Client::get_secret_value).then_output(|| {
-            GetSecretValueOutput::builder()
-                .secret_string("too short")
-                .build()
-        });
-        let client = mock_client!(aws_sdk_secretsmanager, [&short]);
+        let (client, _) = secrets_manager(
+            200,
+            serde_json::json!({"ARN": ARN, "SecretString": "too short"}),
+        )
+        .await;
         let error = fetch_agent_secret(&client, ARN).await.expect_err("short");
         assert!(error.to_string().contains("at least 32"), "{error}");
         assert!(!error.to_string().contains("too short"), "{error}");
 
-        let empty =
-            mock!(Client::get_secret_value).then_output(|| GetSecretValueOutput::builder().build());
-        let client = mock_client!(aws_sdk_secretsmanager, [&empty]);
+        let (client, _) = secrets_manager(200, serde_json::json!({"ARN": ARN})).await;
         let error = fetch_agent_secret(&client, ARN).await.expect_err("empty");
         assert!(error.to_string().contains("has no value"), "{error}");
     }
