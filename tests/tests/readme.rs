@@ -107,23 +107,30 @@ impl Stack {
             .stderr(log_file)
             .spawn()
             .expect("tools/run-local starts");
-        let stack = Stack {
+        let mut stack = Stack {
             run,
             run_dir,
             scratch,
             api_port,
             sqs_port,
         };
-        // Ready once the functions' settings are written and watch listens.
+        // Ready once the functions' settings are written and watch listens. The panic carries
+        // the log's end: on CI it is all there is to read.
         let deadline = Instant::now() + Duration::from_secs(300);
         while !(stack.run_dir.join("lambda.env").exists()
             && TcpStream::connect(("127.0.0.1", api_port)).is_ok())
         {
-            assert!(
-                Instant::now() < deadline,
-                "make run did not come up; see {}",
-                log.display()
-            );
+            let exited = stack.run.try_wait().expect("make run's status");
+            if exited.is_some() || Instant::now() > deadline {
+                let said = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(30).collect();
+                panic!(
+                    "make run did not come up ({}); the end of {}:\n{}",
+                    exited.map_or("still starting after 300 s".into(), |s| s.to_string()),
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
         stack
