@@ -4,9 +4,9 @@
 //! source mapping would (partial batch failures honoured).
 
 use crate::Stack;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use dcbackup::agent_client::AgentTls;
 use dcbackup::config::Config;
+use dcbackup::jobs;
 use dcbackup::runtime;
 use dcbackup::worker::Worker;
 use dcbackup_agent::{serve, Agent, Secret, TlsFiles};
@@ -202,28 +202,19 @@ pub async fn pump_once(worker: &Worker, sqs: &aws_sdk_sqs::Client) -> Vec<String
     if messages.is_empty() {
         return Vec::new();
     }
-    let mut event = SqsEvent::default();
-    for m in &messages {
-        let mut record = SqsMessage::default();
-        record.message_id = m.message_id.clone();
-        record.body = m.body.clone();
-        event.records.push(record);
-    }
+    let event = jobs::sqs_event(
+        &messages,
+        "arn:aws:sqs:us-east-1:000000000000:jobs",
+        "us-east-1",
+    );
     let response = worker.handle_batch(event).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    for m in &messages {
-        if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("deleting a handled job");
-        }
+    for m in jobs::handled(&messages, &response).expect("the worker names only its messages") {
+        sqs.delete_message()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await
+            .expect("deleting a handled job");
     }
     messages.into_iter().filter_map(|m| m.body).collect()
 }
