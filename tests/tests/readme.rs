@@ -10,10 +10,11 @@
 //! checkout.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -161,18 +162,29 @@ impl Stack {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("bash runs");
-        let mut output = String::new();
-        let mut stdout = shell.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || stdout.read_to_string(&mut output).map(|_| output));
+        // Read as it comes, so a timeout can say which block hung and what it printed.
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+        let sink = Arc::clone(&output);
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(600);
         while shell.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
                 let _ = shell.kill();
-                panic!("the README's blocks did not finish in 10 minutes");
+                let said = output.lock().unwrap().clone();
+                let last = said.rsplit("@@block ").next().unwrap_or_default();
+                panic!("the README's blocks did not finish in 10 minutes; block {last}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let output = reader.join().unwrap().expect("the blocks' output is text");
+        reader.join().expect("the blocks' output is read");
+        let output = output.lock().unwrap().clone();
         output
             .split("@@block ")
             .skip(1)
