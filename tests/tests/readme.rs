@@ -298,12 +298,19 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // run-local stops its agents, poller, watch and engines on SIGINT (its Ctrl-C).
         let group = format!("-{}", self.run.id());
-        let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+        // Either may find the group gone already (make stop ran): nothing to say then.
+        let kill = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-INT");
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.run.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        kill("-KILL");
         let _ = self.run.wait();
         if let Some(base) = self.run_dir.parent() {
             let _ = std::fs::remove_dir_all(base);
