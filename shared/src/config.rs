@@ -26,6 +26,8 @@ pub struct Config {
     /// How many operations may run on agents at once, system-wide (groups have their own
     /// `max_parallel_subclouds`).
     pub max_running: u64,
+    /// Days an operation record is kept after it is written (the operations table's TTL).
+    pub operation_history_days: u64,
 }
 
 impl Config {
@@ -34,6 +36,7 @@ impl Config {
     pub const DEFAULT_CLAIM_CONCURRENCY: usize = 32;
     pub const DEFAULT_POLL_MAX_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_RUNNING: u64 = 500;
+    pub const DEFAULT_OPERATION_HISTORY_DAYS: u64 = 90;
 
     /// The defaults for everything but the resources.
     pub fn new(resources: Resources) -> Config {
@@ -46,13 +49,24 @@ impl Config {
             jobs_dead_letter_queue_url: None,
             poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
             max_running: Self::DEFAULT_MAX_RUNNING,
+            operation_history_days: Self::DEFAULT_OPERATION_HISTORY_DAYS,
         }
     }
 
+    /// Reads `DCBACKUP_*` variables; each unset or empty one takes its default. The backup
+    /// bucket's name is `<prefix>-backups` unless `DCBACKUP_BACKUP_BUCKET` names it (a
+    /// deployed stack's bucket name is CloudFormation's, unique across AWS).
     pub fn from_env() -> Result<Config, ConfigError> {
         let prefix = env_or("DCBACKUP_RESOURCE_PREFIX", Resources::DEFAULT_PREFIX);
+        let mut resources = Resources::with_prefix(&prefix)?;
+        if let Some(bucket) = std::env::var("DCBACKUP_BACKUP_BUCKET")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            resources.backup_bucket = bucket;
+        }
         Ok(Config {
-            resources: Resources::with_prefix(&prefix)?,
+            resources,
             max_body_bytes: positive("DCBACKUP_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES)?,
             lease_seconds: positive("DCBACKUP_LEASE_SECONDS", Self::DEFAULT_LEASE_SECONDS)?,
             claim_concurrency: positive(
@@ -70,6 +84,10 @@ impl Config {
                 Self::DEFAULT_POLL_MAX_SECONDS,
             )?),
             max_running: positive("DCBACKUP_MAX_RUNNING", Self::DEFAULT_MAX_RUNNING)?,
+            operation_history_days: positive(
+                "DCBACKUP_OPERATION_HISTORY_DAYS",
+                Self::DEFAULT_OPERATION_HISTORY_DAYS,
+            )?,
         })
     }
 }

@@ -27,6 +27,15 @@ const DEAD_LETTER_QUEUE: &str = "JobsDeadLetterQueue";
 /// Where a function that takes dead-lettered jobs finds that queue's URL (`Config::from_env`);
 /// without it the function would call GetQueueUrl, which `SQSPollerPolicy` does not allow.
 const DEAD_LETTER_QUEUE_URL_VARIABLE: &str = "DCBACKUP_JOBS_DLQ_URL";
+/// Where the worker finds the bucket's name, which CloudFormation makes unique.
+const BACKUP_BUCKET_VARIABLE: &str = "DCBACKUP_BACKUP_BUCKET";
+/// What `Grants::backup_bucket` grants, as (action, scope): `<Bucket>/*` is its objects.
+const BUCKET_ACTIONS: [(&str, &str); 4] = [
+    ("s3:GetObject", "BackupBucket/*"),
+    ("s3:PutObject", "BackupBucket/*"),
+    ("s3:DeleteObject", "BackupBucket/*"),
+    ("s3:ListBucket", "BackupBucket"),
+];
 /// The logical id of the HTTP API every route's event must attach to; without it SAM would
 /// create a second, implicit API.
 const API: &str = "Api";
@@ -45,7 +54,8 @@ struct Grants {
     /// and its URL in `DCBACKUP_JOBS_DLQ_URL`.
     takes_dead_letters: bool,
     /// Signs upload and download URLs of the backup bucket, lists and deletes its objects:
-    /// `S3CrudPolicy` on the bucket.
+    /// `s3:GetObject`, `s3:PutObject` and `s3:DeleteObject` on its objects and `s3:ListBucket`
+    /// on the bucket (`BUCKET_ACTIONS`), and its name in `DCBACKUP_BACKUP_BUCKET`.
     backup_bucket: bool,
 }
 
@@ -710,29 +720,230 @@ fn queues_match_the_code() {
     drift.assert_none();
 }
 
+/// One bucket, the one the policies name. Bucket names are global across AWS, so its name
+/// is CloudFormation's (unique) unless the deployer gives one (`BackupBucketName`); the
+/// worker learns it from `DCBACKUP_BACKUP_BUCKET` (checked with its grants).
 #[test]
 fn the_bucket_matches_the_code() {
     let template = Template::load();
     let mut drift = Drift::default();
-    // (logical id, name): the id is what the functions' policies name.
-    let buckets: Vec<(String, String)> = template
-        .ids_of_type("AWS::S3::Bucket")
+    drift.compare(
+        "S3 buckets (logical ids)",
+        template.ids_of_type("AWS::S3::Bucket"),
+        BTreeSet::from([BACKUP_BUCKET.to_owned()]),
+    );
+    if let Ok(props) = template.properties(BACKUP_BUCKET, "AWS::S3::Bucket") {
+        let name = props.get("BucketName").map(|name| format!("{name:?}"));
+        let conditional = |value: &Value| match value {
+            Value::Tagged(tagged) if tagged.tag == "If" => {
+                let branches = list(&tagged.value, BACKUP_BUCKET);
+                branches.len() == 3
+                    && target(&branches[1], "Ref", None) == Some("BackupBucketName")
+                    && target(&branches[2], "Ref", None) == Some("AWS::NoValue")
+            }
+            _ => false,
+        };
+        if !props.get("BucketName").is_none_or(conditional) {
+            drift.note(format!(
+                "{BACKUP_BUCKET} BucketName: {name:?}, a fixed name that may be taken; \
+                 expected none, or !If [.., !Ref BackupBucketName, !Ref AWS::NoValue]"
+            ));
+        }
+        check_parameter(
+            &template,
+            &mut drift,
+            BACKUP_BUCKET,
+            "BackupBucketName",
+            Some(String::new()),
+        );
+    }
+    drift.assert_none();
+}
+
+/// Tables and the bucket hold the data: a first create that fails rolls back clean, and a
+/// delete or a replacement later keeps them; a table also refuses deletion itself.
+#[test]
+fn stored_data_outlives_the_stack() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    let kept = template
+        .ids_of_type("AWS::DynamoDB::Table")
+        .into_iter()
+        .chain(template.ids_of_type("AWS::S3::Bucket"));
+    for id in kept {
+        let (_, resource) = template
+            .resources()
+            .find(|(found, _)| *found == id)
+            .expect("listed");
+        for (attribute, policy) in [
+            ("DeletionPolicy", "RetainExceptOnCreate"),
+            ("UpdateReplacePolicy", "Retain"),
+        ] {
+            drift.compare(
+                &format!("{id} {attribute}"),
+                resource.get(attribute).and_then(Value::as_str),
+                Some(policy),
+            );
+        }
+        if let Ok(props) = template.properties(&id, "AWS::DynamoDB::Table") {
+            drift.compare(
+                &format!("{id} DeletionProtectionEnabled"),
+                props.get("DeletionProtectionEnabled"),
+                Some(&Value::Bool(true)),
+            );
+        }
+    }
+    drift.assert_none();
+}
+
+/// The policy override reaches every function: `DCBACKUP_POLICY_FILE` is a file of the layer
+/// every function has (Lambda mounts layers under /opt), and the file as shipped loads.
+#[test]
+fn the_policy_override_reaches_the_functions() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    let globals = ["Globals", "Function"]
+        .iter()
+        .fold(&template.0, |value, key| field(value, key, "the template"));
+    let layers: Vec<Option<&str>> = globals
+        .get("Layers")
+        .map_or(&[][..], |layers| list(layers, "Globals Layers"))
+        .iter()
+        .map(|layer| target(layer, "Ref", None))
+        .collect();
+    drift.compare("Globals Layers", layers, vec![Some("PolicyLayer")]);
+    for id in template.ids_of_type("AWS::Serverless::Function") {
+        let props = template
+            .properties(&id, "AWS::Serverless::Function")
+            .expect("listed");
+        if props.get("Layers").is_some() {
+            drift.note(format!("{id}: Layers of its own replace the policy layer"));
+        }
+    }
+    let path = field(globals, "Environment", "Globals")
+        .get("Variables")
+        .and_then(|variables| variables.get("DCBACKUP_POLICY_FILE"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match template.properties("PolicyLayer", "AWS::Serverless::LayerVersion") {
+        Err(e) => drift.note(e),
+        Ok(props) => {
+            let content = text(field(props, "ContentUri", "PolicyLayer"), "PolicyLayer");
+            match path.strip_prefix("/opt/") {
+                None => drift.note(format!(
+                    "Globals DCBACKUP_POLICY_FILE: {path:?}, not a file of a layer (/opt/...)"
+                )),
+                Some(inside) => {
+                    let file = repo_root().join("infra").join(content).join(inside);
+                    if let Err(e) = dcbackup::auth::Policy::with_overrides_file(&file) {
+                        drift.note(format!("{}: {e}", file.display()));
+                    }
+                }
+            }
+        }
+    }
+    drift.assert_none();
+}
+
+/// What an operator needs: traces, alarms on what fails silently (dead letters, background
+/// functions' errors and throttles, the API's 5xx), the API's throttling, and a cap on the
+/// worker's concurrency so a large group's jobs leave Lambda concurrency to the API.
+#[test]
+fn the_stack_is_operable() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    let globals = ["Globals", "Function"]
+        .iter()
+        .fold(&template.0, |value, key| field(value, key, "the template"));
+    drift.compare(
+        "Globals Tracing",
+        globals.get("Tracing").and_then(Value::as_str),
+        Some("Active"),
+    );
+    if let Ok(props) = template.properties(API, "AWS::Serverless::HttpApi") {
+        let settings = props.get("DefaultRouteSettings");
+        for (limit, parameter) in [
+            ("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
+            ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit"),
+        ] {
+            drift.compare(
+                &format!("{API} DefaultRouteSettings {limit}"),
+                settings
+                    .and_then(|settings| settings.get(limit))
+                    .and_then(|value| target(value, "Ref", None)),
+                Some(parameter),
+            );
+        }
+    }
+    let worker = function_logical_id("worker");
+    if let Ok(props) = template.properties(&worker, "AWS::Serverless::Function") {
+        let caps: Vec<Option<&str>> = props
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .map(|(_, event)| {
+                event
+                    .get("Properties")
+                    .and_then(|properties| properties.get("ScalingConfig"))
+                    .and_then(|scaling| scaling.get("MaximumConcurrency"))
+                    .and_then(|cap| target(cap, "Ref", None))
+            })
+            .collect();
+        drift.compare(
+            &format!("{worker} Events ScalingConfig MaximumConcurrency"),
+            caps,
+            vec![Some("WorkerMaxConcurrency")],
+        );
+    }
+    // (namespace, metric, the resource its dimension names) of every alarm.
+    let alarms: BTreeSet<(String, String, String)> = template
+        .ids_of_type("AWS::CloudWatch::Alarm")
         .iter()
         .map(|id| {
             let props = template
-                .properties(id, "AWS::S3::Bucket")
-                .unwrap_or_else(|e| panic!("{e}"));
+                .properties(id, "AWS::CloudWatch::Alarm")
+                .expect("listed");
+            let dimension = props
+                .get("Dimensions")
+                .map_or(&[][..], |dimensions| list(dimensions, id))
+                .first()
+                .and_then(|dimension| dimension.get("Value"))
+                .and_then(|value| {
+                    target(value, "Ref", None).or_else(|| target(value, "GetAtt", Some("QueueName")))
+                })
+                .unwrap_or_default()
+                .to_owned();
             (
-                id.clone(),
-                template.resolve(field(props, "BucketName", id), id),
+                text(field(props, "Namespace", id), id).to_owned(),
+                text(field(props, "MetricName", id), id).to_owned(),
+                dimension,
             )
         })
         .collect();
-    drift.compare(
-        "S3 buckets (logical id, name)",
-        buckets,
-        vec![(BACKUP_BUCKET.to_owned(), code().backup_bucket)],
-    );
+    let mut expected = BTreeSet::from([
+        (
+            "AWS/SQS".to_owned(),
+            "ApproximateNumberOfMessagesVisible".to_owned(),
+            DEAD_LETTER_QUEUE.to_owned(),
+        ),
+        ("AWS/ApiGateway".to_owned(), "5xx".to_owned(), API.to_owned()),
+    ]);
+    for known in background() {
+        if matches!(known.trigger, Trigger::DefaultRoute) {
+            continue;
+        }
+        for metric in ["Errors", "Throttles"] {
+            expected.insert((
+                "AWS/Lambda".to_owned(),
+                metric.to_owned(),
+                function_logical_id(known.function),
+            ));
+        }
+    }
+    for missing in expected.difference(&alarms) {
+        drift.note(format!("no alarm on {missing:?}"));
+    }
     drift.assert_none();
 }
 
@@ -766,6 +977,11 @@ fn functions_get_the_stack_settings() {
             "ClaimConcurrency",
             Config::DEFAULT_CLAIM_CONCURRENCY.to_string(),
         ),
+        (
+            "DCBACKUP_OPERATION_HISTORY_DAYS",
+            "OperationHistoryDays",
+            Config::DEFAULT_OPERATION_HISTORY_DAYS.to_string(),
+        ),
     ] {
         drift.compare(
             &format!("Globals {variable}"),
@@ -787,7 +1003,11 @@ fn functions_get_the_stack_settings() {
         .into_iter()
         .flat_map(|function| function.settings)
         .map(|setting| setting.variable)
-        .chain([JOBS_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE_URL_VARIABLE]);
+        .chain([
+            JOBS_QUEUE_URL_VARIABLE,
+            DEAD_LETTER_QUEUE_URL_VARIABLE,
+            BACKUP_BUCKET_VARIABLE,
+        ]);
     for variable in own {
         if variables.get(variable).is_some() {
             drift.note(format!(
@@ -838,13 +1058,20 @@ fn the_agent_secret_is_hidden_and_long_enough() {
     drift.assert_none();
 }
 
-/// A function's policy as (SAM policy template, the table, queue or bucket it is scoped to).
-/// A scope written any other way than the template needs (`!Ref <Table>` for a table,
-/// `!GetAtt <Queue>.QueueName` for a queue, `!Ref <Bucket>` for a bucket), a managed policy
-/// or an inline statement comes out as written, so that it never matches a grant.
+/// A function's policy as (SAM policy template, the table, queue or bucket it is scoped to),
+/// or for an inline statement (action, resource): `<Bucket>` for `!GetAtt <Bucket>.Arn` and
+/// `<Bucket>/*` for `!Sub "${<Bucket>.Arn}/*"`. A scope written any other way than the
+/// template needs (`!Ref <Table>` for a table, `!GetAtt <Queue>.QueueName` for a queue), a
+/// managed policy, a `Deny` or a condition comes out as written, so that it never matches.
 fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
     match policy {
         Value::String(managed) => vec![("managed policy".to_owned(), managed.clone())],
+        Value::Mapping(inline) if inline.contains_key("Statement") => {
+            list(field(policy, "Statement", what), what)
+                .iter()
+                .flat_map(|statement| statement_grants(statement, what))
+                .collect()
+        }
         Value::Mapping(templates) => templates
             .iter()
             .map(|(kind, parameters)| {
@@ -868,6 +1095,49 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
             .collect(),
         other => vec![("policy".to_owned(), format!("{other:?}"))],
     }
+}
+
+/// One inline statement's (action, resource) pairs; see `policy_grants`.
+fn statement_grants(statement: &Value, what: &str) -> Vec<(String, String)> {
+    let plain = statement.get("Effect").and_then(Value::as_str) == Some("Allow")
+        && statement.get("Condition").is_none()
+        && statement.get("NotAction").is_none()
+        && statement.get("NotResource").is_none();
+    if !plain {
+        return vec![("statement".to_owned(), format!("{statement:?}"))];
+    }
+    let one_or_many = |value: &Value| -> Vec<Value> {
+        match value {
+            Value::Sequence(many) => many.clone(),
+            one => vec![one.clone()],
+        }
+    };
+    let resources: Vec<String> = one_or_many(field(statement, "Resource", what))
+        .iter()
+        .map(|resource| {
+            if let Some(bucket) = target(resource, "GetAtt", Some("Arn")) {
+                return bucket.to_owned();
+            }
+            match resource {
+                Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
+                    .value
+                    .as_str()
+                    .and_then(|sub| sub.strip_prefix("${"))
+                    .and_then(|sub| sub.strip_suffix(".Arn}/*"))
+                    .map_or_else(|| format!("{resource:?}"), |bucket| format!("{bucket}/*")),
+                other => format!("{other:?}"),
+            }
+        })
+        .collect();
+    one_or_many(field(statement, "Action", what))
+        .iter()
+        .flat_map(|action| {
+            let action = text(action, what).to_owned();
+            resources
+                .iter()
+                .map(move |resource| (action.clone(), resource.clone()))
+        })
+        .collect()
 }
 
 /// `subclouds-list` → `SubcloudsListFunction`.
@@ -912,11 +1182,11 @@ fn check_function(
         template.resolve(field(props, "FunctionName", id), id),
         format!("{}-{function}", Resources::DEFAULT_PREFIX),
     );
-    // Prebuilt by `cargo lambda build`, which names the directory after the binary.
+    // Where `make package` (cargo lambda build --output-format zip) puts it.
     drift.compare(
         &what("CodeUri"),
         template.resolve(field(props, "CodeUri", id), id),
-        format!("../target/lambda/{function}/"),
+        format!("../target/lambda/{function}/bootstrap.zip"),
     );
     let manifest = repo_root()
         .join("functions")
@@ -960,7 +1230,9 @@ fn check_function(
         needed.insert(("SQSPollerPolicy".to_owned(), DEAD_LETTER_QUEUE.to_owned()));
     }
     if grants.backup_bucket {
-        needed.insert(("S3CrudPolicy".to_owned(), BACKUP_BUCKET.to_owned()));
+        for (action, scope) in BUCKET_ACTIONS {
+            needed.insert((action.to_owned(), scope.to_owned()));
+        }
     }
     for (policy, scope) in needed.difference(&granted) {
         drift.note(format!("{id}: lacks {policy} on {scope}"));
@@ -987,6 +1259,11 @@ fn check_function(
             grants
                 .takes_dead_letters
                 .then_some((DEAD_LETTER_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE)),
+        )
+        .chain(
+            grants
+                .backup_bucket
+                .then_some((BACKUP_BUCKET_VARIABLE, BACKUP_BUCKET)),
         )
         .chain(settings.iter().map(|s| (s.variable, s.parameter)))
         .map(|(variable, target)| (variable.to_owned(), format!("!Ref {target}")))
