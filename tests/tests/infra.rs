@@ -1097,6 +1097,120 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
     }
 }
 
+/// SAM's policy templates (its `policy_templates.json`) as the actions they grant; a table's
+/// are granted on the table and its indexes.
+const CRUD_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:ConditionCheckItem",
+];
+const READ_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:DescribeTable",
+];
+const SEND_ACTIONS: &[&str] = &["sqs:SendMessage*"];
+const POLLER_ACTIONS: &[&str] = &[
+    "sqs:ChangeMessageVisibility",
+    "sqs:ChangeMessageVisibilityBatch",
+    "sqs:DeleteMessage",
+    "sqs:DeleteMessageBatch",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+];
+/// What Lambda's poller needs of a queue that drives a function (an SQS event source).
+const EVENT_SOURCE_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
+/// The one log group of every function, and what a function with its own role may do there.
+const LOG_GROUP: &str = "FunctionLogGroup";
+const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+const TRACE_ACTIONS: &[&str] = &["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+
+/// A SAM policy template scoped to a table or a queue, as (action, resource) pairs; anything
+/// else (an inline statement's pair, a managed policy) as it is.
+fn expand_policy_template(policy: &str, scope: &str) -> Vec<(String, String)> {
+    let (actions, resources) = match policy {
+        "DynamoDBCrudPolicy" => (CRUD_ACTIONS, vec![scope.to_owned(), format!("{scope}/index/*")]),
+        "DynamoDBReadPolicy" => (READ_ACTIONS, vec![scope.to_owned(), format!("{scope}/index/*")]),
+        "SQSSendMessagePolicy" => (SEND_ACTIONS, vec![scope.to_owned()]),
+        "SQSPollerPolicy" => (POLLER_ACTIONS, vec![scope.to_owned()]),
+        _ => return vec![(policy.to_owned(), scope.to_owned())],
+    };
+    actions
+        .iter()
+        .flat_map(|action| {
+            resources
+                .iter()
+                .map(move |resource| ((*action).to_owned(), resource.clone()))
+        })
+        .collect()
+}
+
+/// The (action, resource) pairs of a function's own role (`Role: !GetAtt <Role>.Arn`): an
+/// `AWS::IAM::Role` that only Lambda may assume, with inline policies and no managed one.
+fn role_grants(
+    template: &Template,
+    drift: &mut Drift,
+    id: &str,
+    role: &Value,
+) -> BTreeSet<(String, String)> {
+    let Some(role_id) = target(role, "GetAtt", Some("Arn")) else {
+        drift.note(format!("{id} Role: {role:?}, not !GetAtt <Role>.Arn of this stack"));
+        return BTreeSet::new();
+    };
+    let props = match template.properties(role_id, "AWS::IAM::Role") {
+        Ok(props) => props,
+        Err(e) => {
+            drift.note(e);
+            return BTreeSet::new();
+        }
+    };
+    for extra in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        if props.get(extra).is_some() {
+            drift.note(format!("{role_id}: {extra}, beyond its inline policies"));
+        }
+    }
+    let principals: Vec<String> = list(
+        field(field(props, "AssumeRolePolicyDocument", role_id), "Statement", role_id),
+        role_id,
+    )
+    .iter()
+    .map(|statement| format!("{:?}", statement.get("Principal")))
+    .collect();
+    drift.compare(
+        &format!("{role_id} AssumeRolePolicyDocument principals"),
+        principals,
+        vec![format!(
+            "{:?}",
+            serde_yaml::from_str::<Value>("{Service: lambda.amazonaws.com}").ok().as_ref()
+        )],
+    );
+    props
+        .get("Policies")
+        .map_or(&[][..], |policies| list(policies, role_id))
+        .iter()
+        .flat_map(|policy| {
+            list(
+                field(field(policy, "PolicyDocument", role_id), "Statement", role_id),
+                role_id,
+            )
+        })
+        .flat_map(|statement| statement_grants(statement, role_id))
+        .collect()
+}
+
 /// One inline statement's (action, resource) pairs; see `policy_grants`.
 fn statement_grants(statement: &Value, what: &str) -> Vec<(String, String)> {
     let plain = statement.get("Effect").and_then(Value::as_str) == Some("Allow")
@@ -1115,16 +1229,18 @@ fn statement_grants(statement: &Value, what: &str) -> Vec<(String, String)> {
     let resources: Vec<String> = one_or_many(field(statement, "Resource", what))
         .iter()
         .map(|resource| {
-            if let Some(bucket) = target(resource, "GetAtt", Some("Arn")) {
-                return bucket.to_owned();
+            if let Some(id) = target(resource, "GetAtt", Some("Arn")) {
+                return id.to_owned();
             }
             match resource {
+                // `${<Id>.Arn}<rest>` as `<Id><rest>`.
                 Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
                     .value
                     .as_str()
                     .and_then(|sub| sub.strip_prefix("${"))
-                    .and_then(|sub| sub.strip_suffix(".Arn}/*"))
-                    .map_or_else(|| format!("{resource:?}"), |bucket| format!("{bucket}/*")),
+                    .and_then(|sub| sub.split_once(".Arn}"))
+                    .map_or_else(|| format!("{resource:?}"), |(id, rest)| format!("{id}{rest}")),
+                Value::String(any) if any == "*" => any.clone(),
                 other => format!("{other:?}"),
             }
         })
@@ -1167,6 +1283,8 @@ fn show_ref(value: &Value) -> String {
 
 /// What every function is checked for, whether it serves a route or not: its name, its code,
 /// exactly its grants, and exactly the variables it is given beyond `Globals`.
+/// `consumes`: the queue whose event source drives it.
+#[allow(clippy::too_many_arguments)]
 fn check_function(
     template: &Template,
     drift: &mut Drift,
@@ -1175,6 +1293,7 @@ fn check_function(
     function: &str,
     grants: &Grants,
     settings: &[Setting],
+    consumes: Option<&str>,
 ) {
     let what = |name: &str| format!("{id} {name}");
     drift.compare(
@@ -1203,42 +1322,70 @@ fn check_function(
         ));
     }
     let tables: BTreeSet<&str> = code().tables().iter().map(|t| t.logical_id).collect();
-    let granted: BTreeSet<(String, String)> = props
-        .get("Policies")
-        .map_or(&[][..], |policies| list(policies, id))
-        .iter()
-        .flat_map(|policy| policy_grants(policy, id))
-        .collect();
+    // (action, resource) pairs, resources by logical id (`<Table>/index/*` for its indexes,
+    // `<Bucket>/*` for its objects).
+    let granted: BTreeSet<(String, String)> = match props.get("Role") {
+        // A role of its own: SAM adds nothing to it.
+        Some(role) => role_grants(template, drift, id, role),
+        None => {
+            if let Some(queue) = consumes {
+                drift.note(format!(
+                    "{id}: consumes {queue} with a role SAM makes, to which SAM adds the \
+                     account-wide AWSLambdaSQSQueueExecutionRole; give it a Role of its own"
+                ));
+            }
+            props
+                .get("Policies")
+                .map_or(&[][..], |policies| list(policies, id))
+                .iter()
+                .flat_map(|policy| policy_grants(policy, id))
+                .flat_map(|(policy, scope)| expand_policy_template(&policy, &scope))
+                .collect()
+        }
+    };
     let mut needed = BTreeSet::new();
-    for (policy, needs) in [
-        ("DynamoDBCrudPolicy", grants.crud),
-        ("DynamoDBReadPolicy", grants.read),
-    ] {
+    let mut grant = |actions: &[&str], resources: &[String]| {
+        for action in actions {
+            for resource in resources {
+                needed.insert(((*action).to_owned(), resource.clone()));
+            }
+        }
+    };
+    for (actions, needs) in [(CRUD_ACTIONS, grants.crud), (READ_ACTIONS, grants.read)] {
         for table in needs {
             if !tables.contains(table) {
                 drift.note(format!(
                     "the test's grants for {id} name {table}, a table resources.rs does not define"
                 ));
             }
-            needed.insert((policy.to_owned(), (*table).to_owned()));
+            grant(actions, &[(*table).to_owned(), format!("{table}/index/*")]);
         }
     }
     if grants.sends_jobs {
-        needed.insert(("SQSSendMessagePolicy".to_owned(), JOBS_QUEUE.to_owned()));
+        grant(SEND_ACTIONS, &[JOBS_QUEUE.to_owned()]);
     }
     if grants.takes_dead_letters {
-        needed.insert(("SQSPollerPolicy".to_owned(), DEAD_LETTER_QUEUE.to_owned()));
+        grant(POLLER_ACTIONS, &[DEAD_LETTER_QUEUE.to_owned()]);
     }
     if grants.backup_bucket {
         for (action, scope) in BUCKET_ACTIONS {
-            needed.insert((action.to_owned(), scope.to_owned()));
+            grant(&[action], &[scope.to_owned()]);
         }
     }
-    for (policy, scope) in needed.difference(&granted) {
-        drift.note(format!("{id}: lacks {policy} on {scope}"));
+    if props.get("Role").is_some() {
+        // What SAM's basic execution and X-Ray policies would give, scoped: its logs into
+        // the one log group, its traces (X-Ray's actions take no resource).
+        grant(LOG_ACTIONS, &[LOG_GROUP.to_owned()]);
+        grant(TRACE_ACTIONS, &["*".to_owned()]);
     }
-    for (policy, scope) in granted.difference(&needed) {
-        drift.note(format!("{id}: {policy} on {scope}, which it does not need"));
+    if let Some(queue) = consumes {
+        grant(EVENT_SOURCE_ACTIONS, &[queue.to_owned()]);
+    }
+    for (action, resource) in needed.difference(&granted) {
+        drift.note(format!("{id}: lacks {action} on {resource}"));
+    }
+    for (action, resource) in granted.difference(&needed) {
+        drift.note(format!("{id}: {action} on {resource}, which it does not need"));
     }
     // Variable → value, each a `!Ref`: the jobs queue's URL to a function that sends jobs,
     // the dead-letter queue's to one that takes dead letters, its settings' parameters, and
@@ -1329,6 +1476,7 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
             function,
             &grants(route),
             &[],
+            None,
         );
         // (type, method, path, API): exactly the route, with and without a trailing slash
         // (HTTP API routes match paths exactly), on the stack's one HTTP API.
@@ -1401,6 +1549,10 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
             known.function,
             &known.grants,
             &known.settings,
+            match &known.trigger {
+                Trigger::Queue { queue, .. } => Some(queue),
+                _ => None,
+            },
         );
         let main = repo_root()
             .join("functions")
