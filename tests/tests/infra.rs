@@ -861,6 +861,21 @@ fn the_stack_is_operable() {
         Some("Active"),
     );
     if let Ok(props) = template.properties(API, "AWS::Serverless::HttpApi") {
+        // Throttled requests (429) reach no function: only the access log shows them.
+        let destination = props
+            .get("AccessLogSettings")
+            .and_then(|settings| settings.get("DestinationArn"))
+            .and_then(|arn| target(arn, "GetAtt", Some("Arn")));
+        match destination {
+            None => drift.note(format!(
+                "{API}: no AccessLogSettings DestinationArn (!GetAtt <LogGroup>.Arn)"
+            )),
+            Some(group) => {
+                if let Err(e) = template.properties(group, "AWS::Logs::LogGroup") {
+                    drift.note(e);
+                }
+            }
+        }
         let settings = props.get("DefaultRouteSettings");
         for (limit, parameter) in [
             ("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
