@@ -58,7 +58,7 @@ impl App {
         App {
             auth,
             inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
-            .with_operation_history_days(config.operation_history_days),
+                .with_operation_history_days(config.operation_history_days),
             jobs: JobQueue::new(
                 clients.sqs.clone(),
                 config.resources.jobs_queue.clone(),

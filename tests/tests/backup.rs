@@ -1284,13 +1284,15 @@ async fn operation_records_expire_after_the_history_period() {
     let mut op: dcbackup::domain::Operation =
         serde_json::from_value(records[0].clone()).expect("an operation");
     op.op_id = OpId::new();
-    let inventory = dcbackup::store::Inventory::new(
-        stack.clients.dynamodb.clone(),
-        stack.resources.clone(),
-    )
-    .with_operation_history_days(20);
+    let inventory =
+        dcbackup::store::Inventory::new(stack.clients.dynamodb.clone(), stack.resources.clone())
+            .with_operation_history_days(20);
     let before = epoch_now();
-    assert!(inventory.put_operations(&[op.clone()]).await.unwrap().is_empty());
+    assert!(inventory
+        .put_operations(&[op.clone()])
+        .await
+        .unwrap()
+        .is_empty());
     let after = epoch_now();
     let written = stack
         .operations()

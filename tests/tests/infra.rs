@@ -925,7 +925,8 @@ fn the_stack_is_operable() {
                 .first()
                 .and_then(|dimension| dimension.get("Value"))
                 .and_then(|value| {
-                    target(value, "Ref", None).or_else(|| target(value, "GetAtt", Some("QueueName")))
+                    target(value, "Ref", None)
+                        .or_else(|| target(value, "GetAtt", Some("QueueName")))
                 })
                 .unwrap_or_default()
                 .to_owned();
@@ -942,7 +943,11 @@ fn the_stack_is_operable() {
             "ApproximateNumberOfMessagesVisible".to_owned(),
             DEAD_LETTER_QUEUE.to_owned(),
         ),
-        ("AWS/ApiGateway".to_owned(), "5xx".to_owned(), API.to_owned()),
+        (
+            "AWS/ApiGateway".to_owned(),
+            "5xx".to_owned(),
+            API.to_owned(),
+        ),
     ]);
     for known in background() {
         if matches!(known.trigger, Trigger::DefaultRoute) {
@@ -1157,8 +1162,14 @@ const TRACE_ACTIONS: &[&str] = &["xray:PutTraceSegments", "xray:PutTelemetryReco
 /// else (an inline statement's pair, a managed policy) as it is.
 fn expand_policy_template(policy: &str, scope: &str) -> Vec<(String, String)> {
     let (actions, resources) = match policy {
-        "DynamoDBCrudPolicy" => (CRUD_ACTIONS, vec![scope.to_owned(), format!("{scope}/index/*")]),
-        "DynamoDBReadPolicy" => (READ_ACTIONS, vec![scope.to_owned(), format!("{scope}/index/*")]),
+        "DynamoDBCrudPolicy" => (
+            CRUD_ACTIONS,
+            vec![scope.to_owned(), format!("{scope}/index/*")],
+        ),
+        "DynamoDBReadPolicy" => (
+            READ_ACTIONS,
+            vec![scope.to_owned(), format!("{scope}/index/*")],
+        ),
         "SQSSendMessagePolicy" => (SEND_ACTIONS, vec![scope.to_owned()]),
         "SQSPollerPolicy" => (POLLER_ACTIONS, vec![scope.to_owned()]),
         _ => return vec![(policy.to_owned(), scope.to_owned())],
@@ -1182,7 +1193,9 @@ fn role_grants(
     role: &Value,
 ) -> BTreeSet<(String, String)> {
     let Some(role_id) = target(role, "GetAtt", Some("Arn")) else {
-        drift.note(format!("{id} Role: {role:?}, not !GetAtt <Role>.Arn of this stack"));
+        drift.note(format!(
+            "{id} Role: {role:?}, not !GetAtt <Role>.Arn of this stack"
+        ));
         return BTreeSet::new();
     };
     let props = match template.properties(role_id, "AWS::IAM::Role") {
@@ -1198,7 +1211,11 @@ fn role_grants(
         }
     }
     let principals: Vec<String> = list(
-        field(field(props, "AssumeRolePolicyDocument", role_id), "Statement", role_id),
+        field(
+            field(props, "AssumeRolePolicyDocument", role_id),
+            "Statement",
+            role_id,
+        ),
         role_id,
     )
     .iter()
@@ -1209,7 +1226,9 @@ fn role_grants(
         principals,
         vec![format!(
             "{:?}",
-            serde_yaml::from_str::<Value>("{Service: lambda.amazonaws.com}").ok().as_ref()
+            serde_yaml::from_str::<Value>("{Service: lambda.amazonaws.com}")
+                .ok()
+                .as_ref()
         )],
     );
     props
@@ -1218,7 +1237,11 @@ fn role_grants(
         .iter()
         .flat_map(|policy| {
             list(
-                field(field(policy, "PolicyDocument", role_id), "Statement", role_id),
+                field(
+                    field(policy, "PolicyDocument", role_id),
+                    "Statement",
+                    role_id,
+                ),
                 role_id,
             )
         })
@@ -1254,7 +1277,10 @@ fn statement_grants(statement: &Value, what: &str) -> Vec<(String, String)> {
                     .as_str()
                     .and_then(|sub| sub.strip_prefix("${"))
                     .and_then(|sub| sub.split_once(".Arn}"))
-                    .map_or_else(|| format!("{resource:?}"), |(id, rest)| format!("{id}{rest}")),
+                    .map_or_else(
+                        || format!("{resource:?}"),
+                        |(id, rest)| format!("{id}{rest}"),
+                    ),
                 Value::String(any) if any == "*" => any.clone(),
                 other => format!("{other:?}"),
             }
@@ -1400,7 +1426,9 @@ fn check_function(
         drift.note(format!("{id}: lacks {action} on {resource}"));
     }
     for (action, resource) in granted.difference(&needed) {
-        drift.note(format!("{id}: {action} on {resource}, which it does not need"));
+        drift.note(format!(
+            "{id}: {action} on {resource}, which it does not need"
+        ));
     }
     // Variable → value, each a `!Ref`: the jobs queue's URL to a function that sends jobs,
     // the dead-letter queue's to one that takes dead letters, its settings' parameters, and
