@@ -5,6 +5,13 @@
 //! its route needs (`grants`). A function that serves no route is known by name
 //! (`background`): what drives it (a queue or a schedule), what it is granted and what it is
 //! given; any other is drift.
+//!
+//! Grants are compared action by action, on resources by logical id: SAM's policy templates
+//! expanded to their actions, inline statements and a function's own role read as written.
+//! The needs are declared per function here, next to the store and queue calls they come
+//! from, rather than derived from the code: nothing can read a handler's call graph down to
+//! each DynamoDB request reliably, and recording the calls the tests happen to make would
+//! miss the rare paths (a lost race, a retry) that need a grant most.
 
 use dcbackup::api::Route;
 use dcbackup::config::Config;
