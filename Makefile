@@ -9,7 +9,8 @@ RUN_DIR ?= .local/run
 API_PORT ?= 9000
 export RUN_DIR API_PORT
 CARGO_LAMBDA_VERSION := 1.9.2
-# The template's linters, in their own virtualenvs (their dependencies clash): make lint.
+# The template's linters (make lint), and what installs them.
+UV_VERSION := 0.13.8
 CFN_LINT_VERSION := 1.58.0
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
@@ -24,7 +25,7 @@ help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
 	@echo "make stop   stop a make run whose terminal is gone (its recorded pids)"
 	@echo "make test   lint, then every test against local engines on free ports"
-	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
+	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines; the agent's peak memory backing up 1 GiB"
 	@echo "make package  every function built for arm64 (release) into target/lambda/<function>/bootstrap.zip, for sam deploy"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
 	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json (an admin token added to HTTP events); FN is one of:"
@@ -49,18 +50,20 @@ cargo-lambda: prerequisites
 		python3 -m venv "$(TOOLS)/venv" && \
 		"$(TOOLS)/venv/bin/pip" install --quiet "cargo-lambda==$(CARGO_LAMBDA_VERSION)"; }
 
-# Reinstalled when a pinned version changes (the stamp records what is installed).
+# Each linter in its own virtualenv (their dependencies clash), every package pinned by
+# tools/lint/<venv>.txt, installed by a pinned uv; reinstalled when a pin or that file
+# changes (tools/lint/install).
 lint-tools: prerequisites
-	@stamp="cfn-lint==$(CFN_LINT_VERSION) aws-sam-cli==$(SAM_CLI_VERSION)"; \
-	[ "$$(cat "$(TOOLS)/sam/.pins" 2>/dev/null)" = "$$stamp" ] || { \
-		echo "installing $$stamp into .tools/sam"; rm -rf "$(TOOLS)/sam" && \
-		python3 -m venv "$(TOOLS)/sam" && "$(TOOLS)/sam/bin/pip" install --quiet $$stamp && \
-		echo "$$stamp" > "$(TOOLS)/sam/.pins"; }
-	@stamp="checkov==$(CHECKOV_VERSION)"; \
-	[ "$$(cat "$(TOOLS)/checkov/.pins" 2>/dev/null)" = "$$stamp" ] || { \
-		echo "installing $$stamp into .tools/checkov"; rm -rf "$(TOOLS)/checkov" && \
-		python3 -m venv "$(TOOLS)/checkov" && "$(TOOLS)/checkov/bin/pip" install --quiet $$stamp && \
-		echo "$$stamp" > "$(TOOLS)/checkov/.pins"; }
+	@[ "$$(cat "$(TOOLS)/uv/.pins" 2>/dev/null)" = "uv==$(UV_VERSION)" ] || { \
+		echo "installing uv $(UV_VERSION) into .tools/uv"; rm -rf "$(TOOLS)/uv" && \
+		python3 -m venv "$(TOOLS)/uv" && \
+		"$(TOOLS)/uv/bin/pip" install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" && \
+		echo "uv==$(UV_VERSION)" > "$(TOOLS)/uv/.pins"; }
+	@export UV="$(TOOLS)/uv/bin/uv"; \
+	tools/lint/install "$(TOOLS)/sam" tools/lint/sam.txt \
+		"cfn-lint==$(CFN_LINT_VERSION)" "aws-sam-cli==$(SAM_CLI_VERSION)" & sam=$$!; \
+	tools/lint/install "$(TOOLS)/checkov" tools/lint/checkov.txt "checkov==$(CHECKOV_VERSION)" & checkov=$$!; \
+	wait $$sam && wait $$checkov
 
 run: engines-deps cargo-lambda
 	@tools/run-local
@@ -86,7 +89,9 @@ test: engines-deps cargo-lambda lint
 
 # Not part of make test: the slot's cost against a bare-SDK baseline (see BENCHMARKS.md).
 bench: engines-deps
-	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench
+	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench --bin dcbackup-bench
+	@cargo build --quiet --locked --profile perf -p dcbackup-agent
+	@cargo run --quiet --locked --profile perf -p dcbackup-bench --bin agent-memory
 
 ROLES ?= admin
 PROJECT ?= admin
@@ -97,11 +102,12 @@ token:
 		cargo run --quiet --locked -p dcbackup-dev -- mint-token --sub "$(SUB)" --roles "$(ROLES)" --project "$(PROJECT)"
 
 # The sample event of a function through cargo lambda invoke; an HTTP event (one with headers)
-# gets a fresh admin token, queue and schedule events go as they are.
+# gets a fresh admin token, queue and schedule events go as they are. A function with several
+# samples has events/<function>.<variant>.json: FN=scheduler.inline invokes scheduler.
 FN ?= subclouds-list
 invoke: cargo-lambda
 	@[ -f "events/$(FN).json" ] || { echo "no events/$(FN).json; FN is one of: $$(ls events | sed -n 's/\.json$$//p' | paste -sd' ')" >&2; exit 2; }
 	@token=$$($(MAKE) -s token ROLES=admin PROJECT=admin) && \
 	python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); "headers" in e and e["headers"].update({"x-auth-token": sys.argv[2]}); json.dump(e, sys.stdout)' \
 		"events/$(FN).json" "$$token" > "$(RUN_DIR)/event.json" && \
-	cargo lambda invoke $(FN) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"
+	cargo lambda invoke $(firstword $(subst ., ,$(FN))) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"

@@ -2,6 +2,7 @@
 //! the endpoint of every AWS service come from here (endpoints through the SDK's standard
 //! `AWS_ENDPOINT_URL*` variables), so local engines, LocalStack and AWS need no code change.
 
+use crate::agent_client::AgentTls;
 use crate::resources::Resources;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub struct Config {
     pub max_running: u64,
     /// Days an operation record is kept after it is written (the operations table's TTL).
     pub operation_history_days: u64,
+    /// How the worker's TLS to the agents is set up.
+    pub agent_tls: AgentTls,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
             max_running: Self::DEFAULT_MAX_RUNNING,
             operation_history_days: Self::DEFAULT_OPERATION_HISTORY_DAYS,
+            agent_tls: AgentTls::default(),
         }
     }
 
@@ -92,8 +96,42 @@ impl Config {
                 "DCBACKUP_OPERATION_HISTORY_DAYS",
                 Self::DEFAULT_OPERATION_HISTORY_DAYS,
             )?,
+            agent_tls: agent_tls(&var)?,
         })
     }
+}
+
+/// The agent TLS settings: `DCBACKUP_AGENT_CA_FILE`, `DCBACKUP_AGENT_CLIENT_CERT_FILE` with
+/// `DCBACKUP_AGENT_CLIENT_KEY_FILE`, and `DCBACKUP_AGENT_ALLOW_HTTP` (`true`/`false`); `var`
+/// answers a set, non-empty variable.
+fn agent_tls(var: &impl Fn(&str) -> Option<String>) -> Result<AgentTls, ConfigError> {
+    let path = |name: &str| var(name).map(std::path::PathBuf::from);
+    let client_cert =
+        match (
+            path("DCBACKUP_AGENT_CLIENT_CERT_FILE"),
+            path("DCBACKUP_AGENT_CLIENT_KEY_FILE"),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError(
+                "DCBACKUP_AGENT_CLIENT_CERT_FILE and DCBACKUP_AGENT_CLIENT_KEY_FILE go together"
+                    .into(),
+            )),
+        };
+    let allow_http = match var("DCBACKUP_AGENT_ALLOW_HTTP").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "DCBACKUP_AGENT_ALLOW_HTTP must be true or false, not {other:?}"
+            )))
+        }
+    };
+    Ok(AgentTls {
+        ca_file: path("DCBACKUP_AGENT_CA_FILE"),
+        client_cert,
+        allow_http,
+    })
 }
 
 /// A positive whole number from variable `name` (its value `value`), or its default when

@@ -268,6 +268,7 @@ async fn hand_over(
             started_at: None,
             finished_at: None,
             retention: Vec::new(),
+            bytes: None,
         })
         .collect();
 

@@ -36,13 +36,9 @@ const DEAD_LETTER_QUEUE: &str = "JobsDeadLetterQueue";
 const DEAD_LETTER_QUEUE_URL_VARIABLE: &str = "DCBACKUP_JOBS_DLQ_URL";
 /// Where the worker finds the bucket's name, which CloudFormation makes unique.
 const BACKUP_BUCKET_VARIABLE: &str = "DCBACKUP_BACKUP_BUCKET";
-/// What `Grants::backup_bucket` grants, as (action, scope): `<Bucket>/*` is its objects.
-const BUCKET_ACTIONS: [(&str, &str); 4] = [
-    ("s3:GetObject", "BackupBucket/*"),
-    ("s3:PutObject", "BackupBucket/*"),
-    ("s3:DeleteObject", "BackupBucket/*"),
-    ("s3:ListBucket", "BackupBucket"),
-];
+/// The one bucket-level S3 action a function may be granted (`Grants::backup_bucket`); the
+/// others act on the bucket's objects (`<Bucket>/*`).
+const LIST_BUCKET: &str = "s3:ListBucket";
 /// The logical id of the HTTP API every route's event must attach to; without it SAM would
 /// create a second, implicit API.
 const API: &str = "Api";
@@ -60,10 +56,11 @@ struct Grants {
     /// Receives and deletes dead-lettered jobs: `SQSPollerPolicy` on the dead-letter queue,
     /// and its URL in `DCBACKUP_JOBS_DLQ_URL`.
     takes_dead_letters: bool,
-    /// Signs upload and download URLs of the backup bucket, lists and deletes its objects:
-    /// `s3:GetObject`, `s3:PutObject` and `s3:DeleteObject` on its objects and `s3:ListBucket`
-    /// on the bucket (`BUCKET_ACTIONS`), and its name in `DCBACKUP_BACKUP_BUCKET`.
-    backup_bucket: bool,
+    /// The S3 actions it needs on the backup bucket: `s3:ListBucket` on the bucket, any other
+    /// on its objects; with any, the bucket's name in `DCBACKUP_BACKUP_BUCKET`.
+    backup_bucket: &'static [&'static str],
+    /// Reads the agents' key: `secretsmanager:GetSecretValue` on that one secret.
+    agent_secret: bool,
 }
 
 fn grants(route: Route) -> Grants {
@@ -90,7 +87,8 @@ fn grants(route: Route) -> Grants {
             read: &[],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // The slot claim (subclouds), the operation records, `Idempotency-Key` replays; the
         // target is only resolved (groups, names); one job per claimed subcloud.
@@ -99,7 +97,8 @@ fn grants(route: Route) -> Grants {
             read: &["GroupsTable", "NamesTable"],
             sends_jobs: true,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // One record by its id.
         Route::OperationsShow => Grants {
@@ -107,7 +106,8 @@ fn grants(route: Route) -> Grants {
             read: &["OperationsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // A subcloud by name or id, then its records through the subcloud-operations index.
         Route::OperationsHistory => Grants {
@@ -115,7 +115,8 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "NamesTable", "OperationsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // A subcloud by name or id, then its backups' items.
         Route::BackupsList => Grants {
@@ -123,7 +124,8 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "NamesTable", "BackupsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // Every schedule item.
         Route::SchedulesList => Grants {
@@ -131,7 +133,8 @@ fn grants(route: Route) -> Grants {
             read: &["SchedulesTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // A schedule by name (names) or id.
         Route::SchedulesShow => Grants {
@@ -139,7 +142,8 @@ fn grants(route: Route) -> Grants {
             read: &["SchedulesTable", "NamesTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // The item, its name claim and its id (counters); the target resolved to its id.
         Route::SchedulesCreate => Grants {
@@ -147,7 +151,8 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "GroupsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // The item and, on a rename, its name claim; a new target resolved to its id.
         Route::SchedulesUpdate => Grants {
@@ -155,7 +160,8 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "GroupsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
         // The item and its name claim.
         Route::SchedulesDelete => Grants {
@@ -163,7 +169,8 @@ fn grants(route: Route) -> Grants {
             read: &[],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
+            agent_secret: false,
         },
     }
 }
@@ -271,7 +278,8 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: false,
-                backup_bucket: false,
+                backup_bucket: &[],
+                agent_secret: false,
             },
             settings: vec![],
         },
@@ -302,10 +310,18 @@ fn background() -> Vec<Background> {
                 read: &["SchedulesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
-                backup_bucket: true,
+                // Pre-signed PUT and GET URLs act with the worker's own grants; a release's
+                // objects are listed and deleted (`CentralStore::delete_release`).
+                backup_bucket: &[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    LIST_BUCKET,
+                ],
+                agent_secret: true,
             },
             settings: vec![
-                // `runtime::agent_secret_from_env`; no default: it is the agents' key.
+                // `runtime::agent_secret`; no default: the secret is the deployer's.
                 Setting {
                     variable: AGENT_SECRET_VARIABLE,
                     parameter: AGENT_SECRET_PARAMETER,
@@ -326,7 +342,8 @@ fn background() -> Vec<Background> {
         // `sweeper::Sweeper`: expired leases through the expiring-leases index and a
         // dead-lettered job's subcloud by id (subclouds); each such operation ended as
         // failed in one transaction: the slot (subclouds), the record (operations) and its
-        // seat given back (groups, counters); dead-lettered jobs received and deleted.
+        // seat given back (groups, counters); dead-lettered jobs received and deleted; a
+        // recovered create's record read (operations) and its archive deleted (the bucket).
         Background {
             function: "sweeper",
             handler: "serve_sweeper",
@@ -344,7 +361,9 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
-                backup_bucket: false,
+                // `CentralStore::delete_object` of a recovered create's archive.
+                backup_bucket: &["s3:DeleteObject"],
+                agent_secret: false,
             },
             settings: vec![],
         },
@@ -369,16 +388,17 @@ fn background() -> Vec<Background> {
                 read: &["GroupsTable", "NamesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
-                backup_bucket: false,
+                backup_bucket: &[],
+                agent_secret: false,
             },
             settings: vec![],
         },
     ]
 }
 
-/// Where the worker finds the key it signs agent tokens with (`runtime::agent_secret_from_env`).
-const AGENT_SECRET_VARIABLE: &str = "DCBACKUP_AGENT_SECRET";
-const AGENT_SECRET_PARAMETER: &str = "AgentSecret";
+/// Where the worker finds the key it signs agent tokens with (`runtime::agent_secret`).
+const AGENT_SECRET_VARIABLE: &str = dcbackup::runtime::AGENT_SECRET_ARN_VARIABLE;
+const AGENT_SECRET_PARAMETER: &str = "AgentSecretArn";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -763,6 +783,33 @@ fn the_bucket_matches_the_code() {
             "BackupBucketName",
             Some(String::new()),
         );
+        // Central backups go up as multipart uploads: one a crash leaves incomplete is aborted by
+        // a lifecycle rule within a day rather than billed for ever.
+        let aborts_after: Vec<u64> = props
+            .get("LifecycleConfiguration")
+            .and_then(|c| c.get("Rules"))
+            .and_then(Value::as_sequence)
+            .map(|rules| {
+                rules
+                    .iter()
+                    .filter(|rule| {
+                        rule.get("Status").and_then(Value::as_str) == Some("Enabled")
+                            && rule.get("Prefix").is_none()
+                            && rule.get("Filter").is_none()
+                    })
+                    .filter_map(|rule| {
+                        rule.get("AbortIncompleteMultipartUpload")?
+                            .get("DaysAfterInitiation")?
+                            .as_u64()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        drift.compare(
+            "the bucket's lifecycle rules aborting incomplete multipart uploads (days after initiation)",
+            aborts_after,
+            vec![1],
+        );
     }
     drift.assert_none();
 }
@@ -1045,11 +1092,11 @@ fn functions_get_the_stack_settings() {
     drift.assert_none();
 }
 
-/// The agents' key: never echoed by CloudFormation, never defaulted, and refused by the
-/// template when shorter than the agents accept (bytes ≥ characters, so a length in
-/// characters suffices).
+/// The agents' key never passes through CloudFormation: the template takes the ARN of a
+/// Secrets Manager secret (no default), refuses anything else, and gives it to the worker
+/// only (the environment check above: no function has the key itself).
 #[test]
-fn the_agent_secret_is_hidden_and_long_enough() {
+fn the_agent_key_is_a_secrets_manager_secret_named_by_arn() {
     let template = Template::load();
     let mut drift = Drift::default();
     match template
@@ -1065,19 +1112,12 @@ fn the_agent_secret_is_hidden_and_long_enough() {
                 parameter.get("Type").and_then(Value::as_str),
                 Some("String"),
             );
-            drift.compare(
-                &what("NoEcho"),
-                parameter.get("NoEcho"),
-                Some(&Value::Bool(true)),
-            );
-            let min_length = parameter
-                .get("MinLength")
-                .map(|length| number(length, AGENT_SECRET_PARAMETER));
-            let needed = dcbackup_agent::MIN_SECRET_BYTES as u64;
-            if min_length.is_none_or(|length| length < needed) {
+            drift.compare(&what("Default"), parameter.get("Default"), None);
+            let pattern = parameter.get("AllowedPattern").and_then(Value::as_str);
+            if !pattern.is_some_and(|p| p.starts_with("^arn:") && p.contains(":secretsmanager:")) {
                 drift.note(format!(
-                    "{}: {min_length:?}, below the agents' {needed} bytes",
-                    what("MinLength")
+                    "{}: {pattern:?}, not a Secrets Manager ARN",
+                    what("AllowedPattern")
                 ));
             }
         }
@@ -1107,6 +1147,9 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
                     "SQSSendMessagePolicy" | "SQSPollerPolicy" => parameters
                         .get("QueueName")
                         .and_then(|queue| target(queue, "GetAtt", Some("QueueName"))),
+                    "AWSSecretsManagerGetSecretValuePolicy" => parameters
+                        .get("SecretArn")
+                        .and_then(|arn| target(arn, "Ref", None)),
                     _ if kind.starts_with("S3") => parameters
                         .get("BucketName")
                         .and_then(|bucket| target(bucket, "Ref", None)),
@@ -1164,6 +1207,8 @@ const EVENT_SOURCE_ACTIONS: &[&str] = &[
 const LOG_GROUP: &str = "FunctionLogGroup";
 const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 const TRACE_ACTIONS: &[&str] = &["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+/// `AWSSecretsManagerGetSecretValuePolicy`, on the secret its ARN parameter names.
+const SECRET_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
 
 /// A SAM policy template scoped to a table or a queue, as (action, resource) pairs; anything
 /// else (an inline statement's pair, a managed policy) as it is.
@@ -1179,6 +1224,7 @@ fn expand_policy_template(policy: &str, scope: &str) -> Vec<(String, String)> {
         ),
         "SQSSendMessagePolicy" => (SEND_ACTIONS, vec![scope.to_owned()]),
         "SQSPollerPolicy" => (POLLER_ACTIONS, vec![scope.to_owned()]),
+        "AWSSecretsManagerGetSecretValuePolicy" => (SECRET_ACTIONS, vec![scope.to_owned()]),
         _ => return vec![(policy.to_owned(), scope.to_owned())],
     };
     actions
@@ -1274,7 +1320,9 @@ fn statement_grants(statement: &Value, what: &str) -> Vec<(String, String)> {
     let resources: Vec<String> = one_or_many(field(statement, "Resource", what))
         .iter()
         .map(|resource| {
-            if let Some(id) = target(resource, "GetAtt", Some("Arn")) {
+            if let Some(id) =
+                target(resource, "GetAtt", Some("Arn")).or_else(|| target(resource, "Ref", None))
+            {
                 return id.to_owned();
             }
             match resource {
@@ -1415,10 +1463,16 @@ fn check_function(
     if grants.takes_dead_letters {
         grant(POLLER_ACTIONS, &[DEAD_LETTER_QUEUE.to_owned()]);
     }
-    if grants.backup_bucket {
-        for (action, scope) in BUCKET_ACTIONS {
-            grant(&[action], &[scope.to_owned()]);
-        }
+    for action in grants.backup_bucket {
+        let resource = if *action == LIST_BUCKET {
+            BACKUP_BUCKET.to_owned()
+        } else {
+            format!("{BACKUP_BUCKET}/*")
+        };
+        grant(&[action], &[resource]);
+    }
+    if grants.agent_secret {
+        grant(SECRET_ACTIONS, &[AGENT_SECRET_PARAMETER.to_owned()]);
     }
     if props.get("Role").is_some() {
         // What SAM's basic execution and X-Ray policies would give, scoped: its logs into
@@ -1458,9 +1512,7 @@ fn check_function(
                 .then_some((DEAD_LETTER_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE)),
         )
         .chain(
-            grants
-                .backup_bucket
-                .then_some((BACKUP_BUCKET_VARIABLE, BACKUP_BUCKET)),
+            (!grants.backup_bucket.is_empty()).then_some((BACKUP_BUCKET_VARIABLE, BACKUP_BUCKET)),
         )
         .chain(settings.iter().map(|s| (s.variable, s.parameter)))
         .map(|(variable, target)| (variable.to_owned(), format!("!Ref {target}")))

@@ -58,6 +58,12 @@ pub struct Subcloud {
     /// The group whose seat the operation holds while it runs on the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<u64>,
+    /// The `attempt` of the operation's one live poll message (absent: the API's job), and
+    /// the token it carries; see `JobMessage::attempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_seq: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_token: Option<String>,
     /// Raised by every claim; every later write of an operation is conditional on it.
     #[serde(default)]
     pub fence: u64,

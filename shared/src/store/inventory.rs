@@ -252,9 +252,8 @@ impl Inventory {
 
     // ---- ids and seeding ---------------------------------------------------------------
 
-    /// The next id of a kind, from an atomic counter (ids are never reused).
-    /// The next id of `counter`: subclouds from 1, groups from 2 (1 is always `Default`'s,
-    /// whether or not it was created yet).
+    /// The next id of `counter`, from an atomic counter (ids are never reused): subclouds
+    /// from 1, groups from 2 (1 is always `Default`'s, whether or not it was created yet).
     pub(super) async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
         let base = if counter == "group" {
             DEFAULT_GROUP_ID
@@ -378,6 +377,8 @@ impl Inventory {
             op_since: None,
             lease_expires_at: None,
             seat: None,
+            poll_seq: None,
+            poll_token: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),

@@ -16,9 +16,11 @@ pub use backups::{BackupLocation, BackupRecord};
 pub use expr::Updates;
 pub use idempotency::Begin;
 pub use inventory::{Inventory, InventoryError};
-pub use progress::{BackupSet, Holder, Outcome};
+pub use progress::{BackupSet, HandOff, Holder, Outcome};
 pub use seats::Seat;
-pub use slot::{ClaimOutcome, ClaimRequest, PriorState, LEASE_HELD, SLOT_ATTRIBUTES, SLOT_FREE};
+pub use slot::{
+    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, SLOT_ATTRIBUTES, SLOT_FREE,
+};
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;

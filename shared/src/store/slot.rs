@@ -71,7 +71,8 @@ pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
 
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
-pub const SLOT_ATTRIBUTES: &str = "op_id, op_kind, op_since, lease_expires_at, lease_held, seat";
+pub const SLOT_ATTRIBUTES: &str =
+    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token";
 pub const LEASE_HELD: &str = "held";
 
 /// How many times a claim recovers an expired lease and tries again.
@@ -399,7 +400,8 @@ impl super::Inventory {
             "{kind} operation {op_id} did not finish: its lease expired at {}",
             crate::domain::timestamp_of_epoch(lease)
         );
-        self.fail_held(sc, &why, Some(now)).await
+        self.fail_held(sc, &why, FailWhen::LeaseExpiredBy(now))
+            .await
     }
 
     /// The held slots whose lease expired by `now`, from the sparse expiring-leases index.
@@ -422,13 +424,13 @@ impl super::Inventory {
         .await
     }
 
-    /// Ends the operation holding `sc`'s slot as failed, whatever its lease: its job is gone
-    /// for good (dead-lettered). Conditional like `recover_expired`, bar the expiry.
+    /// Ends the operation holding `sc`'s slot as failed, when `when` holds inside the same
+    /// conditional write (besides the same operation, fence and states as `sc`).
     pub async fn fail_held(
         &self,
         sc: &Subcloud,
         why: &str,
-        expired_by: Option<u64>,
+        when: FailWhen,
     ) -> Result<bool, StoreError> {
         let Some(op_id) = &sc.op_id else {
             return Ok(false);
@@ -448,9 +450,18 @@ impl super::Inventory {
             "op_id = :op AND fence = :fence".to_owned(),
             "deploy_status = :deploy".to_owned(),
         ];
-        if let Some(now) = expired_by {
-            values.insert(":now".into(), n(now));
-            conditions.push("lease_expires_at <= :now".into());
+        match when {
+            FailWhen::LeaseExpiredBy(now) => {
+                values.insert(":now".into(), n(now));
+                conditions.push("lease_expires_at <= :now".into());
+            }
+            // No worker wrote since the claim (every worker step does), took a seat or handed
+            // a poll on: nothing ran on the agent.
+            FailWhen::NeverStarted => {
+                conditions.push("updated_at = op_since".into());
+                conditions.push("attribute_not_exists(seat)".into());
+                conditions.push("attribute_not_exists(poll_seq)".into());
+            }
         }
         if let Some(failed) = sc.deploy_status.failure_state() {
             values.insert(":deploy_failed".into(), s(failed.as_str()));
@@ -481,4 +492,14 @@ impl super::Inventory {
         }
         Ok(ended)
     }
+}
+
+/// When `fail_held` may end an operation whatever its worker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailWhen {
+    /// Its lease expired by this time (Unix seconds): no worker extends it any more.
+    LeaseExpiredBy(u64),
+    /// No worker ever started its job: nothing written since the claim, no seat taken, no
+    /// poll handed on.
+    NeverStarted,
 }
