@@ -189,6 +189,32 @@ mod tests {
     }
 
     #[test]
+    fn agent_tls_is_read_and_its_mistakes_named() {
+        let config = from(&[
+            ("DCBACKUP_AGENT_CA_FILE", "/etc/dcbackup/ca.pem"),
+            (
+                "DCBACKUP_AGENT_CLIENT_CERT_FILE",
+                "/etc/dcbackup/client.pem",
+            ),
+            ("DCBACKUP_AGENT_CLIENT_KEY_FILE", "/etc/dcbackup/client.key"),
+            ("DCBACKUP_AGENT_ALLOW_HTTP", "true"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.agent_tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/dcbackup/ca.pem"))
+        );
+        assert!(config.agent_tls.client_cert.is_some());
+        assert!(config.agent_tls.allow_http);
+        assert!(!from(&[]).expect("defaults").agent_tls.allow_http);
+
+        let alone = from(&[("DCBACKUP_AGENT_CLIENT_CERT_FILE", "/c.pem")]).unwrap_err();
+        assert!(alone.0.contains("go together"), "{alone}");
+        let bad = from(&[("DCBACKUP_AGENT_ALLOW_HTTP", "yes")]).unwrap_err();
+        assert!(bad.0.contains("DCBACKUP_AGENT_ALLOW_HTTP"), "{bad}");
+    }
+
+    #[test]
     fn a_bad_number_names_the_variable() {
         for bad in ["0", "-1", "ninety"] {
             let error = from(&[("DCBACKUP_OPERATION_HISTORY_DAYS", bad)]).unwrap_err();
