@@ -57,7 +57,8 @@ impl App {
     pub fn new(clients: &Clients, config: &Config, auth: Arc<Authenticator>) -> App {
         App {
             auth,
-            inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+            inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+                .with_operation_history_days(config.operation_history_days),
             jobs: JobQueue::new(
                 clients.sqs.clone(),
                 config.resources.jobs_queue.clone(),
@@ -168,7 +169,8 @@ pub fn worker(
     agent_secret: dcbackup_agent::Secret,
 ) -> Result<Worker, TlsSetupError> {
     Ok(Worker {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            .with_operation_history_days(config.operation_history_days),
         jobs: JobQueue::new(
             clients.sqs.clone(),
             config.resources.jobs_queue.clone(),
@@ -201,7 +203,8 @@ pub async fn serve_scheduler() -> Result<(), Error> {
 /// The scheduler over these clients and settings.
 pub fn scheduler(clients: &Clients, config: &Config) -> Scheduler {
     Scheduler {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            .with_operation_history_days(config.operation_history_days),
         jobs: JobQueue::new(
             clients.sqs.clone(),
             config.resources.jobs_queue.clone(),
@@ -232,7 +235,8 @@ pub async fn serve_sweeper() -> Result<(), Error> {
 /// The sweeper over these clients and settings.
 pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
     Sweeper {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            .with_operation_history_days(config.operation_history_days),
         dead_letters: JobQueue::new(
             clients.sqs.clone(),
             config.resources.jobs_dead_letter_queue.clone(),

@@ -76,6 +76,8 @@ impl Kind {
     }
 }
 
+const SECONDS_PER_DAY: u64 = 24 * 3600;
+
 /// How many times a write that lost a race with another writer is re-read and re-tried.
 const ATTEMPTS: usize = 3;
 
@@ -83,11 +85,29 @@ const ATTEMPTS: usize = 3;
 pub struct Inventory {
     pub(super) ddb: aws_sdk_dynamodb::Client,
     pub(super) res: Resources,
+    /// How long an operation record is kept after it is written: its `expires_at`, which
+    /// the operations table's TTL acts on.
+    pub(super) operation_history: std::time::Duration,
 }
 
 impl Inventory {
+    /// Keeps operation records for `Config::DEFAULT_OPERATION_HISTORY_DAYS`.
     pub fn new(ddb: aws_sdk_dynamodb::Client, res: Resources) -> Self {
-        Inventory { ddb, res }
+        Inventory {
+            ddb,
+            res,
+            operation_history: std::time::Duration::from_secs(
+                crate::config::Config::DEFAULT_OPERATION_HISTORY_DAYS * SECONDS_PER_DAY,
+            ),
+        }
+    }
+
+    /// Keeps operation records for `days` days after they are written (`Config::from_env`'s
+    /// `DCBACKUP_OPERATION_HISTORY_DAYS`).
+    pub fn with_operation_history_days(mut self, days: u64) -> Self {
+        self.operation_history =
+            std::time::Duration::from_secs(days.saturating_mul(SECONDS_PER_DAY));
+        self
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -232,9 +252,8 @@ impl Inventory {
 
     // ---- ids and seeding ---------------------------------------------------------------
 
-    /// The next id of a kind, from an atomic counter (ids are never reused).
-    /// The next id of `counter`: subclouds from 1, groups from 2 (1 is always `Default`'s,
-    /// whether or not it was created yet).
+    /// The next id of `counter`, from an atomic counter (ids are never reused): subclouds
+    /// from 1, groups from 2 (1 is always `Default`'s, whether or not it was created yet).
     pub(super) async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
         let base = if counter == "group" {
             DEFAULT_GROUP_ID

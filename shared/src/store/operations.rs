@@ -2,8 +2,8 @@
 //! subcloud through the subcloud-operations index.
 
 use super::{all_pages, from_item, n, s, to_item, StoreError};
-use crate::domain::{OpId, OpState, Operation};
-use crate::resources::SUBCLOUD_OPERATIONS_INDEX;
+use crate::domain::{epoch_now, OpId, OpState, Operation};
+use crate::resources::{OPERATION_EXPIRES_AT, SUBCLOUD_OPERATIONS_INDEX};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 /// BatchWriteItem takes at most 25 items a call.
@@ -13,14 +13,19 @@ const BATCH_RETRIES: u32 = 5;
 
 impl super::Inventory {
     /// Writes operation records in batches; returns the ids whose record could not be written.
+    /// Each expires (`expires_at`, Unix seconds, the table's TTL attribute) once the
+    /// operation history period has passed.
     pub async fn put_operations(&self, ops: &[Operation]) -> Result<Vec<OpId>, StoreError> {
+        let expires_at = epoch_now().saturating_add(self.operation_history.as_secs());
         let mut failed = Vec::new();
         for chunk in ops.chunks(BATCH_WRITE_MAX) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|op| {
+                    let mut item = to_item("operation", op)?;
+                    item.insert(OPERATION_EXPIRES_AT.to_owned(), n(expires_at));
                     let put = PutRequest::builder()
-                        .set_item(Some(to_item("operation", op)?))
+                        .set_item(Some(item))
                         .build()
                         .map_err(|e| StoreError::Failed(e.to_string()))?;
                     Ok(WriteRequest::builder().put_request(put).build())
