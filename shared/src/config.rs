@@ -29,6 +29,9 @@ pub struct Config {
     pub max_running: u64,
     /// How the worker's TLS to the agents is set up.
     pub agent_tls: AgentTls,
+    /// Bytes per part of a central backup's multipart upload (S3: 5 MiB to 5 GiB; the agent
+    /// raises it for data that would need more than 10,000 parts).
+    pub part_size: u64,
 }
 
 impl Config {
@@ -37,6 +40,7 @@ impl Config {
     pub const DEFAULT_CLAIM_CONCURRENCY: usize = 32;
     pub const DEFAULT_POLL_MAX_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_RUNNING: u64 = 500;
+    pub const DEFAULT_PART_SIZE_MIB: u64 = 16;
 
     /// The defaults for everything but the resources.
     pub fn new(resources: Resources) -> Config {
@@ -50,6 +54,7 @@ impl Config {
             poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
             max_running: Self::DEFAULT_MAX_RUNNING,
             agent_tls: AgentTls::default(),
+            part_size: Self::DEFAULT_PART_SIZE_MIB << 20,
         }
     }
 
@@ -75,7 +80,22 @@ impl Config {
             )?),
             max_running: positive("DCBACKUP_MAX_RUNNING", Self::DEFAULT_MAX_RUNNING)?,
             agent_tls: agent_tls()?,
+            part_size: part_size()?,
         })
+    }
+}
+
+/// `DCBACKUP_PART_SIZE_MIB`: MiB per part of a central backup's upload, within S3's limits.
+fn part_size() -> Result<u64, ConfigError> {
+    use dcbackup_agent::protocol::{MAX_PART_SIZE, MIN_PART_SIZE};
+    let mib: u64 = positive("DCBACKUP_PART_SIZE_MIB", Config::DEFAULT_PART_SIZE_MIB)?;
+    let (min, max) = (MIN_PART_SIZE >> 20, MAX_PART_SIZE >> 20);
+    if (min..=max).contains(&mib) {
+        Ok(mib << 20)
+    } else {
+        Err(ConfigError(format!(
+            "DCBACKUP_PART_SIZE_MIB must be {min} to {max} (S3's part sizes), not {mib}"
+        )))
     }
 }
 
