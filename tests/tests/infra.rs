@@ -44,8 +44,10 @@ struct Grants {
     /// Receives and deletes dead-lettered jobs: `SQSPollerPolicy` on the dead-letter queue,
     /// and its URL in `DCBACKUP_JOBS_DLQ_URL`.
     takes_dead_letters: bool,
-    /// Signs upload and download URLs of the backup bucket, lists and deletes its objects:
-    /// `S3CrudPolicy` on the bucket.
+    /// Signs upload and download URLs of the backup bucket, lists and deletes its objects,
+    /// creates and completes multipart uploads: `S3CrudPolicy` on the bucket; and aborts
+    /// them, which that policy lacks: an inline statement allowing `s3:AbortMultipartUpload`
+    /// on its objects.
     backup_bucket: bool,
     /// Reads the agents' key: `AWSSecretsManagerGetSecretValuePolicy` on that one secret.
     agent_secret: bool,
@@ -324,7 +326,8 @@ fn background() -> Vec<Background> {
         // dead-lettered job's subcloud by id (subclouds); each such operation ended as
         // failed in one transaction: the slot (subclouds), the record (operations) and its
         // seat given back (groups, counters); dead-lettered jobs received and deleted; a
-        // recovered create's record read (operations) and its archive deleted (the bucket).
+        // recovered create's record read (operations), its upload aborted and its archive
+        // deleted (the bucket).
         Background {
             function: "sweeper",
             handler: "serve_sweeper",
@@ -887,8 +890,11 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
         Value::String(managed) => vec![("managed policy".to_owned(), managed.clone())],
         Value::Mapping(templates) => templates
             .iter()
-            .map(|(kind, parameters)| {
+            .flat_map(|(kind, parameters)| {
                 let kind = text(kind, what);
+                if kind == "Statement" {
+                    return statement_grants(parameters, what);
+                }
                 let scope = match kind {
                     "SQSSendMessagePolicy" | "SQSPollerPolicy" => parameters
                         .get("QueueName")
@@ -903,14 +909,50 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
                         .get("TableName")
                         .and_then(|table| target(table, "Ref", None)),
                 };
-                (
+                vec![(
                     kind.to_owned(),
                     scope.map_or_else(|| format!("{parameters:?}"), str::to_owned),
-                )
+                )]
             })
             .collect(),
         other => vec![("policy".to_owned(), format!("{other:?}"))],
     }
+}
+
+/// An inline policy's statements as (action, scope): `<Bucket>/*` for a resource written
+/// `!Sub "${<Bucket>.Arn}/*"`. Anything else (a Deny, another resource form) comes out as
+/// written, so that it never matches a grant.
+fn statement_grants(statements: &Value, what: &str) -> Vec<(String, String)> {
+    list(statements, what)
+        .iter()
+        .flat_map(|statement| {
+            let resource = statement.get("Resource").and_then(|resource| match resource {
+                Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
+                    .value
+                    .as_str()?
+                    .strip_prefix("${")?
+                    .strip_suffix(".Arn}/*")
+                    .map(|bucket| format!("{bucket}/*")),
+                _ => None,
+            });
+            let allowed = statement.get("Effect").and_then(Value::as_str) == Some("Allow");
+            let actions: Vec<String> = match statement.get("Action") {
+                Some(Value::String(action)) => vec![action.clone()],
+                Some(Value::Sequence(actions)) => actions
+                    .iter()
+                    .map(|a| a.as_str().map_or_else(|| format!("{a:?}"), str::to_owned))
+                    .collect(),
+                other => vec![format!("{other:?}")],
+            };
+            match resource.filter(|_| allowed) {
+                Some(scope) => actions
+                    .into_iter()
+                    .map(|action| (action, scope.clone()))
+                    .collect(),
+                None => vec![("statement".to_owned(), format!("{statement:?}"))],
+            }
+        })
+        .collect()
 }
 
 /// `subclouds-list` → `SubcloudsListFunction`.
@@ -1004,6 +1046,10 @@ fn check_function(
     }
     if grants.backup_bucket {
         needed.insert(("S3CrudPolicy".to_owned(), BACKUP_BUCKET.to_owned()));
+        needed.insert((
+            "s3:AbortMultipartUpload".to_owned(),
+            format!("{BACKUP_BUCKET}/*"),
+        ));
     }
     if grants.agent_secret {
         needed.insert((
