@@ -27,7 +27,11 @@ pub(crate) async fn run(
             let (written, parts) = central(&agent, &job, &request, state).await?;
             (written, Location::Central, parts)
         }
-        None => (local(&agent, &job, &request).await?, Location::Local, Vec::new()),
+        None => (
+            local(&agent, &job, &request).await?,
+            Location::Local,
+            Vec::new(),
+        ),
     };
     Ok(JobResult {
         release: request.release,

@@ -437,7 +437,10 @@ mod tests {
         assert!(plan(MIN_PART_SIZE, 1).is_ok());
         assert!(plan(MAX_PART_SIZE, MAX_PARTS).is_ok());
         let small = plan(MIN_PART_SIZE - 1, 1).expect_err("too small");
-        assert!(small.to_string().contains("outside S3's part sizes"), "{small}");
+        assert!(
+            small.to_string().contains("outside S3's part sizes"),
+            "{small}"
+        );
         assert!(plan(MAX_PART_SIZE + 1, 1).is_err());
         assert!(plan(MIN_PART_SIZE, 0).is_err());
         assert!(plan(MIN_PART_SIZE, MAX_PARTS + 1).is_err());

@@ -118,7 +118,10 @@ impl Transfers {
                     buffer.truncate(n);
                     let done = done + n as u64;
                     sent(done);
-                    Some((Ok(Frame::data(Bytes::from(buffer))), Some((file, done, sent))))
+                    Some((
+                        Ok(Frame::data(Bytes::from(buffer))),
+                        Some((file, done, sent)),
+                    ))
                 }
                 // Ends the stream after the error, which aborts the request.
                 Err(error) => Some((Err(error), None)),

@@ -1095,7 +1095,8 @@ async fn a_large_backup_goes_up_in_parts_as_urls_arrive_and_restores_byte_identi
     assert_eq!(waiting["bytes"]["uploaded"], 10 << 20, "{waiting}");
 
     // A job that is not a central backup takes no URLs; an unknown one is a 404.
-    let parts = json!({"parts": [objects.part(key, 3), objects.part(key, 4), objects.part(key, 5)]});
+    let parts =
+        json!({"parts": [objects.part(key, 3), objects.part(key, 4), objects.part(key, 5)]});
     let (status, _) = agent
         .call(
             Method::POST,
@@ -1105,7 +1106,11 @@ async fn a_large_backup_goes_up_in_parts_as_urls_arrive_and_restores_byte_identi
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, handed) = agent
-        .call(Method::POST, &format!("/v1/jobs/{op_id}/parts"), Some(parts))
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{op_id}/parts"),
+            Some(parts),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{handed}");
 
@@ -1175,7 +1180,11 @@ async fn a_part_that_cannot_go_up_fails_the_backup_naming_it() {
         {"part_number": 1, "url": format!("http://{closed}/b/k?partNumber=1&X-Amz-Signature=not-to-be-logged")}
     ]});
     let (status, _) = agent
-        .call(Method::POST, "/v1/backups", Some(backup(op_id, Some(upload))))
+        .call(
+            Method::POST,
+            "/v1/backups",
+            Some(backup(op_id, Some(upload))),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let job = agent.wait(&op_id.to_string()).await;

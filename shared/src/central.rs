@@ -144,7 +144,10 @@ impl CentralStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(NO_SUCH_UPLOAD) => Err(CompleteError::NoSuchUpload),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().is_client_error()) => {
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| r.status().is_client_error()) =>
+            {
                 Err(CompleteError::Refused(DisplayErrorContext(e).to_string()))
             }
             Err(e) => Err(CompleteError::Unavailable(sdk_error(e))),

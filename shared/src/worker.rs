@@ -476,8 +476,12 @@ impl Step<'_> {
                     None => false,
                 };
                 let still_ours = if starved {
-                    self.poll_in(Some(followed.running()), 0, STARVED_POLL.min(self.worker.poll_cap))
-                        .await?
+                    self.poll_in(
+                        Some(followed.running()),
+                        0,
+                        STARVED_POLL.min(self.worker.poll_cap),
+                    )
+                    .await?
                 } else {
                     self.poll_later(Some(followed.running()), 0).await?
                 };
@@ -557,7 +561,10 @@ impl Step<'_> {
             None
         } else {
             let Some(upload_id) = self.upload_id().await? else {
-                let why = format!("operation {} has no record to keep its upload on", self.job.op_id);
+                let why = format!(
+                    "operation {} has no record to keep its upload on",
+                    self.job.op_id
+                );
                 return self.fail_backup(BackupStatus::BackupPrepFailed, why).await;
             };
             let last = self.worker.part_urls_ahead.clamp(1, MAX_PARTS);
@@ -685,7 +692,11 @@ impl Step<'_> {
     /// Signs the URLs of the next parts of a running backup's upload and hands them to the
     /// agent. Returns whether the agent was waiting for one (so the next poll comes soon).
     /// A failure here is logged, not fatal: the next poll hands them over again.
-    async fn hand_part_urls(&self, agent: &AgentUrl, upload: &UploadProgress) -> Result<bool, Retry> {
+    async fn hand_part_urls(
+        &self,
+        agent: &AgentUrl,
+        upload: &UploadProgress,
+    ) -> Result<bool, Retry> {
         let Some(upload_id) = self.recorded_upload().await? else {
             return Ok(false);
         };
@@ -705,7 +716,12 @@ impl Step<'_> {
         let handed = self
             .worker
             .agents
-            .part_urls(agent, self.name(), self.job.op_id.as_str(), &PartUrls { parts })
+            .part_urls(
+                agent,
+                self.name(),
+                self.job.op_id.as_str(),
+                &PartUrls { parts },
+            )
             .await;
         if let Err(e) = handed {
             tracing::warn!(op_id = %self.job.op_id, error = %e, "part URLs not handed over; again on the next poll");
@@ -737,12 +753,14 @@ impl Step<'_> {
         {
             Ok(()) => Ok(Ok(())),
             // An earlier delivery completed it, if the object is there at the archive's size.
-            Err(CompleteError::NoSuchUpload) => match self.worker.central.object_size(&key).await? {
-                Some(size) if size == result.size => Ok(Ok(())),
-                _ => Ok(Err(format!(
-                    "the upload of {key} is gone: it was aborted before it could be completed"
-                ))),
-            },
+            Err(CompleteError::NoSuchUpload) => {
+                match self.worker.central.object_size(&key).await? {
+                    Some(size) if size == result.size => Ok(Ok(())),
+                    _ => Ok(Err(format!(
+                        "the upload of {key} is gone: it was aborted before it could be completed"
+                    ))),
+                }
+            }
             Err(CompleteError::Refused(why)) => Ok(Err(why)),
             Err(CompleteError::Unavailable(e)) => Err(e.into()),
         }

@@ -926,15 +926,17 @@ fn statement_grants(statements: &Value, what: &str) -> Vec<(String, String)> {
     list(statements, what)
         .iter()
         .flat_map(|statement| {
-            let resource = statement.get("Resource").and_then(|resource| match resource {
-                Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
-                    .value
-                    .as_str()?
-                    .strip_prefix("${")?
-                    .strip_suffix(".Arn}/*")
-                    .map(|bucket| format!("{bucket}/*")),
-                _ => None,
-            });
+            let resource = statement
+                .get("Resource")
+                .and_then(|resource| match resource {
+                    Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
+                        .value
+                        .as_str()?
+                        .strip_prefix("${")?
+                        .strip_suffix(".Arn}/*")
+                        .map(|bucket| format!("{bucket}/*")),
+                    _ => None,
+                });
             let allowed = statement.get("Effect").and_then(Value::as_str) == Some("Allow");
             let actions: Vec<String> = match statement.get("Action") {
                 Some(Value::String(action)) => vec![action.clone()],

@@ -688,11 +688,19 @@ async fn a_backup_larger_than_the_part_size_goes_up_in_parts_and_restores_byte_i
         if shown.body["operation"]["bytes"]["total"].as_u64() > Some(0) {
             seen = Some(shown.body["operation"]["bytes"].clone());
         }
-        assert!(Instant::now() < deadline, "mp1 did not finish: {}", shown.body);
+        assert!(
+            Instant::now() < deadline,
+            "mp1 did not finish: {}",
+            shown.body
+        );
     };
     assert_eq!(done["backup-status"], "complete-central", "{done}");
     let seen = seen.expect("the subcloud's operation showed its bytes while it ran");
-    assert_eq!(seen["total"].as_u64(), Some(data_size(&agent.data)), "{seen}");
+    assert_eq!(
+        seen["total"].as_u64(),
+        Some(data_size(&agent.data)),
+        "{seen}"
+    );
 
     let objects = central_objects(&lab, "mp1/24.09/").await;
     assert_eq!(objects.len(), 1, "one archive: {objects:?}");
@@ -707,8 +715,15 @@ async fn a_backup_larger_than_the_part_size_goes_up_in_parts_and_restores_byte_i
         .await
         .unwrap();
     // A multipart object's ETag ends in its part count.
-    let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_owned();
-    let parts: u32 = etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0);
+    let etag = head
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned();
+    let parts: u32 = etag
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0);
     assert_eq!(parts, 4, "17 MiB in parts of 5 MiB: {etag}");
     let backups = lab.stack.app.inventory.backups(id).await.unwrap();
     assert_eq!(
@@ -767,7 +782,10 @@ async fn an_upload_that_fails_midway_is_aborted() {
             assert_eq!(upload.parts_uploaded, 1, "{upload:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "the agent never waited: {view:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the agent never waited: {view:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The file shrinks under the backup: the archive fails mid-way.
@@ -776,7 +794,10 @@ async fn an_upload_that_fails_midway_is_aborted() {
     let done = lab.run_to_end("mp2").await;
     assert_eq!(done["backup-status"], "failed", "{done}");
     let why = done["error-description"].as_str().unwrap();
-    assert!(why.contains("changed while it was being backed up"), "{why}");
+    assert!(
+        why.contains("changed while it was being backed up"),
+        "{why}"
+    );
     let key = format!("mp2/24.09/{op_id}.tar.gz");
     let upload_id = lab.upload_id(&op_id).await;
     assert!(

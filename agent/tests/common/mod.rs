@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::Engine as _;
-use md5::Digest as _;
 use dcbackup_agent::protocol::{JobState, JobView};
 use dcbackup_agent::{mint_worker_token, serve, Agent, Config};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -21,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use md5::Digest as _;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -345,7 +345,10 @@ impl ObjectServer {
 
     /// The object at `key`: as PUT whole, or its uploaded parts in order.
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        stored(&self.objects.lock().expect("objects"), &format!("/bucket/{key}"))
+        stored(
+            &self.objects.lock().expect("objects"),
+            &format!("/bucket/{key}"),
+        )
     }
 
     pub fn put_object(&self, key: &str, bytes: Vec<u8>) {
@@ -418,7 +421,11 @@ async fn object(state: ObjectState, request: Request<Incoming>) -> Response<Full
             let _permit = gate.acquire().await.expect("gate");
             let md5: [u8; 16] = md5::Md5::digest(&body).into();
             let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
-            if put.content_md5.as_ref().is_some_and(|sent| *sent != content_md5) {
+            if put
+                .content_md5
+                .as_ref()
+                .is_some_and(|sent| *sent != content_md5)
+            {
                 return respond(StatusCode::BAD_REQUEST, b"BadDigest".to_vec());
             }
             puts.lock().expect("puts").push(put);
@@ -428,7 +435,10 @@ async fn object(state: ObjectState, request: Request<Incoming>) -> Response<Full
             };
             objects.lock().expect("objects").insert(key, body.to_vec());
             let mut response = respond(StatusCode::OK, Vec::new());
-            let etag = format!("\"{}\"", md5.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            let etag = format!(
+                "\"{}\"",
+                md5.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
             response
                 .headers_mut()
                 .insert(http::header::ETAG, etag.parse().expect("etag"));

@@ -513,7 +513,11 @@ pub enum FailWhen {
 impl super::Inventory {
     /// Forgets the orphaned upload of `op_id` once it is discarded (unless another took its
     /// place meanwhile).
-    pub async fn clear_orphan_upload(&self, subcloud_id: u64, op_id: &OpId) -> Result<(), StoreError> {
+    pub async fn clear_orphan_upload(
+        &self,
+        subcloud_id: u64,
+        op_id: &OpId,
+    ) -> Result<(), StoreError> {
         let result = self
             .ddb
             .update_item()
