@@ -6,6 +6,10 @@
 //! own, or its state already past, and changes nothing. Each operation has one poll chain:
 //! the conditional write that sends the next poll names it (`poll_seq`, `poll_token` on the
 //! subcloud), so a second delivery of a message cannot start a second chain.
+//!
+//! A central backup is an S3 multipart upload the worker owns: it creates it (its id kept on
+//! the operation record), signs the next parts' UploadPart URLs at the start and at each poll,
+//! and completes it with the parts the agent reports — or aborts it when the backup fails.
 
 use crate::agent_client::{AgentClient, AgentError};
 use crate::central::{CentralStore, CompleteError};
