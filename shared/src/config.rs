@@ -31,6 +31,9 @@ pub struct Config {
     pub operation_history_days: u64,
     /// How the worker's TLS to the agents is set up.
     pub agent_tls: AgentTls,
+    /// Bytes per part of a central backup's multipart upload (S3: 5 MiB to 5 GiB; the agent
+    /// raises it for data that would need more than 10,000 parts).
+    pub part_size: u64,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
     pub const DEFAULT_POLL_MAX_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_RUNNING: u64 = 500;
     pub const DEFAULT_OPERATION_HISTORY_DAYS: u64 = 90;
+    pub const DEFAULT_PART_SIZE_MIB: u64 = 16;
 
     /// The defaults for everything but the resources.
     pub fn new(resources: Resources) -> Config {
@@ -54,6 +58,7 @@ impl Config {
             max_running: Self::DEFAULT_MAX_RUNNING,
             operation_history_days: Self::DEFAULT_OPERATION_HISTORY_DAYS,
             agent_tls: AgentTls::default(),
+            part_size: Self::DEFAULT_PART_SIZE_MIB << 20,
         }
     }
 
@@ -97,7 +102,24 @@ impl Config {
                 Self::DEFAULT_OPERATION_HISTORY_DAYS,
             )?,
             agent_tls: agent_tls(&var)?,
+            part_size: part_size(positive(
+                "DCBACKUP_PART_SIZE_MIB",
+                Self::DEFAULT_PART_SIZE_MIB,
+            )?)?,
         })
+    }
+}
+
+/// `DCBACKUP_PART_SIZE_MIB` (`mib`) in bytes, within S3's part sizes.
+fn part_size(mib: u64) -> Result<u64, ConfigError> {
+    use dcbackup_agent::protocol::{MAX_PART_SIZE, MIN_PART_SIZE};
+    let (min, max) = (MIN_PART_SIZE >> 20, MAX_PART_SIZE >> 20);
+    if (min..=max).contains(&mib) {
+        Ok(mib << 20)
+    } else {
+        Err(ConfigError(format!(
+            "DCBACKUP_PART_SIZE_MIB must be {min} to {max} (S3's part sizes), not {mib}"
+        )))
     }
 }
 

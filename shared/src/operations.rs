@@ -269,6 +269,7 @@ async fn hand_over(
             finished_at: None,
             retention: Vec::new(),
             bytes: None,
+            upload_id: None,
         })
         .collect();
 

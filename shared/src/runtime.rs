@@ -181,6 +181,8 @@ pub fn worker(
         lease_seconds: config.lease_seconds,
         poll_cap: config.poll_cap,
         max_running: config.max_running,
+        part_size: config.part_size,
+        part_urls_ahead: crate::worker::PART_URLS_AHEAD,
     })
 }
 

@@ -48,6 +48,9 @@ pub fn subcloud(sc: &Subcloud) -> Value {
             "kind": holder.kind,
             "since": holder.since,
             "lease-expires-at": timestamp_of_epoch(holder.lease_expires_at),
+            // A running backup's progress in bytes (as on its operation record); null until
+            // its agent reports it.
+            "bytes": sc.op_bytes,
         })),
     })
 }

@@ -161,6 +161,45 @@ impl Lab {
         count
     }
 
+    /// The multipart upload recorded on operation `op_id`.
+    pub async fn upload_id(&self, op_id: &str) -> String {
+        let op = self
+            .stack
+            .operations()
+            .await
+            .into_iter()
+            .find(|op| op["op_id"] == op_id)
+            .expect("the operation's record");
+        op["upload_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no upload recorded on {op}"))
+            .to_owned()
+    }
+
+    /// Whether the multipart upload `upload_id` of `key` still exists, asked as S3 is asked
+    /// (fauxqs has no ListParts): aborting it answers NoSuchUpload when it does not. An
+    /// upload that did exist is gone afterwards.
+    pub async fn upload_existed(&self, key: &str, upload_id: &str) -> bool {
+        let aborted = self
+            .stack
+            .clients
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.stack.resources.backup_bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => true,
+            Err(e) => {
+                let e = e.into_service_error();
+                assert!(e.is_no_such_upload(), "aborting {key}: {e:?}");
+                false
+            }
+        }
+    }
+
     /// Pumps until the subcloud's slot is free again (its operation ended); returns it.
     pub async fn run_to_end(&self, name: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);

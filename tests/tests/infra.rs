@@ -310,12 +310,15 @@ fn background() -> Vec<Background> {
                 read: &["SchedulesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
-                // Pre-signed PUT and GET URLs act with the worker's own grants; a release's
-                // objects are listed and deleted (`CentralStore::delete_release`).
+                // Pre-signed GET and part-upload URLs act with the worker's own grants
+                // (PutObject covers creating, uploading and completing a multipart upload);
+                // a failed backup's upload is aborted; a release's objects are listed and
+                // deleted (`CentralStore::delete_release`).
                 backup_bucket: &[
                     "s3:GetObject",
                     "s3:PutObject",
                     "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
                     LIST_BUCKET,
                 ],
                 agent_secret: true,
@@ -343,7 +346,8 @@ fn background() -> Vec<Background> {
         // dead-lettered job's subcloud by id (subclouds); each such operation ended as
         // failed in one transaction: the slot (subclouds), the record (operations) and its
         // seat given back (groups, counters); dead-lettered jobs received and deleted; a
-        // recovered create's record read (operations) and its archive deleted (the bucket).
+        // recovered create's record read (operations), its upload aborted and its archive
+        // deleted (the bucket).
         Background {
             function: "sweeper",
             handler: "serve_sweeper",
@@ -361,8 +365,9 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
-                // `CentralStore::delete_object` of a recovered create's archive.
-                backup_bucket: &["s3:DeleteObject"],
+                // `CentralStore::delete_object` of a recovered create's archive, and the
+                // abort of its multipart upload (`Sweeper::discard_upload`).
+                backup_bucket: &["s3:DeleteObject", "s3:AbortMultipartUpload"],
                 agent_secret: false,
             },
             settings: vec![],
@@ -1141,8 +1146,11 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
         }
         Value::Mapping(templates) => templates
             .iter()
-            .map(|(kind, parameters)| {
+            .flat_map(|(kind, parameters)| {
                 let kind = text(kind, what);
+                if kind == "Statement" {
+                    return statement_grants(parameters, what);
+                }
                 let scope = match kind {
                     "SQSSendMessagePolicy" | "SQSPollerPolicy" => parameters
                         .get("QueueName")
@@ -1157,10 +1165,10 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
                         .get("TableName")
                         .and_then(|table| target(table, "Ref", None)),
                 };
-                (
+                vec![(
                     kind.to_owned(),
                     scope.map_or_else(|| format!("{parameters:?}"), str::to_owned),
-                )
+                )]
             })
             .collect(),
         other => vec![("policy".to_owned(), format!("{other:?}"))],

@@ -379,6 +379,8 @@ impl Inventory {
             seat: None,
             poll_seq: None,
             poll_token: None,
+            orphan_upload: None,
+            op_bytes: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),

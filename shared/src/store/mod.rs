@@ -16,7 +16,7 @@ pub use backups::{BackupLocation, BackupRecord};
 pub use expr::Updates;
 pub use idempotency::Begin;
 pub use inventory::{Inventory, InventoryError};
-pub use progress::{BackupSet, HandOff, Holder, Outcome};
+pub use progress::{BackupSet, HandOff, Holder, Outcome, UploadRecord};
 pub use seats::Seat;
 pub use slot::{
     ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, SLOT_ATTRIBUTES, SLOT_FREE,
