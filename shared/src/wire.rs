@@ -285,3 +285,53 @@ pub const SUBCLOUD_DETAIL_KEYS: [&str; 3] = [
     "deploy_config_sync_status",
     "region_name",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed() -> Subcloud {
+        serde_json::from_value(serde_json::json!({
+            "id": 7,
+            "name": "subcloud7",
+            "description": "Ottawa",
+            "software_version": "24.09",
+            "management_state": "managed",
+            "availability_status": "online",
+            "deploy_status": "complete",
+            "backup_status": "validating",
+            "region_name": "2ec93dfb654846909efe61d1b39dd2ce",
+            "group_id": 1,
+            "management_subnet": "192.168.101.0/24",
+            "agent_url": "https://192.168.101.2:8443",
+            "created_at": "2026-11-30 09:00:00.000000",
+            "updated_at": "2026-11-30 10:00:00.000000",
+            "op_id": "0b1e8f0e-8a0f-4c53-9a57-5a3c1f9e2d11",
+            "op_kind": "create",
+            "op_since": "2026-11-30 10:00:00.000000",
+            "lease_expires_at": epoch_now() + 3600,
+        }))
+        .expect("a stored subcloud")
+    }
+
+    #[test]
+    fn a_view_is_written_as_the_subcloud_object_prints() {
+        let sc = claimed();
+        let direct = serde_json::to_string(&SubcloudView::of(&sc)).expect("JSON");
+        let object = subcloud(&sc);
+        // Same keys, same values, same order: the view's fields are declared in key order.
+        assert_eq!(direct, object.to_string());
+        let keys: Vec<&str> = object
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = SUBCLOUD_KEYS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(object["operation"]["kind"], "create");
+        assert_eq!(object["endpoint_sync_status"], serde_json::json!([]));
+        assert_eq!(object["peer_group_id"], Value::Null);
+    }
+}

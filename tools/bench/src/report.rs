@@ -433,10 +433,11 @@ pub fn write(report: &Path, section: &str) -> anyhow::Result<()> {
     let generated = format!("{BEGIN}\n{section}{END}\n");
     let updated = match (text.find(BEGIN), text.find(END)) {
         (Some(begin), Some(end)) if begin < end => {
+            let rest = &text[end + END.len()..];
             format!(
                 "{}{generated}{}",
                 &text[..begin],
-                &text[end + END.len()..].trim_start_matches('\n')
+                rest.strip_prefix('\n').unwrap_or(rest)
             )
         }
         _ => format!("{text}\n{generated}"),
