@@ -10,13 +10,23 @@ API_PORT ?= 9000
 export RUN_DIR API_PORT
 CARGO_LAMBDA_VERSION := 1.9.2
 export PATH := $(TOOLS)/venv/bin:$(PATH)
+# What make test and make run run against: local (DynamoDB Local + fauxqs) or localstack.
+ENGINES ?= local
+export ENGINES
+ifeq ($(filter $(ENGINES),local localstack),)
+$(error ENGINES must be local (DynamoDB Local + fauxqs) or localstack, not '$(ENGINES)')
+endif
+# The engines' installs the chosen ENGINES need before test and run.
+ENGINE_DEPS := engines-deps $(if $(filter localstack,$(ENGINES)),localstack)
 
 .PHONY: help prerequisites engines-deps cargo-lambda run stop test lint token invoke bench
+.PHONY: localstack
 
 help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
 	@echo "make stop   stop a make run whose terminal is gone (its recorded pids)"
 	@echo "make test   lint, then every test against local engines on free ports"
+	@echo "            ENGINES=localstack: run or test against LocalStack instead of DynamoDB Local + fauxqs"
 	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines; the agent's peak memory backing up 1 GiB"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
 	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json (an admin token added to HTTP events); FN is one of:"
@@ -41,7 +51,14 @@ cargo-lambda: prerequisites
 		python3 -m venv "$(TOOLS)/venv" && \
 		"$(TOOLS)/venv/bin/pip" install --quiet "cargo-lambda==$(CARGO_LAMBDA_VERSION)"; }
 
-run: engines-deps cargo-lambda
+# LocalStack for ENGINES=localstack: one that answers on LOCALSTACK_ENDPOINT is used as is;
+# otherwise the pinned localstack-core is installed into .tools/localstack (once) and the
+# engines start it in host mode, offline. make run looks on LocalStack's usual port.
+localstack: engines-deps
+	@tools/emu/engines install
+
+run: export LOCALSTACK_ENDPOINT ?= http://127.0.0.1:4566
+run: $(ENGINE_DEPS) cargo-lambda
 	@tools/run-local
 
 # Stops a make run whose terminal is gone, from the pids it recorded in RUN_DIR.
@@ -52,7 +69,7 @@ lint: prerequisites
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-test: engines-deps cargo-lambda lint
+test: $(ENGINE_DEPS) cargo-lambda lint
 	@tools/with-engines cargo test --workspace --locked
 
 # Not part of make test: the slot's cost against a bare-SDK baseline (see BENCHMARKS.md).
