@@ -18,13 +18,22 @@ CHECKOV_VERSION := 3.3.30
 # other fails make lint.
 CHECKOV_ANSWERED := CKV_AWS_18,CKV_AWS_21,CKV_AWS_27,CKV_AWS_115,CKV_AWS_116,CKV_AWS_117,CKV_AWS_119,CKV_AWS_158,CKV_AWS_173
 export PATH := $(TOOLS)/venv/bin:$(PATH)
+# What make test and make run run against: local (DynamoDB Local + fauxqs) or localstack.
+ENGINES ?= local
+export ENGINES
+ifeq ($(filter $(ENGINES),local localstack),)
+$(error ENGINES must be local (DynamoDB Local + fauxqs) or localstack, not '$(ENGINES)')
+endif
+# The engines' installs the chosen ENGINES need before test and run.
+ENGINE_DEPS := engines-deps $(if $(filter localstack,$(ENGINES)),localstack)
 
-.PHONY: help prerequisites engines-deps cargo-lambda lint-tools py-baseline run stop test lint package token invoke bench
+.PHONY: help prerequisites engines-deps cargo-lambda lint-tools localstack py-baseline run stop test lint package token invoke bench
 
 help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
 	@echo "make stop   stop a make run whose terminal is gone (its recorded pids)"
 	@echo "make test   lint, then every test against local engines on free ports"
+	@echo "            ENGINES=localstack: run or test against LocalStack instead of DynamoDB Local + fauxqs"
 	@echo "make bench  the performance targets (group and single operations, cold start, own CPU) against their baselines into BENCHMARKS.md; the agent's peak memory backing up 1 GiB"
 	@echo "make package  every function built for arm64 (release) into target/lambda/<function>/bootstrap.zip, for sam deploy"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
@@ -65,7 +74,14 @@ lint-tools: prerequisites
 	tools/lint/install "$(TOOLS)/checkov" tools/lint/checkov.txt "checkov==$(CHECKOV_VERSION)" & checkov=$$!; \
 	wait $$sam && wait $$checkov
 
-run: engines-deps cargo-lambda
+# LocalStack for ENGINES=localstack: one that answers on LOCALSTACK_ENDPOINT is used as is;
+# otherwise the pinned localstack-core is installed into .tools/localstack (once) and the
+# engines start it in host mode, offline. make run looks on LocalStack's usual port.
+localstack: engines-deps
+	@tools/emu/engines install
+
+run: export LOCALSTACK_ENDPOINT ?= http://127.0.0.1:4566
+run: $(ENGINE_DEPS) cargo-lambda
 	@tools/run-local
 
 # Stops a make run whose terminal is gone, from the pids it recorded in RUN_DIR.
@@ -84,7 +100,7 @@ lint: lint-tools
 package: cargo-lambda
 	@tools/package
 
-test: engines-deps cargo-lambda lint
+test: $(ENGINE_DEPS) cargo-lambda lint
 	@tools/with-engines cargo test --workspace --locked
 
 # P3's baseline (make bench): the same cold start in Python 3.11 + boto3 + PyJWT through the

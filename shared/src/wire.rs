@@ -2,9 +2,9 @@
 //! positionally, so every key is always present (null where unknown).
 
 use crate::domain::{
-    epoch_now, timestamp_of_epoch, AgentUrl, ByteProgress, AvailabilityStatus, BackupStatus, DeployStatus, Group,
-    ManagementState, Name, NetworkAddress, OpId, OpKind, Operation, Release, Schedule,
-    ScheduleTarget, Subcloud,
+    epoch_now, timestamp_of_epoch, AgentUrl, AvailabilityStatus, BackupStatus, ByteProgress,
+    DeployStatus, Group, ManagementState, Name, NetworkAddress, OpId, OpKind, Operation, Release,
+    Schedule, ScheduleTarget, Subcloud,
 };
 use crate::store::BackupRecord;
 use serde::Serialize;
@@ -118,7 +118,7 @@ impl<'a> SubcloudView<'a> {
             name: &sc.name,
             openstack_installed: false,
             operation: sc.slot_holder(epoch_now()).map(|holder| OperationView {
-                bytes: sc.op_bytes.clone(),
+                bytes: sc.op_bytes,
                 id: holder.op_id,
                 kind: holder.kind,
                 lease_expires_at: timestamp_of_epoch(holder.lease_expires_at),

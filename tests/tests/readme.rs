@@ -102,6 +102,12 @@ impl Stack {
             .env("API_PORT", api_port.to_string())
             .env("DYNAMODB_PORT", ddb_port.to_string())
             .env("SQS_PORT", sqs_port.to_string())
+            // Under `make test ENGINES=localstack` (ENGINES is inherited) each stack starts a
+            // LocalStack of its own there, which also serves S3 where fauxqs would.
+            .env(
+                "LOCALSTACK_ENDPOINT",
+                format!("http://127.0.0.1:{sqs_port}"),
+            )
             .env("AGENT_BASE_PORT", free_ports_3().to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
