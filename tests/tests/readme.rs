@@ -367,7 +367,8 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
     require_cargo_lambda();
     build_functions();
     let sections = blocks();
-    let logs = std::env::temp_dir();
+    // The target dir's own scratch: checkouts running this side by side keep their logs apart.
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
 
     let api = &sections["Using the API"];
     let (outputs, invoked, burst) = {
