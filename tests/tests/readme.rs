@@ -318,6 +318,15 @@ impl Drop for Stack {
         }
         kill("-KILL");
         let _ = self.run.wait();
+        // A run-local killed before its trap finished (a loaded machine) leaves its engines,
+        // agents, watch and poller, each in a session of its own: `make stop` ends them from
+        // what they recorded, before their records go with the directory.
+        let _ = Command::new(repo().join("tools/run-local"))
+            .arg("stop")
+            .current_dir(repo())
+            .env("RUN_DIR", &self.run_dir)
+            .stdout(Stdio::null())
+            .status();
         if let Some(base) = self.run_dir.parent() {
             let _ = std::fs::remove_dir_all(base);
         }
