@@ -246,4 +246,16 @@ mod tests {
             );
         }
     }
+    #[test]
+    fn the_part_size_is_read_in_mib_within_s3s_part_sizes() {
+        assert_eq!(from(&[]).unwrap().part_size, 16 << 20);
+        assert_eq!(
+            from(&[("DCBACKUP_PART_SIZE_MIB", "5")]).unwrap().part_size,
+            5 << 20
+        );
+        for bad in ["4", "5121", "0", "big"] {
+            let error = from(&[("DCBACKUP_PART_SIZE_MIB", bad)]).unwrap_err();
+            assert!(error.0.contains("DCBACKUP_PART_SIZE_MIB"), "{bad}: {error}");
+        }
+    }
 }
