@@ -246,6 +246,7 @@ mod tests {
             );
         }
     }
+
     #[test]
     fn the_part_size_is_read_in_mib_within_s3s_part_sizes() {
         assert_eq!(from(&[]).unwrap().part_size, 16 << 20);
