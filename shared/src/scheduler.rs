@@ -23,6 +23,10 @@ use std::collections::HashMap;
 
 /// Schedules fired at once by one run.
 const FIRING_CONCURRENCY: usize = 8;
+/// How long an inline event's id is held while it is handled: the scheduler's Timeout
+/// (60 s, infra/template.yaml) and the same margin as the API's keys, so an event whose run
+/// died can be handled by EventBridge's next delivery soon after.
+const INLINE_EVENT_HOLD_SECONDS: u64 = 60 + crate::config::Config::IDEMPOTENCY_MARGIN_SECONDS;
 
 #[derive(Debug)]
 pub struct Scheduler {
@@ -198,7 +202,7 @@ impl Scheduler {
         let fingerprint = digest_hex(&detail.to_string());
         match self
             .inventory
-            .begin_idempotent(&key, &fingerprint, epoch_now())
+            .begin_idempotent(&key, &fingerprint, epoch_now(), INLINE_EVENT_HOLD_SECONDS)
             .await?
         {
             Begin::Replay { body, .. } => {

@@ -33,6 +33,8 @@ pub struct App {
     pub max_body_bytes: usize,
     pub lease_seconds: u64,
     pub claim_concurrency: usize,
+    /// How long a request holds its `Idempotency-Key` (`Config::idempotency_hold_seconds`).
+    pub idempotency_hold_seconds: u64,
 }
 
 impl App {
@@ -458,7 +460,12 @@ async fn idempotent(
     let fingerprint = command.fingerprint();
     match app
         .inventory
-        .begin_idempotent(&scoped, &fingerprint, epoch_now())
+        .begin_idempotent(
+            &scoped,
+            &fingerprint,
+            epoch_now(),
+            app.idempotency_hold_seconds,
+        )
         .await?
     {
         Begin::Replay { status, body } => {

@@ -1,17 +1,20 @@
-//! The operation slot (SPEC §3): the one conditional write that claims a subcloud for an
-//! operation, the conditional write that gives it back, and the recovery of a slot whose
+//! The operation slot (SPEC §3): the one transaction that claims a subcloud for an
+//! operation and writes its record, the conditional write that gives it back, and the recovery of a slot whose
 //! lease expired. Whether the subcloud is free *and* valid for the operation is decided
 //! inside the claim's condition; when it fails, the item as it was
 //! (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a second read.
 //! `explain` mirrors each validity condition in Rust for that purpose only.
 
-use super::{from_item, n, s, Item, StoreError};
+use super::{from_item, n, s, to_item, Item, StoreError};
 use crate::domain::{
     timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud, NO_ERRORS,
+    ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, Subcloud,
+    NO_ERRORS,
 };
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use std::collections::HashMap;
 
 /// What a claim asks for, beyond the operation kind.
@@ -74,16 +77,19 @@ pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
 pub const SLOT_ATTRIBUTES: &str = "op_id, op_kind, op_since, lease_expires_at, lease_held, seat";
 pub const LEASE_HELD: &str = "held";
 
-/// How many times a claim recovers an expired lease and tries again.
-const CLAIM_ATTEMPTS: usize = 3;
+/// How many times a claim tries: after recovering an expired lease, after finding the
+/// subcloud changed since it was read, after a concurrent transaction.
+const CLAIM_ATTEMPTS: usize = 5;
 
 enum Attempt {
     Done(ClaimOutcome),
     /// The slot is held by an operation whose lease has expired.
     Expired(Box<Subcloud>),
-    /// The subcloud was last written at this time, not before the claim's: another writer's
-    /// clock is ahead of ours.
-    Behind(String),
+    /// The subcloud is free and valid but not as seen: written since (by a writer whose
+    /// clock may be ahead of ours), or its fence or claimed state moved on.
+    Changed(Box<Subcloud>),
+    /// A concurrent transaction on the same item cancelled ours.
+    Conflict,
 }
 
 /// The condition under which a subcloud may be claimed: it exists, its slot is free, and it
@@ -199,23 +205,46 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
 }
 
 impl super::Inventory {
-    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem, which
-    /// also resets `error-description` to "No errors present" (SPEC §1). A slot held under
-    /// an expired lease is first recovered, then claimed.
+    /// Claims the slot of subcloud `seen` for an operation and writes its record, in one
+    /// transaction: a claim never exists without its record, nor a record without its claim
+    /// (SPEC §3). The claim also resets `error-description` to "No errors present" (SPEC §1).
+    /// `seen` is the subcloud as last read; the claim is conditional on its fence and
+    /// claimed-state attribute being unchanged, so the record's fence and the state the claim
+    /// replaced are known without reading the item back. When they changed, the item as it
+    /// was (ALL_OLD) is the next attempt's `seen`. A slot held under an expired lease is first
+    /// recovered, then claimed. `record` is the operation as it is kept; the claim sets its
+    /// fence, state (queued) and times.
     /// The claim's time (`op_since`) is after every earlier write to the subcloud, the end
     /// of the previous operation included, even when that writer's clock was ahead.
-    pub async fn claim(&self, id: u64, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+    pub async fn claim(
+        &self,
+        seen: &Subcloud,
+        req: &ClaimRequest,
+        record: &Operation,
+    ) -> Result<ClaimOutcome, StoreError> {
         let mut last = None;
-        let mut since = timestamp_now();
-        for _ in 0..CLAIM_ATTEMPTS {
-            match self.try_claim(id, req, &since).await? {
+        let mut seen = seen.clone();
+        let mut since = timestamp_after(&seen.updated_at);
+        for attempt in 0..CLAIM_ATTEMPTS {
+            match self.try_claim(&seen, req, record, &since).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::Expired(old) => {
                     self.recover_expired(&old, req.now).await?;
+                    last = Some(old.name.clone());
+                    // The recovery changed the item; the next attempt's failure says how.
+                    seen = *old;
                     since = timestamp_now();
-                    last = Some(old.name);
                 }
-                Attempt::Behind(last_write) => since = timestamp_after(&last_write),
+                Attempt::Changed(old) => {
+                    since = timestamp_after(&old.updated_at);
+                    last = Some(old.name.clone());
+                    seen = *old;
+                }
+                Attempt::Conflict => {
+                    // Another transaction on the same item at the same moment: let it land.
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                    last = Some(seen.name.clone());
+                }
             }
         }
         Ok(match last {
@@ -226,95 +255,157 @@ impl super::Inventory {
 
     async fn try_claim(
         &self,
-        id: u64,
+        seen: &Subcloud,
         req: &ClaimRequest,
+        record: &Operation,
         since: &str,
     ) -> Result<Attempt, StoreError> {
         let condition = ClaimCondition::for_request(req);
         let lease = req.now + req.lease_seconds;
+        let fence = seen.fence + 1;
         let (state_attr, state_value) = match req.kind.claimed_state() {
             ClaimedState::Backup(b) => ("backup_status", b.as_str().to_owned()),
             ClaimedState::Deploy(d) => ("deploy_status", d.as_str().to_owned()),
         };
         let mut values = condition.values;
+        let mut expression = condition.expression;
+        // The fence and the state replaced are those seen, so the record and a rollback can
+        // name them without a read.
+        values.insert(":seen_fence".into(), n(seen.fence));
+        expression.push_str(if seen.fence == 0 {
+            " AND (attribute_not_exists(fence) OR fence = :seen_fence)"
+        } else {
+            " AND fence = :seen_fence"
+        });
+        let prior = match req.kind.claimed_state() {
+            ClaimedState::Backup(_) => PriorState::Backup(seen.backup_status),
+            ClaimedState::Deploy(_) => PriorState::Deploy(seen.deploy_status.clone()),
+        };
+        match &prior {
+            PriorState::Backup(None) => {
+                expression.push_str(" AND attribute_not_exists(backup_status)");
+            }
+            PriorState::Backup(Some(b)) => {
+                values.insert(":prior".into(), s(b.as_str()));
+                expression.push_str(" AND backup_status = :prior");
+            }
+            PriorState::Deploy(d) => {
+                values.insert(":prior".into(), s(d.as_str()));
+                expression.push_str(" AND deploy_status = :prior");
+            }
+        }
         values.insert(":op".into(), s(req.op_id.as_str()));
         values.insert(":kind".into(), s(req.kind.as_str()));
         values.insert(":since".into(), s(since));
         values.insert(":lease".into(), n(lease));
-        values.insert(":zero".into(), n(0));
-        values.insert(":one".into(), n(1));
+        values.insert(":fence".into(), n(fence));
         values.insert(":state".into(), s(&state_value));
         values.insert(":held".into(), s(LEASE_HELD));
         values.insert(":no_errors".into(), s(NO_ERRORS));
-        let result = self
-            .ddb
-            .update_item()
+        let claim = Update::builder()
             .table_name(&self.res.subclouds_table)
-            .key("id", n(id))
+            .key("id", n(seen.id))
             .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
-                 lease_held = :held, fence = if_not_exists(fence, :zero) + :one, updated_at = :since, \
+                 lease_held = :held, fence = :fence, updated_at = :since, \
                  error_description = :no_errors, {state_attr} = :state"
             ))
-            .condition_expression(condition.expression)
+            .condition_expression(expression)
             .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let record = Operation {
+            fence,
+            state: OpState::Queued,
+            error: None,
+            // The claim's own time, which the claim made later than the subcloud's last write.
+            created_at: since.to_owned(),
+            updated_at: since.to_owned(),
+            started_at: None,
+            finished_at: None,
+            ..record.clone()
+        };
+        let put = Put::builder()
+            .table_name(&self.res.operations_table)
+            .set_item(Some(to_item("operation", &record)?))
+            .condition_expression("attribute_not_exists(op_id)")
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(claim).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
             .send()
             .await;
-        match result {
-            Ok(out) => {
-                // The condition held, so the write applied to exactly this item: the state
-                // it left follows from the old one without another read.
-                let mut sc: Subcloud = from_item("subcloud", out.attributes.unwrap_or_default())?;
-                let prior = match req.kind.claimed_state() {
-                    ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
-                    ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
-                };
+        let reasons = match result {
+            Ok(_) => {
+                let mut sc = seen.clone();
                 sc.op_id = Some(req.op_id.clone());
                 sc.op_kind = Some(req.kind);
                 sc.op_since = Some(since.to_owned());
                 sc.lease_expires_at = Some(lease);
-                sc.fence += 1;
+                sc.fence = fence;
                 sc.updated_at = since.to_owned();
                 sc.error_description = NO_ERRORS.to_owned();
                 match req.kind.claimed_state() {
                     ClaimedState::Backup(b) => sc.backup_status = Some(b),
                     ClaimedState::Deploy(d) => sc.deploy_status = d,
                 }
-                Ok(Attempt::Done(ClaimOutcome::Claimed {
+                return Ok(Attempt::Done(ClaimOutcome::Claimed {
                     subcloud: Box::new(sc),
                     prior,
-                }))
+                }));
             }
-            Err(e) => {
-                let old = match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
-                    _ => return Err(StoreError::from_sdk("UpdateItem claim", e)),
-                };
-                let Some(old) = old.filter(|item| !item.is_empty()) else {
-                    return Ok(Attempt::Done(ClaimOutcome::Gone));
-                };
-                let old: Subcloud = from_item("subcloud", old)?;
-                if let Some(holder) = old.slot_holder(req.now) {
-                    return Ok(Attempt::Done(ClaimOutcome::Busy {
-                        subcloud: Box::new(old),
-                        holder,
-                    }));
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().to_vec()
                 }
-                if old.op_id.is_some() {
-                    return Ok(Attempt::Expired(Box::new(old)));
-                }
-                Ok(match explain(req, &old) {
-                    Some(reason) => Attempt::Done(ClaimOutcome::Invalid {
-                        subcloud: Box::new(old),
-                        reason,
-                    }),
-                    None if old.updated_at.as_str() >= since => Attempt::Behind(old.updated_at),
-                    None => Attempt::Done(ClaimOutcome::Contended { name: old.name }),
-                })
-            }
+                _ => return Err(StoreError::from_sdk("TransactWriteItems claim", e)),
+            },
+        };
+        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or_default();
+        if code(0) == "TransactionConflict" || code(1) == "TransactionConflict" {
+            return Ok(Attempt::Conflict);
         }
+        if code(0) != "ConditionalCheckFailed" {
+            return Err(StoreError::Failed(format!(
+                "TransactWriteItems claim cancelled: {reasons:?}"
+            )));
+        }
+        let old = reasons[0].item().cloned().filter(|item| !item.is_empty());
+        let Some(old) = old else {
+            return Ok(Attempt::Done(ClaimOutcome::Gone));
+        };
+        let old: Subcloud = from_item("subcloud", old)?;
+        if let Some(holder) = old.slot_holder(req.now) {
+            return Ok(Attempt::Done(ClaimOutcome::Busy {
+                subcloud: Box::new(old),
+                holder,
+            }));
+        }
+        if old.op_id.is_some() {
+            return Ok(Attempt::Expired(Box::new(old)));
+        }
+        if let Some(reason) = explain(req, &old) {
+            return Ok(Attempt::Done(ClaimOutcome::Invalid {
+                subcloud: Box::new(old),
+                reason,
+            }));
+        }
+        let replaced = match req.kind.claimed_state() {
+            ClaimedState::Backup(_) => PriorState::Backup(old.backup_status),
+            ClaimedState::Deploy(_) => PriorState::Deploy(old.deploy_status.clone()),
+        };
+        // Valid and free: what failed was the fence, the state seen or the order of times.
+        Ok(
+            if old.fence != seen.fence || replaced != prior || old.updated_at.as_str() >= since {
+                Attempt::Changed(Box::new(old))
+            } else {
+                Attempt::Done(ClaimOutcome::Contended { name: old.name })
+            },
+        )
     }
 
     /// Gives a claimed slot back, restoring the state the claim replaced. Conditional on the
