@@ -17,7 +17,7 @@ help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
 	@echo "make stop   stop a make run whose terminal is gone (its recorded pids)"
 	@echo "make test   lint, then every test against local engines on free ports"
-	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines"
+	@echo "make bench  subcloud-backup create against a bare-SDK baseline on local engines; the agent's peak memory backing up 1 GiB"
 	@echo "make token  a token for the API of make run (ROLES=admin PROJECT=admin SUB=admin)"
 	@echo "make invoke FN=subclouds-list   cargo lambda invoke FN with events/FN.json (an admin token added to HTTP events); FN is one of:"
 	@ls events | sed -n 's/\.json$$//p' | paste -sd' ' | fold -s -w 90 | sed 's/^/    /'
@@ -57,7 +57,9 @@ test: engines-deps cargo-lambda lint
 
 # Not part of make test: the slot's cost against a bare-SDK baseline (see BENCHMARKS.md).
 bench: engines-deps
-	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench
+	@tools/with-engines cargo run --quiet --locked --profile perf -p dcbackup-bench --bin dcbackup-bench
+	@cargo build --quiet --locked --profile perf -p dcbackup-agent
+	@cargo run --quiet --locked --profile perf -p dcbackup-bench --bin agent-memory
 
 ROLES ?= admin
 PROJECT ?= admin
@@ -68,11 +70,12 @@ token:
 		cargo run --quiet --locked -p dcbackup-dev -- mint-token --sub "$(SUB)" --roles "$(ROLES)" --project "$(PROJECT)"
 
 # The sample event of a function through cargo lambda invoke; an HTTP event (one with headers)
-# gets a fresh admin token, queue and schedule events go as they are.
+# gets a fresh admin token, queue and schedule events go as they are. A function with several
+# samples has events/<function>.<variant>.json: FN=scheduler.inline invokes scheduler.
 FN ?= subclouds-list
 invoke: cargo-lambda
 	@[ -f "events/$(FN).json" ] || { echo "no events/$(FN).json; FN is one of: $$(ls events | sed -n 's/\.json$$//p' | paste -sd' ')" >&2; exit 2; }
 	@token=$$($(MAKE) -s token ROLES=admin PROJECT=admin) && \
 	python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); "headers" in e and e["headers"].update({"x-auth-token": sys.argv[2]}); json.dump(e, sys.stdout)' \
 		"events/$(FN).json" "$$token" > "$(RUN_DIR)/event.json" && \
-	cargo lambda invoke $(FN) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"
+	cargo lambda invoke $(firstword $(subst ., ,$(FN))) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"

@@ -26,6 +26,8 @@ pub struct Agent {
     pub(crate) verifier: Verifier,
     pub(crate) transfers: Transfers,
     pub(crate) jobs: Jobs,
+    /// HTTPS; plain HTTP when `None`.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Why a job failed; the message is the job's `error`.
@@ -52,27 +54,41 @@ pub(crate) enum JobError {
 }
 
 impl Agent {
-    /// Reads the secret and checks and prepares the directories. Logs nothing: the caller
+    /// Reads the secrets and TLS files and checks and prepares the directories. Logs nothing: the caller
     /// prints the listening address first.
     pub fn new(config: &Config) -> Result<Agent, ConfigError> {
-        let secret = Secret::read(&config.secret_file)?;
+        let mut secrets = vec![Secret::read(&config.secret_file)?];
+        if let Some(previous) = &config.previous_secret_file {
+            secrets.push(Secret::read(previous)?);
+        }
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let (data, store_root) = config::directories(&config.data, &config.store)?;
         let store = Store::open(&store_root).map_err(|source| ConfigError::Store {
             path: store_root.clone(),
             source,
         })?;
         Ok(Agent {
-            verifier: Verifier::new(&secret, &config.name),
+            verifier: Verifier::new(&secrets, &config.name),
             name: config.name.clone(),
             data,
             store,
             transfers: Transfers::default(),
             jobs: Jobs::default(),
+            tls,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `https` when the agent serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Admits a job and, if it is new, starts it.

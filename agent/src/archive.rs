@@ -6,6 +6,9 @@
 //! free of `.`/`..`, nothing is written through a symlink the archive made, and the result
 //! must match the manifest entry for entry before anyone touches a data dir.
 //!
+//! Sparse files go in as old-GNU sparse entries (their data segments only) and come back
+//! with their holes.
+//!
 //! Restored: contents, symlinks, permission bits (`rwx` and sticky) and file modification
 //! times. Not restored: owners, setuid/setgid bits (an owner-less setuid file would be a
 //! privilege escalation), extended attributes; sockets, FIFOs and devices are refused.
@@ -204,20 +207,39 @@ pub(crate) fn create(
                 let file = File::open(&item.source).map_err(at_source)?;
                 // The size in the header must be the size archived: take it from the open
                 // file, and read no more than that even if the file grows meanwhile.
-                let size = file.metadata().map_err(at_source)?.len();
-                header.set_size(size);
-                header.set_entry_type(EntryType::Regular);
-                let mut reader = Hashing::new(Metered {
-                    inner: file.take(size),
-                    meter: &mut meter,
-                });
-                builder
-                    .append_data(&mut header, &item.path, &mut reader)
-                    .map_err(at_out)?;
-                if reader.count() != size {
-                    return Err(ArchiveError::Changed { path: item.source });
-                }
-                let (_, sha256, _) = reader.finish();
+                let opened = file.metadata().map_err(at_source)?;
+                let size = opened.len();
+                let sha256 = match sparse_segments(&file, &opened).map_err(at_source)? {
+                    None => {
+                        header.set_size(size);
+                        header.set_entry_type(EntryType::Regular);
+                        let mut reader = Hashing::new(Metered {
+                            inner: file.take(size),
+                            meter: &mut meter,
+                        });
+                        builder
+                            .append_data(&mut header, &item.path, &mut reader)
+                            .map_err(at_out)?;
+                        if reader.count() != size {
+                            return Err(ArchiveError::Changed { path: item.source });
+                        }
+                        reader.finish().1
+                    }
+                    Some(segments) => {
+                        let extensions = sparse_header(&mut header, &segments, size);
+                        let mut reader = Sparse::new(file, segments, size, &mut meter);
+                        builder
+                            .append_data(
+                                &mut header,
+                                &item.path,
+                                extensions.as_slice().chain(&mut reader),
+                            )
+                            .map_err(at_out)?;
+                        reader
+                            .finish()
+                            .ok_or(ArchiveError::Changed { path: item.source })?
+                    }
+                };
                 manifest.files.push(FileEntry {
                     path: item.path,
                     size,
@@ -244,6 +266,150 @@ pub(crate) fn create(
     let file = buffered.into_inner().map_err(|e| at_out(e.into_error()))?;
     file.sync_all().map_err(at_out)?;
     Ok(Written { size, sha256 })
+}
+
+/// The data segments (offset, length) of a sparse file, in order, or `None` when the file is
+/// not sparse (every block allocated, or the filesystem cannot tell). A file that ends in a
+/// hole ends with an empty segment at its size, as GNU tar writes it.
+fn sparse_segments(file: &File, metadata: &fs::Metadata) -> io::Result<Option<Vec<(u64, u64)>>> {
+    use rustix::fs::{seek, SeekFrom};
+    let size = metadata.len();
+    if size == 0 || metadata.blocks().saturating_mul(512) >= size {
+        return Ok(None);
+    }
+    let mut segments = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let data = match seek(file, SeekFrom::Data(offset)) {
+            Ok(data) if data < size => data,
+            // No data after `offset`: the rest is a hole.
+            Ok(_) | Err(rustix::io::Errno::NXIO) => break,
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(file, SeekFrom::Hole(data))?.min(size);
+        segments.push((data, hole - data));
+        offset = hole;
+    }
+    if segments
+        .last()
+        .is_none_or(|(at, length)| at + length < size)
+    {
+        segments.push((size, 0));
+    }
+    Ok(Some(segments))
+}
+
+/// Makes `header` an old-GNU sparse entry of a `size`-byte file holding `segments`; returns
+/// the extension headers for the segments beyond the four the header itself holds. They go
+/// between the header and the data (tar's "old GNU" sparse format, which the tar crate reads).
+fn sparse_header(header: &mut Header, segments: &[(u64, u64)], size: u64) -> Vec<u8> {
+    header.set_entry_type(EntryType::GNUSparse);
+    header.set_size(segments.iter().map(|(_, length)| length).sum());
+    let mut extensions = Vec::new();
+    if let Some(gnu) = header.as_gnu_mut() {
+        gnu.set_real_size(size);
+        for (slot, (at, length)) in gnu.sparse.iter_mut().zip(segments) {
+            slot.set_offset(*at);
+            slot.set_length(*length);
+        }
+        gnu.set_is_extended(segments.len() > gnu.sparse.len());
+        let mut rest = segments.iter().skip(gnu.sparse.len()).peekable();
+        while rest.peek().is_some() {
+            let mut extension = tar::GnuExtSparseHeader::new();
+            for slot in extension.sparse.iter_mut() {
+                match rest.next() {
+                    Some((at, length)) => {
+                        slot.set_offset(*at);
+                        slot.set_length(*length);
+                    }
+                    None => break,
+                }
+            }
+            extension.set_is_extended(rest.peek().is_some());
+            extensions.extend_from_slice(extension.as_bytes());
+        }
+    }
+    extensions
+}
+
+/// Reads a sparse file's data segments, one after the other, as its archive entry holds
+/// them; hashes the whole file (its holes as the zeros they read as) for the manifest.
+struct Sparse<'a> {
+    file: File,
+    segments: std::vec::IntoIter<(u64, u64)>,
+    size: u64,
+    /// Bytes of the current segment still to read.
+    left: u64,
+    /// How much of the file is hashed (and metered).
+    hashed: u64,
+    digest: Hashing<()>,
+    meter: &'a mut Meter,
+    /// A segment read short: the file changed.
+    short: bool,
+}
+
+/// Zeros to hash a hole with, a chunk at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl<'a> Sparse<'a> {
+    fn new(file: File, segments: Vec<(u64, u64)>, size: u64, meter: &'a mut Meter) -> Self {
+        Sparse {
+            file,
+            segments: segments.into_iter(),
+            size,
+            left: 0,
+            hashed: 0,
+            digest: Hashing::new(()),
+            meter,
+            short: false,
+        }
+    }
+
+    /// Hashes (and meters) the hole up to `offset`.
+    fn hole_to(&mut self, offset: u64) {
+        while self.hashed < offset {
+            let n = (offset - self.hashed).min(ZEROS.len() as u64);
+            // `n` is at most `ZEROS.len()`.
+            self.digest.update(&ZEROS[..n as usize]);
+            self.meter.advance(n);
+            self.hashed += n;
+        }
+    }
+
+    /// The file's SHA-256, or `None` if it changed while it was read.
+    fn finish(mut self) -> Option<Sha256> {
+        self.hole_to(self.size);
+        (!self.short && self.left == 0).then(|| self.digest.finish().1)
+    }
+}
+
+impl Read for Sparse<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            let Some((at, length)) = self.segments.next() else {
+                return Ok(0);
+            };
+            self.hole_to(at);
+            io::Seek::seek(&mut self.file, io::SeekFrom::Start(at))?;
+            self.left = length;
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            // The file shrank: the entry comes out short and `finish` says so, as for a
+            // file that is not sparse.
+            self.short = true;
+            return Ok(0);
+        }
+        self.digest.update(&buf[..n]);
+        self.meter.advance(n as u64);
+        self.hashed += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Lists `source` and everything under it, each directory before its contents, in name order.
@@ -371,19 +537,24 @@ pub(crate) fn extract(
                 dir_modes.push((dest, mode));
                 Node::Dir
             }
-            EntryType::Regular => {
+            kind @ (EntryType::Regular | EntryType::GNUSparse) => {
                 create_parent(&dest).map_err(extract_error)?;
                 let file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&dest)
                     .map_err(extract_error)?;
-                let mut writer = Hashing::new(file);
+                let mut writer = Hashing::new(Holes {
+                    file,
+                    sparse: kind == EntryType::GNUSparse,
+                    skipped: 0,
+                });
                 copy_entry(&mut entry, &mut writer).map_err(|e| match e {
                     Copy::Read(e) => ArchiveError::Corrupt(e),
                     Copy::Write(e) => extract_error(e),
                 })?;
-                let (file, sha256, size) = writer.finish();
+                let (holes, sha256, size) = writer.finish();
+                let file = holes.finish().map_err(extract_error)?;
                 file.set_permissions(Permissions::from_mode(mode))
                     .map_err(extract_error)?;
                 let mtime = entry.header().mtime().map_err(ArchiveError::Corrupt)?;
@@ -519,6 +690,46 @@ fn copy_entry(from: &mut impl Read, to: &mut impl Write) -> Result<(), Copy> {
             Err(e) => return Err(Copy::Read(e)),
         };
         to.write_all(&buffer[..n]).map_err(Copy::Write)?;
+    }
+}
+
+/// Writes a restored file; for a sparse one, runs of zeros (the holes, as the tar reader
+/// hands them over) are skipped rather than written, so they stay holes.
+struct Holes {
+    file: File,
+    sparse: bool,
+    /// Zeros skipped since the last write.
+    skipped: u64,
+}
+
+impl Holes {
+    /// The file, its length set past a final hole.
+    fn finish(mut self) -> io::Result<File> {
+        if self.skipped > 0 {
+            let end = io::Seek::stream_position(&mut self.file)? + self.skipped;
+            self.file.set_len(end)?;
+        }
+        Ok(self.file)
+    }
+}
+
+impl Write for Holes {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A slice comparison is a memcmp, quick even in unoptimised builds.
+        if self.sparse && buf.len() <= ZEROS.len() && buf == &ZEROS[..buf.len()] {
+            self.skipped += buf.len() as u64;
+            return Ok(buf.len());
+        }
+        if self.skipped > 0 {
+            let skip = i64::try_from(self.skipped).map_err(io::Error::other)?;
+            io::Seek::seek(&mut self.file, io::SeekFrom::Current(skip))?;
+            self.skipped = 0;
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

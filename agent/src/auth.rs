@@ -143,12 +143,14 @@ struct VerifiedClaims {
 
 /// Checks worker tokens addressed to this agent.
 pub(crate) struct Verifier {
-    key: DecodingKey,
+    /// The current key, then the previous one during a rotation.
+    keys: Vec<DecodingKey>,
     validation: Validation,
 }
 
 impl Verifier {
-    pub(crate) fn new(secret: &Secret, audience: &str) -> Verifier {
+    /// A verifier accepting tokens signed with any of `secrets` (the current key first).
+    pub(crate) fn new(secrets: &[Secret], audience: &str) -> Verifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = LEEWAY_SECONDS;
@@ -159,7 +161,10 @@ impl Verifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         Verifier {
-            key: DecodingKey::from_secret(secret.as_bytes()),
+            keys: secrets
+                .iter()
+                .map(|s| DecodingKey::from_secret(s.as_bytes()))
+                .collect(),
             validation,
         }
     }
@@ -188,7 +193,15 @@ impl Verifier {
         if header.crit.is_some() {
             return Err(rejected(AuthError::Invalid, "critical header extension"));
         }
-        let claims = jsonwebtoken::decode::<VerifiedClaims>(token, &self.key, &self.validation)
+        // A signature that no key verifies is refused; any other verdict is the first key's
+        // whose signature matched.
+        let decoded = self
+            .keys
+            .iter()
+            .map(|key| jsonwebtoken::decode::<VerifiedClaims>(token, key, &self.validation))
+            .find(|d| !matches!(d, Err(e) if *e.kind() == ErrorKind::InvalidSignature))
+            .unwrap_or_else(|| Err(ErrorKind::InvalidSignature.into()));
+        let claims = decoded
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => rejected(AuthError::Expired, "expired"),
                 ErrorKind::InvalidSignature => rejected(AuthError::Invalid, "bad signature"),
@@ -229,7 +242,10 @@ mod tests {
     const SECRET: &[u8] = b"a test secret of at least 32 bytes!!";
 
     fn verifier() -> Verifier {
-        Verifier::new(&Secret::new(SECRET.to_vec()).expect("secret"), "subcloud1")
+        Verifier::new(
+            &[Secret::new(SECRET.to_vec()).expect("secret")],
+            "subcloud1",
+        )
     }
 
     fn check(token: &str) -> Result<String, AuthError> {
@@ -262,6 +278,39 @@ mod tests {
         assert_eq!(check(&token), Ok(WORKER_SUBJECT.to_owned()));
         let lowercase = HeaderValue::from_str(&format!("bearer {token}")).expect("header");
         assert!(verifier().verify(Some(&lowercase)).is_ok());
+    }
+
+    #[test]
+    fn accepts_the_previous_key_during_a_rotation_and_checks_it_as_strictly() {
+        const NEXT: &[u8] = b"the rotated-in secret, 32+ bytes long";
+        let minute = Duration::from_secs(60);
+        let rotating = Verifier::new(
+            &[
+                Secret::new(NEXT.to_vec()).expect("secret"),
+                Secret::new(SECRET.to_vec()).expect("secret"),
+            ],
+            "subcloud1",
+        );
+        let verify = |verifier: &Verifier, token: &str| {
+            let header = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+            verifier.verify(Some(&header))
+        };
+        let old = mint_worker_token(SECRET, "subcloud1", minute).expect("mint");
+        let new = mint_worker_token(NEXT, "subcloud1", minute).expect("mint");
+        assert!(verify(&rotating, &old).is_ok(), "previous key accepted");
+        assert!(verify(&rotating, &new).is_ok(), "current key accepted");
+        assert_eq!(verify(&verifier(), &new), Err(AuthError::Invalid));
+        let other_audience = mint_worker_token(SECRET, "subcloud2", minute).expect("mint");
+        assert_eq!(verify(&rotating, &other_audience), Err(AuthError::Invalid));
+        let expired = sign(&claims(json!({"iat": 1000, "exp": 1100})));
+        assert_eq!(verify(&rotating, &expired), Err(AuthError::Expired));
+        let unknown = mint_worker_token(
+            b"neither the current nor the previous key",
+            "subcloud1",
+            minute,
+        )
+        .expect("mint");
+        assert_eq!(verify(&rotating, &unknown), Err(AuthError::Invalid));
     }
 
     #[test]

@@ -29,17 +29,18 @@ pub(crate) async fn run(
                 release: &release,
             };
             archive::create(&agent.data, origin, &out, |total| {
-                job.progress.step(0, archived_at, total)
+                job.progress.archiving(0, archived_at, total)
             })
         })
         .await?
         .map_err(JobError::Archive)?
     };
     tracing::info!(size = written.size, sha256 = %written.sha256, "archive written");
+    job.progress.archive_written(written.size);
 
     let location = match &request.upload_url {
         Some(url) => {
-            let meter = job.progress.step(archived_at, 99, written.size);
+            let meter = job.progress.uploading(archived_at, 99, written.size);
             agent
                 .transfers
                 .upload(url, scratch.path(), written.size, meter)

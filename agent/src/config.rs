@@ -12,16 +12,23 @@ use uuid::Uuid;
 
 use crate::archive::MANIFEST;
 use crate::auth::SecretError;
+use crate::tls::{TlsError, TlsFiles};
 
 pub const USAGE: &str = "\
 usage: dcbackup-agent --name NAME --listen ADDR:PORT --data DIR [--data DIR ...] --store DIR --secret-file PATH
+                      [--previous-secret-file PATH] [--cert PEM --key PEM [--client-ca PEM]]
 
   --name NAME          the subcloud's name; worker tokens must carry it as their audience
-  --listen ADDR:PORT   where to serve HTTP (port 0 picks a free port; the first stdout line
-                       says `listening on http://ADDR:PORT`)
+  --listen ADDR:PORT   where to serve (port 0 picks a free port; the first stdout line
+                       says `listening on https://ADDR:PORT`, or http:// without --cert)
   --data DIR           a directory to back up and restore (repeatable)
   --store DIR          local backups and the work area; same filesystem as the data dirs
-  --secret-file PATH   the HS256 key shared with the worker (at least 32 bytes)";
+  --secret-file PATH   the HS256 key shared with the worker (at least 32 bytes)
+  --previous-secret-file PATH
+                       the key before the last rotation, also accepted until it is removed
+  --cert PEM           serve HTTPS with this certificate chain (leaf first)
+  --key PEM            the certificate's private key
+  --client-ca PEM      require client certificates signed by this CA (mutual TLS)";
 
 /// What the command line asks for, before anything on disk is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,10 @@ pub struct Config {
     pub data: Vec<PathBuf>,
     pub store: PathBuf,
     pub secret_file: PathBuf,
+    /// The key before the last rotation: tokens signed with it are accepted too.
+    pub previous_secret_file: Option<PathBuf>,
+    /// HTTPS; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +50,8 @@ pub enum ConfigError {
     Usage(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("data dir {path}: {reason}")]
     DataDir { path: PathBuf, reason: String },
     #[error("store {path}: {source}")]
@@ -53,6 +66,7 @@ impl Config {
     pub fn from_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Config, ConfigError> {
         let usage = |message: String| ConfigError::Usage(message);
         let (mut name, mut listen, mut store, mut secret_file) = (None, None, None, None);
+        let (mut previous_secret_file, mut cert, mut key, mut client_ca) = (None, None, None, None);
         let mut data = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -93,6 +107,10 @@ impl Config {
                 "--data" => data.push(PathBuf::from(value()?)),
                 "--store" => store = Some(PathBuf::from(value()?)),
                 "--secret-file" => secret_file = Some(PathBuf::from(value()?)),
+                "--previous-secret-file" => previous_secret_file = Some(PathBuf::from(value()?)),
+                "--cert" => cert = Some(PathBuf::from(value()?)),
+                "--key" => key = Some(PathBuf::from(value()?)),
+                "--client-ca" => client_ca = Some(PathBuf::from(value()?)),
                 other => return Err(usage(format!("unknown argument {other:?}"))),
             }
         }
@@ -100,12 +118,26 @@ impl Config {
         if data.is_empty() {
             return Err(missing("--data"));
         }
+        let tls = match (cert, key, client_ca) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            (None, None, Some(_)) => {
+                return Err(usage("--client-ca needs --cert and --key".to_owned()))
+            }
+            _ => return Err(usage("--cert and --key go together".to_owned())),
+        };
         Ok(Config {
             name: name.ok_or_else(|| missing("--name"))?,
             listen: listen.ok_or_else(|| missing("--listen"))?,
             data,
             store: store.ok_or_else(|| missing("--store"))?,
             secret_file: secret_file.ok_or_else(|| missing("--secret-file"))?,
+            previous_secret_file,
+            tls,
         })
     }
 }
@@ -201,7 +233,8 @@ mod tests {
     #[test]
     fn parses_every_flag() {
         let config = Config::from_args(args(
-            "--name sc1 --listen=127.0.0.1:0 --data /a --data=/b --store /s --secret-file /k",
+            "--name sc1 --listen=127.0.0.1:0 --data /a --data=/b --store /s --secret-file /k \
+             --previous-secret-file /p --cert /c.pem --key=/k.pem --client-ca /ca.pem",
         ))
         .expect("config");
         assert_eq!(
@@ -212,6 +245,12 @@ mod tests {
                 data: vec!["/a".into(), "/b".into()],
                 store: "/s".into(),
                 secret_file: "/k".into(),
+                previous_secret_file: Some("/p".into()),
+                tls: Some(TlsFiles {
+                    cert: "/c.pem".into(),
+                    key: "/k.pem".into(),
+                    client_ca: Some("/ca.pem".into()),
+                }),
             }
         );
     }
@@ -268,6 +307,12 @@ mod tests {
             ("--listen localhost --data /a", "is not an ADDR:PORT"),
             ("--verbose", "unknown argument \"--verbose\""),
             ("--name= --data /a", "--name must not be empty"),
+            ("--data /a --cert /c.pem", "--cert and --key go together"),
+            ("--data /a --key /k.pem", "--cert and --key go together"),
+            (
+                "--data /a --client-ca /ca.pem",
+                "--client-ca needs --cert and --key",
+            ),
         ];
         for (line, expected) in cases {
             let error = Config::from_args(args(line)).expect_err(line).to_string();

@@ -95,6 +95,7 @@ impl Job {
             kind: self.request.kind(),
             state,
             progress: self.progress.get(),
+            bytes: self.progress.bytes(),
             error,
             result,
         }

@@ -18,6 +18,7 @@ pub mod protocol;
 mod restore;
 mod server;
 mod store;
+mod tls;
 mod transfer;
 
 pub use agent::Agent;
@@ -26,3 +27,4 @@ pub use auth::{
 };
 pub use config::{Config, ConfigError, USAGE};
 pub use server::serve;
+pub use tls::{TlsError, TlsFiles};

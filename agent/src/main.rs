@@ -1,6 +1,6 @@
-//! `dcbackup-agent`: parses the flags, prepares the agent, prints `listening on http://ADDR`
-//! as the first line on stdout (scripts and tests read the port from it), then logs JSON lines
-//! and serves until SIGINT or SIGTERM.
+//! `dcbackup-agent`: parses the flags, prepares the agent, prints `listening on https://ADDR`
+//! (`http://` without `--cert`) as the first line on stdout (scripts and tests read the port
+//! from it), then logs JSON lines and serves until SIGINT or SIGTERM.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -23,11 +23,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    println!("listening on http://{address}");
+    println!("listening on {}://{address}", agent.scheme());
     init_tracing();
     tracing::info!(
         name = agent.name(),
         %address,
+        scheme = agent.scheme(),
+        client_certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         data = ?config.data,
         store = %config.store.display(),
         version = env!("CARGO_PKG_VERSION"),

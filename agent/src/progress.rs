@@ -1,20 +1,51 @@
-//! A job's progress, 0–100, written by the job's steps (some on blocking threads) and read by
-//! `GET /v1/jobs/{op_id}` without a lock.
+//! A job's progress, 0–100 and (for a backup) in bytes, written by the job's steps (some on
+//! blocking threads) and read by `GET /v1/jobs/{op_id}` without a lock.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::protocol::ByteProgress;
+
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Progress(Arc<AtomicU8>);
+pub(crate) struct Progress {
+    percent: Arc<AtomicU8>,
+    bytes: Arc<Bytes>,
+}
+
+/// The counters behind [`ByteProgress`].
+#[derive(Debug, Default)]
+struct Bytes {
+    total: AtomicU64,
+    archived: AtomicU64,
+    archive: AtomicU64,
+    uploaded: AtomicU64,
+}
+
+/// Which byte counter a meter moves.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Archived,
+    Uploaded,
+}
 
 impl Progress {
     pub(crate) fn get(&self) -> u8 {
-        self.0.load(Ordering::Relaxed)
+        self.percent.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set(&self, percent: u8) {
-        self.0.store(percent.min(100), Ordering::Relaxed);
+        self.percent.store(percent.min(100), Ordering::Relaxed);
+    }
+
+    pub(crate) fn bytes(&self) -> ByteProgress {
+        let b = &self.bytes;
+        ByteProgress {
+            total: b.total.load(Ordering::Relaxed),
+            archived: b.archived.load(Ordering::Relaxed),
+            archive: b.archive.load(Ordering::Relaxed),
+            uploaded: b.uploaded.load(Ordering::Relaxed),
+        }
     }
 
     /// A meter for one step that moves progress from `from` to `to` as `total` units are done.
@@ -26,6 +57,32 @@ impl Progress {
             to,
             total,
             done: 0,
+            counter: None,
+        }
+    }
+
+    /// [`Progress::step`] over the `total` bytes of data to archive, counted as archived.
+    pub(crate) fn archiving(&self, from: u8, to: u8, total: u64) -> Meter {
+        self.bytes.total.store(total, Ordering::Relaxed);
+        self.bytes.archived.store(0, Ordering::Relaxed);
+        Meter {
+            counter: Some(Counter::Archived),
+            ..self.step(from, to, total)
+        }
+    }
+
+    /// The archive is written: `size` bytes.
+    pub(crate) fn archive_written(&self, size: u64) {
+        self.bytes.archive.store(size, Ordering::Relaxed);
+    }
+
+    /// [`Progress::step`] over the archive's `size` bytes, counted as uploaded.
+    pub(crate) fn uploading(&self, from: u8, to: u8, size: u64) -> Meter {
+        self.archive_written(size);
+        self.bytes.uploaded.store(0, Ordering::Relaxed);
+        Meter {
+            counter: Some(Counter::Uploaded),
+            ..self.step(from, to, size)
         }
     }
 }
@@ -38,6 +95,7 @@ pub(crate) struct Meter {
     to: u8,
     total: u64,
     done: u64,
+    counter: Option<Counter>,
 }
 
 impl Meter {
@@ -50,6 +108,12 @@ impl Meter {
         };
         // `reached <= span <= 100`, so the sum fits.
         self.progress.set(self.from + reached as u8);
+        let bytes = &self.progress.bytes;
+        match self.counter {
+            Some(Counter::Archived) => bytes.archived.store(self.done, Ordering::Relaxed),
+            Some(Counter::Uploaded) => bytes.uploaded.store(self.done, Ordering::Relaxed),
+            None => {}
+        }
     }
 }
 
@@ -82,5 +146,44 @@ mod tests {
         assert_eq!(progress.get(), 90);
         progress.step(90, 100, 0).advance(5);
         assert_eq!(progress.get(), 90);
+        assert_eq!(
+            progress.bytes(),
+            ByteProgress::default(),
+            "plain steps count no bytes"
+        );
+    }
+
+    #[test]
+    fn archiving_and_uploading_count_bytes() {
+        let progress = Progress::default();
+        let mut archiving = progress.archiving(0, 50, 1000);
+        archiving.advance(400);
+        assert_eq!(
+            progress.bytes(),
+            ByteProgress {
+                total: 1000,
+                archived: 400,
+                archive: 0,
+                uploaded: 0
+            }
+        );
+        archiving.advance(600);
+        let mut uploading = progress.uploading(50, 99, 300);
+        uploading.advance(120);
+        assert_eq!(
+            progress.bytes(),
+            ByteProgress {
+                total: 1000,
+                archived: 1000,
+                archive: 300,
+                uploaded: 120
+            }
+        );
+        uploading.advance(1000);
+        assert_eq!(
+            progress.bytes().uploaded,
+            300,
+            "never past the archive's size"
+        );
     }
 }

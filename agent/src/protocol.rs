@@ -86,8 +86,24 @@ pub struct JobView {
     pub state: JobState,
     /// 0–100; 100 once succeeded, the last value reached once failed.
     pub progress: u8,
+    /// A backup's progress in bytes (all 0 for a restore, and until known).
+    #[serde(default)]
+    pub bytes: ByteProgress,
     pub error: Option<String>,
     pub result: Option<JobResult>,
+}
+
+/// A backup's progress in bytes; each figure is 0 until known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteProgress {
+    /// The data to archive: the sizes of the data dirs' files, known once archiving starts.
+    pub total: u64,
+    /// Of `total`, the bytes read into the archive so far.
+    pub archived: u64,
+    /// The archive's (compressed) size, known once it is written.
+    pub archive: u64,
+    /// Of `archive`, the bytes sent to central storage so far (central backups only).
+    pub uploaded: u64,
 }
 
 /// The archive a succeeded job wrote (backup) or applied (restore).

@@ -4,6 +4,7 @@
 //! Bad input is a 4xx with a message; nothing a caller sends can make a 5xx.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
@@ -29,7 +31,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A client that has not sent its headers by then is dropped (slow-loris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves the agent on `listener` until the task is dropped.
+/// Serves the agent on `listener` until the task is dropped: HTTPS if the agent was given a
+/// certificate, else plain HTTP.
 pub async fn serve(listener: TcpListener, agent: Arc<Agent>) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -43,18 +46,38 @@ pub async fn serve(listener: TcpListener, agent: Arc<Agent>) {
         };
         let agent = Arc::clone(&agent);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let agent = Arc::clone(&agent);
-                async move { Ok::<_, Infallible>(handle(&agent, request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            match agent.tls.clone() {
+                None => connection(stream, peer, agent).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers are (slow-loris).
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(tls, peer, agent).await,
+                        Ok(Err(error)) => {
+                            tracing::info!(%peer, %error, "TLS handshake refused");
+                        }
+                        Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves one connection's requests.
+async fn connection<S>(stream: S, peer: SocketAddr, agent: Arc<Agent>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let agent = Arc::clone(&agent);
+        async move { Ok::<_, Infallible>(handle(&agent, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 

@@ -868,3 +868,173 @@ async fn a_failed_download_fails_the_job() {
     assert_eq!(agent.data(), before);
     agent.assert_tidy();
 }
+
+/// The SHA-256 of a file, read in chunks (these files are too large to read whole).
+fn file_sha256(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).expect("open");
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).expect("read");
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+    }
+    let digest = context.finish();
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Disk space a file takes, in KiB (what `du` reports).
+fn allocated_kib(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("metadata").blocks() / 2
+}
+
+#[tokio::test]
+async fn sparse_files_are_archived_and_restored_with_their_holes() {
+    use std::io::{Seek, SeekFrom, Write};
+    let agent = TestAgent::start().await;
+    // `truncate -s 1G`: nothing but a hole.
+    let empty = agent.etc.join("disk.img");
+    std::fs::File::create(&empty)
+        .expect("create")
+        .set_len(1 << 30)
+        .expect("truncate");
+    // 64 MiB with data every 4 MiB (more segments than a tar header holds) and a hole at
+    // the end.
+    let patchy = agent.opt.join("patchy.img");
+    let mut file = std::fs::File::create(&patchy).expect("create");
+    for k in 0..12u64 {
+        file.seek(SeekFrom::Start(k * (4 << 20) + 123))
+            .expect("seek");
+        file.write_all(format!("segment {k}\n").repeat(700).as_bytes())
+            .expect("write");
+    }
+    file.set_len(64 << 20).expect("length");
+    drop(file);
+    let before = [
+        (file_sha256(&empty), 1u64 << 30),
+        (file_sha256(&patchy), 64 << 20),
+    ];
+    assert_eq!(allocated_kib(&empty), 0, "the filesystem keeps holes");
+    let patchy_kib = allocated_kib(&patchy);
+
+    let op_id = Uuid::new_v4();
+    agent
+        .call(Method::POST, "/v1/backups", Some(backup(op_id, None)))
+        .await;
+    let job = agent.wait(&op_id.to_string()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let size = job.result.expect("result").size;
+    assert!(
+        size < 1 << 20,
+        "the holes are not in the archive: {size} bytes"
+    );
+
+    std::fs::remove_file(&empty).expect("remove");
+    std::fs::write(&patchy, "overwritten").expect("overwrite");
+    let restore_id = Uuid::new_v4();
+    agent
+        .call(
+            Method::POST,
+            "/v1/restores",
+            Some(restore(restore_id, None, None)),
+        )
+        .await;
+    let job = agent.wait(&restore_id.to_string()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let after = [
+        (
+            file_sha256(&empty),
+            std::fs::metadata(&empty).expect("restored").len(),
+        ),
+        (
+            file_sha256(&patchy),
+            std::fs::metadata(&patchy).expect("restored").len(),
+        ),
+    ];
+    assert_eq!(after, before, "contents and sizes restored");
+    assert_eq!(allocated_kib(&empty), 0, "the 1 GiB hole is still a hole");
+    assert!(
+        allocated_kib(&patchy) <= patchy_kib,
+        "{} KiB allocated after the restore, {patchy_kib} KiB before",
+        allocated_kib(&patchy)
+    );
+}
+
+/// The sizes of the regular files under `dir`: what a backup of it archives.
+fn file_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a data dir")
+        .map(|entry| {
+            let entry = entry.expect("a dir entry");
+            let kind = entry.file_type().expect("its type");
+            if kind.is_dir() {
+                file_bytes(&entry.path())
+            } else if kind.is_file() {
+                entry.metadata().expect("its metadata").len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_running_backup_reports_its_bytes() {
+    let agent = TestAgent::start().await;
+    let objects = ObjectServer::start().await;
+    // The upload is held open once its body is sent, so the job is seen running after it.
+    objects
+        .gate
+        .forget_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    let op_id = Uuid::new_v4();
+    let key = "bytes.tar.gz";
+    let (status, started) = agent
+        .call(
+            Method::POST,
+            "/v1/backups",
+            Some(backup(op_id, Some(objects.presigned(key)))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(started["bytes"]["uploaded"], 0, "{started}");
+    let data = file_bytes(&agent.etc) + file_bytes(&agent.opt);
+    assert!(data > 0);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let (_, job) = agent
+            .call(Method::GET, &format!("/v1/jobs/{op_id}"), None)
+            .await;
+        assert_eq!(job["state"], "running", "{job}");
+        let bytes = &job["bytes"];
+        if bytes["archive"].as_u64() > Some(0) && bytes["uploaded"] == bytes["archive"] {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never finished sending: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(running["bytes"]["total"].as_u64(), Some(data), "{running}");
+    assert_eq!(running["bytes"]["archived"], running["bytes"]["total"]);
+
+    objects.gate.add_permits(1);
+    let job = agent.wait(&op_id.to_string()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let result = job.result.expect("result");
+    assert_eq!(
+        (job.bytes.total, job.bytes.archived),
+        (data, data),
+        "{:?}",
+        job.bytes
+    );
+    assert_eq!(
+        (job.bytes.archive, job.bytes.uploaded),
+        (result.size, result.size)
+    );
+}

@@ -1,6 +1,9 @@
-//! The worker's side of the subcloud agent protocol (`agent/README.md`): plain HTTP+JSON with
-//! a short-lived worker token per request, audience = the subcloud's name. Every call is
-//! bounded by a timeout so no invocation waits long on an agent.
+//! The worker's side of the subcloud agent protocol (`agent/README.md`): HTTP+JSON over TLS
+//! with a short-lived worker token per request, audience = the subcloud's name. Agents'
+//! certificates are verified against the system roots plus an optional CA bundle (sites often
+//! run a private CA), the worker can present a client certificate (mutual TLS), and plain
+//! `http://` is refused unless the agent is on a loopback address or it is explicitly allowed.
+//! Every call is bounded by a timeout so no invocation waits long on an agent.
 
 use crate::domain::AgentUrl;
 use dcbackup_agent::protocol::{BackupRequest, ErrorBody, JobView, Release, RestoreRequest};
@@ -8,19 +11,170 @@ use dcbackup_agent::{mint_worker_token, Secret};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How long one agent call may take (the agent answers at once; long work runs as a job).
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one agent call may take by default (the agent answers at once; long work runs as
+/// a job).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Worker tokens live just long enough for one call.
 const TOKEN_TTL: Duration = Duration::from_secs(120);
 
+/// How the worker's TLS to the agents is set up (configuration, read once per cold start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTls {
+    /// A PEM bundle of CAs trusted for agents' certificates besides the system roots
+    /// (`DCBACKUP_AGENT_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
+    /// A PEM certificate chain and its key presented to agents that require client
+    /// certificates (`DCBACKUP_AGENT_CLIENT_CERT_FILE`, `DCBACKUP_AGENT_CLIENT_KEY_FILE`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Whether plain `http://` may reach agents on other than loopback addresses
+    /// (`DCBACKUP_AGENT_ALLOW_HTTP=true`); the worker token would cross the network in clear.
+    pub allow_http: bool,
+}
+
+/// Why the agent client could not be built; names the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("agent TLS: {0}")]
+pub struct TlsSetupError(String);
+
+impl AgentTls {
+    fn client_config(&self) -> Result<ClientConfig, TlsSetupError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        // Unreadable system certificates are skipped, as every TLS client does; a bundle
+        // given in the configuration must be read whole.
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if let Some(path) = &self.ca_file {
+            for cert in pem_certificates(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsSetupError(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsSetupError(e.to_string()))?
+            .with_root_certificates(roots);
+        // hyper-rustls sets the ALPN protocols itself (`enable_http1`).
+        let config = match &self.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = pem_certificates(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| TlsSetupError(format!("{}: {e}", key.display())))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| TlsSetupError(format!("client certificate and key: {e}")))?
+            }
+        };
+        Ok(config)
+    }
+}
+
+fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let refuse = |why: String| TlsSetupError(format!("{}: {why}", path.display()));
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| refuse(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refuse(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(refuse("holds no PEM certificate".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// Whether `url` names this host: plain HTTP there never crosses a network.
+fn is_loopback(uri: &http::Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An error and its sources: hyper's own message is only "client error (Connect)"; the
+/// sources say what went wrong (a refused connection, an untrusted certificate, ...).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The TLS failure behind a connection error, with what to do about it, if TLS failed.
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::{AlertDescription, CertificateError, Error as Tls};
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        // hyper-rustls wraps the handshake's I/O error in another one, and an I/O error's
+        // `source` skips the error it wraps: unwrap them by hand.
+        let mut inner: &(dyn std::error::Error + 'static) = e;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        let tls = inner.downcast_ref::<Tls>();
+        if let Some(tls) = tls {
+            let hint = match tls {
+                Tls::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                    "its certificate is not signed by a CA the worker trusts (system roots and DCBACKUP_AGENT_CA_FILE)"
+                }
+                Tls::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. },
+                ) => "its certificate has expired: renew it",
+                Tls::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                ) => "its certificate does not name the host of the agent-url",
+                Tls::AlertReceived(AlertDescription::CertificateRequired)
+                | Tls::AlertReceived(AlertDescription::HandshakeFailure) => {
+                    "the agent requires a client certificate the worker did not present (DCBACKUP_AGENT_CLIENT_CERT_FILE)"
+                }
+                Tls::AlertReceived(
+                    AlertDescription::UnknownCA
+                    | AlertDescription::BadCertificate
+                    | AlertDescription::CertificateExpired,
+                ) => "the agent refused the worker's client certificate",
+                _ => "the TLS handshake failed",
+            };
+            return Some(format!("{tls} ({hint})"));
+        }
+        cause = e.source();
+    }
+    None
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    #[error("TLS with the agent at {url} failed: {why}")]
+    Tls { url: String, why: String },
+    #[error("plain http to the agent at {url} is refused: it is not on a loopback address; serve the agent over https (or set DCBACKUP_AGENT_ALLOW_HTTP=true)")]
+    PlainHttp { url: String },
+    /// No connection could be made: the request never reached the agent.
     #[error("the agent at {url} is unreachable: {why}")]
     Unreachable { url: String, why: String },
+    /// The request may have reached the agent, but no answer came (timeout, connection
+    /// lost): the agent may have acted on it.
+    #[error("the agent at {url} did not answer: {why}")]
+    NoAnswer { url: String, why: String },
     #[error("the agent at {url} refused the request ({status}): {message}")]
     Refused {
         url: String,
@@ -34,8 +188,10 @@ pub enum AgentError {
 }
 
 pub struct AgentClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     secret: Secret,
+    timeout: Duration,
+    allow_http: bool,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -45,13 +201,27 @@ impl std::fmt::Debug for AgentClient {
 }
 
 impl AgentClient {
-    pub fn new(secret: Secret) -> AgentClient {
+    /// A client signing tokens with `secret` and reaching agents as `tls` says.
+    pub fn new(secret: Secret, tls: &AgentTls) -> Result<AgentClient, TlsSetupError> {
         let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        AgentClient {
-            http: Client::builder(TokioExecutor::new()).build(connector),
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls.client_config()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(AgentClient {
+            http: Client::builder(TokioExecutor::new()).build(https),
             secret,
-        }
+            timeout: CALL_TIMEOUT,
+            allow_http: tls.allow_http,
+        })
+    }
+
+    /// The same client with another bound on each call (default `CALL_TIMEOUT`).
+    pub fn with_timeout(self, timeout: Duration) -> AgentClient {
+        AgentClient { timeout, ..self }
     }
 
     async fn call(
@@ -63,11 +233,22 @@ impl AgentClient {
         body: Option<String>,
     ) -> Result<(StatusCode, Bytes), AgentError> {
         let url = format!("{}{path}", agent.as_str());
+        let uri: http::Uri =
+            url.parse()
+                .map_err(|e: http::uri::InvalidUri| AgentError::Protocol {
+                    url: url.clone(),
+                    why: e.to_string(),
+                })?;
+        if uri.scheme_str() == Some("http") && !self.allow_http && !is_loopback(&uri) {
+            return Err(AgentError::PlainHttp {
+                url: agent.as_str().to_owned(),
+            });
+        }
         let token = mint_worker_token(self.secret.as_bytes(), subcloud, TOKEN_TTL)
             .map_err(|e| AgentError::Token(e.to_string()))?;
         let request = http::Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(uri)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -79,24 +260,38 @@ impl AgentClient {
             url: url.clone(),
             why,
         };
+        let no_answer = |why: String| AgentError::NoAnswer {
+            url: url.clone(),
+            why,
+        };
+        let tls = |e: &(dyn std::error::Error + 'static)| {
+            tls_failure(e).map(|why| AgentError::Tls {
+                url: agent.as_str().to_owned(),
+                why,
+            })
+        };
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+            let response = self.http.request(request).await.map_err(|e| {
+                tls(&e).unwrap_or_else(|| {
+                    if e.is_connect() {
+                        unreachable(chain(&e))
+                    } else {
+                        no_answer(chain(&e))
+                    }
+                })
+            })?;
             let status = response.status();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| unreachable(e.to_string()))?
+                .map_err(|e| tls(&e).unwrap_or_else(|| no_answer(chain(&e))))?
                 .to_bytes();
             Ok((status, bytes))
         };
-        tokio::time::timeout(CALL_TIMEOUT, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|_| no_answer(format!("no answer within {:?}", self.timeout)))?
     }
 
     fn refused(agent: &AgentUrl, status: StatusCode, body: &[u8]) -> AgentError {

@@ -90,15 +90,7 @@ impl CentralStore {
                 .map_err(|e| CentralError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
-                    self.s3
-                        .delete_object()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            CentralError(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
-                        })?;
+                    self.delete_object(key).await?;
                     deleted += 1;
                 }
             }

@@ -2,6 +2,7 @@
 //! the endpoint of every AWS service come from here (endpoints through the SDK's standard
 //! `AWS_ENDPOINT_URL*` variables), so local engines, LocalStack and AWS need no code change.
 
+use crate::agent_client::AgentTls;
 use crate::resources::Resources;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub struct Config {
     /// How many operations may run on agents at once, system-wide (groups have their own
     /// `max_parallel_subclouds`).
     pub max_running: u64,
+    /// How the worker's TLS to the agents is set up.
+    pub agent_tls: AgentTls,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             jobs_dead_letter_queue_url: None,
             poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
             max_running: Self::DEFAULT_MAX_RUNNING,
+            agent_tls: AgentTls::default(),
         }
     }
 
@@ -90,8 +94,46 @@ impl Config {
                 Self::DEFAULT_POLL_MAX_SECONDS,
             )?),
             max_running: positive("DCBACKUP_MAX_RUNNING", Self::DEFAULT_MAX_RUNNING)?,
+            agent_tls: agent_tls()?,
         })
     }
+}
+
+/// The agent TLS settings: `DCBACKUP_AGENT_CA_FILE`, `DCBACKUP_AGENT_CLIENT_CERT_FILE` with
+/// `DCBACKUP_AGENT_CLIENT_KEY_FILE`, and `DCBACKUP_AGENT_ALLOW_HTTP` (`true`/`false`).
+fn agent_tls() -> Result<AgentTls, ConfigError> {
+    let path = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let client_cert =
+        match (
+            path("DCBACKUP_AGENT_CLIENT_CERT_FILE"),
+            path("DCBACKUP_AGENT_CLIENT_KEY_FILE"),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError(
+                "DCBACKUP_AGENT_CLIENT_CERT_FILE and DCBACKUP_AGENT_CLIENT_KEY_FILE go together"
+                    .into(),
+            )),
+        };
+    let allow_http = match std::env::var("DCBACKUP_AGENT_ALLOW_HTTP").as_deref() {
+        Err(_) | Ok("") | Ok("false") => false,
+        Ok("true") => true,
+        Ok(other) => {
+            return Err(ConfigError(format!(
+                "DCBACKUP_AGENT_ALLOW_HTTP must be true or false, not {other:?}"
+            )))
+        }
+    };
+    Ok(AgentTls {
+        ca_file: path("DCBACKUP_AGENT_CA_FILE"),
+        client_cert,
+        allow_http,
+    })
 }
 
 /// A positive number from the environment, or its default when unset.

@@ -22,8 +22,18 @@ pub struct JobMessage {
     pub fence: u64,
     pub options: OpOptions,
     /// 0 for the job as queued by the API; n for the n-th delayed poll of its agent job.
+    /// With `poll_token`, it names the one live message of the operation's poll chain: the
+    /// subcloud item records both (`poll_seq`, `poll_token`) in the conditional write that
+    /// hands the chain on, and a delivery that does not match them is a duplicate.
     #[serde(default)]
     pub attempt: u32,
+    /// A random token set by the delivery that sent this poll (none on the API's job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_token: Option<String>,
+    /// How many starts of the agent job went unanswered before this message (the agent
+    /// dedups by op id, so an unanswered start is asked again, up to a bound).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_tries: u32,
     /// The backup schedule that started the operation, whose retention applies after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<u64>,
@@ -44,9 +54,15 @@ impl JobMessage {
             fence: op.fence,
             options: op.options.clone(),
             attempt: 0,
+            poll_token: None,
+            start_tries: 0,
             schedule_id: op.schedule_id,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug)]

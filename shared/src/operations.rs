@@ -31,6 +31,10 @@ pub struct Origin {
     pub requested_by: String,
     /// The schedule that fired it, if any (its backups are subject to its retention).
     pub schedule_id: Option<u64>,
+    /// The request's scoped `Idempotency-Key` (or inline event id) digest, if it has one: a
+    /// retry under the same key takes over the claims its dead first attempt left unqueued
+    /// (`ClaimRequest::key`).
+    pub key: Option<String>,
 }
 
 /// What `start` did with each subcloud of the target.
@@ -228,6 +232,7 @@ async fn claim_one(
         has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
         now,
         lease_seconds: starter.lease_seconds,
+        key: origin.key.clone(),
     };
     let refused = |status, why, standing: Option<Box<Subcloud>>| {
         Verdict::Refused(reason(&sc, status, why), standing)
@@ -251,6 +256,7 @@ async fn claim_one(
         started_at: None,
         finished_at: None,
         retention: Vec::new(),
+        bytes: None,
     };
     match starter.inventory.claim(&sc, &request, &record).await {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {

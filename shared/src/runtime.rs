@@ -1,7 +1,7 @@
 //! What a function's `main` calls: structured JSON logs, AWS clients from the environment
 //! (no network I/O at start), and the Lambda runtime loop around the shared handler.
 
-use crate::agent_client::AgentClient;
+use crate::agent_client::{AgentClient, TlsSetupError};
 use crate::api::{self, App, Route};
 use crate::auth::{AuthConfig, Authenticator};
 use crate::central::CentralStore;
@@ -99,7 +99,7 @@ pub async fn serve_worker() -> Result<(), Error> {
     init_tracing();
     let config = Config::from_env()?;
     let clients = Clients::from_env().await;
-    let worker = Arc::new(worker(&clients, &config, agent_secret_from_env()?));
+    let worker = Arc::new(worker(&clients, &config, agent_secret().await?)?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
             let worker = Arc::clone(&worker);
@@ -107,6 +107,48 @@ pub async fn serve_worker() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+/// Names the Secrets Manager secret holding the agents' token key (its ARN or name).
+pub const AGENT_SECRET_ARN_VARIABLE: &str = "DCBACKUP_AGENT_SECRET_ARN";
+
+/// The key the worker signs agent tokens with, read once per cold start: from the Secrets
+/// Manager secret `DCBACKUP_AGENT_SECRET_ARN` names when it is set (on AWS), else from
+/// `DCBACKUP_AGENT_SECRET` (local use).
+pub async fn agent_secret() -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+    match std::env::var(AGENT_SECRET_ARN_VARIABLE) {
+        Ok(arn) if !arn.is_empty() => {
+            let shared = aws_config::load_from_env().await;
+            fetch_agent_secret(&aws_sdk_secretsmanager::Client::new(&shared), &arn).await
+        }
+        _ => agent_secret_from_env(),
+    }
+}
+
+/// The agents' key from the Secrets Manager secret `arn`: its current version's
+/// `SecretString` (or `SecretBinary`), at least 32 bytes. The secret's value is never part of
+/// an error.
+pub async fn fetch_agent_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+    let fail = |why: String| {
+        crate::config::ConfigError(format!(
+            "the agent key in Secrets Manager ({AGENT_SECRET_ARN_VARIABLE}={arn}): {why}"
+        ))
+    };
+    let output = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+    let bytes = match (output.secret_string(), output.secret_binary()) {
+        (Some(text), _) => text.as_bytes().to_vec(),
+        (None, Some(binary)) => binary.as_ref().to_vec(),
+        (None, None) => return Err(fail("the secret has no value".into())),
+    };
+    dcbackup_agent::Secret::new(bytes).map_err(|e| fail(e.to_string()))
 }
 
 /// The key the worker signs agent tokens with (`DCBACKUP_AGENT_SECRET`, at least 32 bytes).
@@ -120,9 +162,13 @@ pub fn agent_secret_from_env() -> Result<dcbackup_agent::Secret, crate::config::
         .map_err(|e| crate::config::ConfigError(format!("DCBACKUP_AGENT_SECRET: {e}")))
 }
 
-/// The worker over these clients and settings.
-pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::Secret) -> Worker {
-    Worker {
+/// The worker over these clients and settings; fails if the agent TLS files are unusable.
+pub fn worker(
+    clients: &Clients,
+    config: &Config,
+    agent_secret: dcbackup_agent::Secret,
+) -> Result<Worker, TlsSetupError> {
+    Ok(Worker {
         inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
         jobs: JobQueue::new(
             clients.sqs.clone(),
@@ -130,11 +176,11 @@ pub fn worker(clients: &Clients, config: &Config, agent_secret: dcbackup_agent::
             config.jobs_queue_url.clone(),
         ),
         central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
-        agents: AgentClient::new(agent_secret),
+        agents: AgentClient::new(agent_secret, &config.agent_tls)?,
         lease_seconds: config.lease_seconds,
         poll_cap: config.poll_cap,
         max_running: config.max_running,
-    }
+    })
 }
 
 /// Runs the scheduler as a Lambda function on EventBridge events (SPEC §5).
@@ -177,7 +223,8 @@ pub async fn serve_sweeper() -> Result<(), Error> {
         move |_: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let sweeper = Arc::clone(&sweeper);
             // A failed sweep is retried by the next scheduled run; the error is logged.
-            async move { sweeper.sweep().await.map_err(Error::from) }
+            // Boxed: a sweep's future is too deep to nest in the runtime's for the compiler.
+            async move { Box::pin(sweeper.sweep()).await.map_err(Error::from) }
         },
     ))
     .await
@@ -192,5 +239,133 @@ pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
             config.resources.jobs_dead_letter_queue.clone(),
             config.jobs_dead_letter_queue_url.clone(),
         ),
+        central: CentralStore::new(clients.s3.clone(), config.resources.backup_bucket.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_secretsmanager::Client;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    const ARN: &str =
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dcbackup-agent-key-AbCdEf";
+    const KEY: &str = "the agents' key from Secrets Manager, 32+ bytes";
+
+    /// A stand-in for Secrets Manager's `GetSecretValue` (it has no local engine): answers
+    /// every request with `status` and the awsJson1.1 `body`, after checking the request is a
+    /// `GetSecretValue` of [`ARN`] (400 otherwise). Returns a client for it and the request
+    /// count. An SDK test-util mock would do, but its features would change the workspace's
+    /// feature set in tests and make `make run` rebuild every AWS crate.
+    async fn secrets_manager(
+        status: u16,
+        body: serde_json::Value,
+    ) -> (Client, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (calls, body) = (Arc::clone(&counted), body.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let (mut target, mut length) = (String::new(), 0);
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let line = line.trim_end();
+                            if line.is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':') {
+                                match name.to_ascii_lowercase().as_str() {
+                                    "x-amz-target" => target = value.trim().to_owned(),
+                                    "content-length" => length = value.trim().parse().unwrap(),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        let mut request = vec![0; length];
+                        stream.read_exact(&mut request).await.unwrap();
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let request: serde_json::Value = serde_json::from_slice(&request).unwrap();
+                        let (status, body) = if target == "secretsmanager.GetSecretValue"
+                            && request["SecretId"] == ARN
+                        {
+                            (status, body.to_string())
+                        } else {
+                            (400, format!("unexpected request {target} {request}"))
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
+                             content-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(url)
+            .build();
+        (Client::from_conf(config), calls)
+    }
+
+    #[tokio::test]
+    async fn the_agent_key_comes_from_the_named_secret() {
+        let (client, calls) =
+            secrets_manager(200, serde_json::json!({"ARN": ARN, "SecretString": KEY})).await;
+        let secret = fetch_agent_secret(&client, ARN).await.expect("the key");
+        assert_eq!(secret.as_bytes(), KEY.as_bytes());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let binary = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, KEY);
+        let (client, _) =
+            secrets_manager(200, serde_json::json!({"ARN": ARN, "SecretBinary": binary})).await;
+        let secret = fetch_agent_secret(&client, ARN)
+            .await
+            .expect("the binary key");
+        assert_eq!(secret.as_bytes(), KEY.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_missing_short_or_empty_secret_is_a_clear_error_without_its_value() {
+        let (client, _) = secrets_manager(
+            400,
+            serde_json::json!({
+                "__type": "ResourceNotFoundException",
+                "message": "Secrets Manager can't find the specified secret."
+            }),
+        )
+        .await;
+        let error = fetch_agent_secret(&client, ARN).await.expect_err("missing");
+        assert!(
+            error.to_string().contains(ARN) && error.to_string().contains("can't find"),
+            "{error}"
+        );
+
+        let (client, _) = secrets_manager(
+            200,
+            serde_json::json!({"ARN": ARN, "SecretString": "too short"}),
+        )
+        .await;
+        let error = fetch_agent_secret(&client, ARN).await.expect_err("short");
+        assert!(error.to_string().contains("at least 32"), "{error}");
+        assert!(!error.to_string().contains("too short"), "{error}");
+
+        let (client, _) = secrets_manager(200, serde_json::json!({"ARN": ARN})).await;
+        let error = fetch_agent_secret(&client, ARN).await.expect_err("empty");
+        assert!(error.to_string().contains("has no value"), "{error}");
     }
 }

@@ -94,6 +94,9 @@ pub fn operation(op: &Operation) -> Value {
         "started-at": op.started_at,
         "finished-at": op.finished_at,
         "schedule_id": op.schedule_id,
+        // A backup's progress in bytes: the data to archive (`total`), how much of it is
+        // archived, the archive's size and how much of it is uploaded; null until reported.
+        "bytes": op.bytes,
         "retention-removed": op.retention.iter().map(|r| json!({
             "release": r.release,
             "created-at": r.created_at,

@@ -3,22 +3,27 @@
 //! with conditional writes only. Agent jobs that take longer than a moment are followed by
 //! delayed poll messages, so no invocation waits on an agent; each poll that finds the agent
 //! at work extends the lease. A duplicate or stale job finds the slot not (or no longer) its
-//! own, or its state already past, and changes nothing.
+//! own, or its state already past, and changes nothing. Each operation has one poll chain:
+//! the conditional write that sends the next poll names it (`poll_seq`, `poll_token` on the
+//! subcloud), so a second delivery of a message cannot start a second chain.
 
-use crate::agent_client::AgentClient;
+use crate::agent_client::{AgentClient, AgentError};
 use crate::central::CentralStore;
 use crate::domain::{
     epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpKind, OpState, Ref, Subcloud,
 };
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{
-    BackupLocation, BackupRecord, BackupSet, Holder, Inventory, InventoryError, Outcome, Seat,
-    StoreError,
+    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome,
+    Seat, StoreError,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use dcbackup_agent::protocol::{self, BackupRequest, JobState, JobView, RestoreRequest};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// How many unanswered starts of an agent job are asked again before the operation fails.
+pub const START_TRIES: u32 = 5;
 
 /// Why a message must be delivered again (the work is not lost: SQS redelivers it, and after
 /// too many tries it lands on the dead-letter queue).
@@ -103,6 +108,18 @@ impl Worker {
             && sc.lease_expires_at.is_some_and(|lease| lease > now);
         if !ours {
             tracing::info!(op_id = %job.op_id, subcloud = %sc.name, "slot not held by this job; dropped");
+            return Ok(());
+        }
+        let live = sc.poll_seq.unwrap_or(0);
+        if job.attempt != live || job.poll_token != sc.poll_token {
+            // Sent before the write that hands the chain to it: that write may still land.
+            if job.attempt > live {
+                return Err(Retry(format!(
+                    "poll {} of operation {} is not handed on yet (the chain is at {live})",
+                    job.attempt, job.op_id
+                )));
+            }
+            tracing::info!(op_id = %job.op_id, attempt = job.attempt, live, "not the live message of the poll chain; dropped");
             return Ok(());
         }
         let step = Step {
@@ -199,6 +216,7 @@ impl Step<'_> {
                 (attribute, state),
                 now,
                 self.worker.lease_seconds,
+                None,
             )
             .await?;
         if !advanced {
@@ -254,9 +272,7 @@ impl Step<'_> {
             }
             Seat::Full => {
                 tracing::info!(op_id = %self.job.op_id, group = self.sc.group_id, "no free seat; waiting");
-                if self.advance(state.0, state.1).await? {
-                    self.poll_later().await?;
-                }
+                self.poll_later(Some(state), 0).await?;
                 Ok(false)
             }
             Seat::Lost => {
@@ -284,31 +300,100 @@ impl Step<'_> {
         self.finish(outcome, OpState::Failed).await
     }
 
-    /// Asks for this job again after a pause that grows with each poll, up to the cap.
-    async fn poll_later(&self) -> Result<(), Retry> {
+    /// Asks for this job again after a pause that grows with each poll, up to the cap, and
+    /// hands the poll chain to that message: with `state`, in the write that moves the state
+    /// on and extends the lease; without, leaving both. `start_tries`: unanswered starts so
+    /// far. Returns false (and changes nothing) if another delivery of this message handed
+    /// the chain on first or the slot is lost; the message sent then is dropped on arrival.
+    async fn poll_later(
+        &self,
+        state: Option<(&'static str, &str)>,
+        start_tries: u32,
+    ) -> Result<bool, Retry> {
+        let token = uuid::Uuid::new_v4().to_string();
         let next = JobMessage {
             attempt: self.job.attempt + 1,
+            poll_token: Some(token.clone()),
+            start_tries,
             ..self.job.clone()
         };
         let delay = Duration::from_secs(1u64 << self.job.attempt.min(10)).min(self.worker.poll_cap);
+        // Sent first: a delivery that dies before the write leaves the chain where it was,
+        // so this message's redelivery carries it on.
         self.worker
             .jobs
             .send_delayed(&next, delay)
             .await
-            .map_err(Retry)
+            .map_err(Retry)?;
+        let hand_off = HandOff {
+            from: self.job.attempt,
+            token,
+        };
+        let now = epoch_now();
+        let inventory = &self.worker.inventory;
+        let handed = match state {
+            Some(state) => {
+                inventory
+                    .advance(
+                        &self.holder,
+                        state,
+                        now,
+                        self.worker.lease_seconds,
+                        Some(&hand_off),
+                    )
+                    .await?
+            }
+            None => inventory.hand_on(&self.holder, now, &hand_off).await?,
+        };
+        if !handed {
+            tracing::info!(op_id = %self.job.op_id, attempt = self.job.attempt, "poll chain handed on by another delivery, or slot lost; this one stops");
+        }
+        Ok(handed)
     }
 
     /// The agent job has started: the operation is running (its record says since when)
     /// and is followed by polls.
     async fn started(&self, followed: Followed) -> Result<(), Retry> {
-        let (attribute, state) = followed.running();
-        if self.advance(attribute, state).await? {
+        if self.poll_later(Some(followed.running()), 0).await? {
             self.worker
                 .inventory
                 .set_operation_state(&self.job.op_id, OpState::Running, None)
                 .await?;
-            self.poll_later().await?;
         }
+        Ok(())
+    }
+
+    /// A start the agent did not answer may have started the job: it is asked again on the
+    /// next poll (the agent answers the same op id with the same job), up to `START_TRIES`.
+    /// Any other error (the agent refused, or could not be reached at all) is final.
+    async fn start_failed(&self, followed: Followed, e: AgentError) -> Result<(), Retry> {
+        let tries = self.job.start_tries + 1;
+        match e {
+            AgentError::NoAnswer { .. } if tries < START_TRIES => {
+                tracing::warn!(op_id = %self.job.op_id, error = %e, tries, "start not answered; asked again on the next poll");
+                self.poll_later(None, tries).await.map(drop)
+            }
+            AgentError::NoAnswer { .. } => {
+                let why = format!("{e} ({tries} starts of the {} unanswered)", followed.noun());
+                self.fail_prep(followed, why).await
+            }
+            e => self.fail_prep(followed, e.to_string()).await,
+        }
+    }
+
+    async fn fail_prep(&self, followed: Followed, why: String) -> Result<(), Retry> {
+        match followed {
+            Followed::Backup => self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
+            Followed::Restore => self.fail_restore("restore-prep-failed", why).await,
+        }
+    }
+
+    /// The backup's progress in bytes, as the agent reports it, on the operation record.
+    async fn record_bytes(&self, view: &JobView) -> Result<(), Retry> {
+        self.worker
+            .inventory
+            .set_operation_bytes(&self.job.op_id, &view.bytes)
+            .await?;
         Ok(())
     }
 
@@ -341,14 +426,16 @@ impl Step<'_> {
             // recovered as failed.
             Err(e) => {
                 tracing::warn!(op_id = %self.job.op_id, error = %e, "agent not reachable; polling again");
-                return self.poll_later().await;
+                return self.poll_later(None, 0).await.map(drop);
             }
         };
         match view.state {
             JobState::Running => {
-                let (attribute, state) = followed.running();
-                if self.advance(attribute, state).await? {
-                    self.poll_later().await?;
+                let still_ours = self.poll_later(Some(followed.running()), 0).await?;
+                if still_ours {
+                    if let Followed::Backup = followed {
+                        self.record_bytes(&view).await?;
+                    }
                 }
                 Ok(())
             }
@@ -391,8 +478,9 @@ impl Step<'_> {
                 }
                 Ok(())
             }
-            // A redelivery after a crash between the two steps: starting again is harmless,
-            // the agent answers the same op id with the same job.
+            // A redelivery after a crash between the two steps, or a start the agent did not
+            // answer: starting again is harmless, the agent answers the same op id with the
+            // same job.
             Some(BackupStatus::PreBackup) => {
                 // The lease is renewed (and the slot proved ours) before the agent is asked.
                 if self
@@ -439,14 +527,14 @@ impl Step<'_> {
             .start_backup(agent, self.name(), &request)
             .await
         {
-            return self
-                .fail_backup(BackupStatus::BackupPrepFailed, e.to_string())
-                .await;
+            return self.start_failed(Followed::Backup, e).await;
         }
         self.started(Followed::Backup).await
     }
 
     async fn backup_done(&self, view: JobView) -> Result<(), Retry> {
+        // The final figures, while the record still says running.
+        self.record_bytes(&view).await?;
         let Some(result) = view.result else {
             let why = "the agent reported success without a result".to_owned();
             return self.fail_backup(BackupStatus::Failed, why).await;
@@ -564,9 +652,7 @@ impl Step<'_> {
             .start_restore(agent, self.name(), &request)
             .await
         {
-            return self
-                .fail_restore("restore-prep-failed", e.to_string())
-                .await;
+            return self.start_failed(Followed::Restore, e).await;
         }
         self.started(Followed::Restore).await
     }

@@ -5,10 +5,11 @@
 
 use crate::Stack;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use dcbackup::agent_client::AgentTls;
 use dcbackup::config::Config;
 use dcbackup::runtime;
 use dcbackup::worker::Worker;
-use dcbackup_agent::{serve, Agent, Secret};
+use dcbackup_agent::{serve, Agent, Secret, TlsFiles};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,10 +48,41 @@ impl Drop for Lab {
     }
 }
 
+/// How a lab agent is served and which keys it accepts.
+pub struct AgentSetup {
+    /// HTTPS (`--cert`, `--key`, `--client-ca`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+    /// The key the agent accepts tokens signed with (`--secret-file`).
+    pub secret: String,
+    /// The key before a rotation, also accepted (`--previous-secret-file`).
+    pub previous_secret: Option<String>,
+}
+
+impl Default for AgentSetup {
+    fn default() -> Self {
+        AgentSetup {
+            tls: None,
+            secret: AGENT_SECRET.to_owned(),
+            previous_secret: None,
+        }
+    }
+}
+
 impl Lab {
     pub async fn new() -> Lab {
+        Lab::with_worker(AgentTls::default(), AGENT_SECRET).await
+    }
+
+    /// A lab whose worker reaches agents with `tls` and signs tokens with `secret`.
+    pub async fn with_worker(tls: AgentTls, secret: &str) -> Lab {
         let stack = Stack::new().await;
-        let worker = lab_worker(&stack, Config::DEFAULT_LEASE_SECONDS);
+        let config = Config {
+            poll_cap: Duration::from_secs(1),
+            agent_tls: tls,
+            ..Config::new(stack.resources.clone())
+        };
+        let secret = Secret::new(secret.as_bytes().to_vec()).expect("lab secret");
+        let worker = runtime::worker(&stack.clients, &config, secret).expect("lab worker");
         let dir = std::env::temp_dir().join(format!("dcbackup-lab-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("lab dir");
         Lab {
@@ -63,6 +95,12 @@ impl Lab {
 
     /// A running agent for subcloud `name`, with a data dir of a few files.
     pub async fn agent(&self, name: &str) -> LabAgent {
+        self.agent_with(name, AgentSetup::default()).await
+    }
+
+    /// A running agent for subcloud `name` set up as `setup` says; its `url` has the scheme
+    /// it serves and the address 127.0.0.1.
+    pub async fn agent_with(&self, name: &str, setup: AgentSetup) -> LabAgent {
         let root = self.dir.join(name);
         let data = root.join("etc");
         let store = root.join("store");
@@ -76,7 +114,12 @@ impl Lab {
         )
         .expect("file");
         let secret_file = root.join("secret");
-        std::fs::write(&secret_file, AGENT_SECRET).expect("secret file");
+        std::fs::write(&secret_file, &setup.secret).expect("secret file");
+        let previous_secret_file = setup.previous_secret.map(|previous| {
+            let file = root.join("previous-secret");
+            std::fs::write(&file, previous).expect("secret file");
+            file
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("agent port");
@@ -87,12 +130,15 @@ impl Lab {
             data: vec![data.clone()],
             store: store.clone(),
             secret_file,
+            previous_secret_file,
+            tls: setup.tls,
         };
         let agent = Arc::new(Agent::new(&config).expect("agent starts"));
+        let scheme = agent.scheme();
         let server = tokio::spawn(serve(listener, agent));
         LabAgent {
             name: name.to_owned(),
-            url: format!("http://{address}"),
+            url: format!("{scheme}://{address}"),
             data,
             store,
             server,
@@ -190,7 +236,7 @@ pub fn lab_worker(stack: &Stack, lease_seconds: u64) -> Worker {
         ..Config::new(stack.resources.clone())
     };
     let secret = Secret::new(AGENT_SECRET.as_bytes().to_vec()).expect("lab secret");
-    runtime::worker(&stack.clients, &config, secret)
+    runtime::worker(&stack.clients, &config, secret).expect("lab worker")
 }
 
 /// The SHA-256 of every file under `dir`, by relative path: equal maps, identical trees.

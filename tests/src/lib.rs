@@ -4,7 +4,10 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 pub mod lab;
+pub mod pki;
 pub mod race;
+pub mod server;
+pub mod standin;
 
 use dcbackup::api::{self, App, Route};
 use dcbackup::auth::{AuthConfig, Authenticator, SigningAlgorithm};
@@ -289,6 +292,34 @@ impl Stack {
         }
     }
 
+    /// How many messages a queue of this stack holds: waiting, delayed and in flight.
+    pub async fn queued(&self, queue: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let sqs = &self.clients.sqs;
+        let url = sqs
+            .get_queue_url()
+            .queue_name(queue)
+            .send()
+            .await
+            .expect("the queue exists")
+            .queue_url
+            .unwrap_or_default();
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        out.attributes
+            .unwrap_or_default()
+            .values()
+            .map(|v| v.parse::<usize>().expect("a count"))
+            .sum()
+    }
+
     /// Every operation record, from the table itself.
     pub async fn operations(&self) -> Vec<Value> {
         let mut all = Vec::new();
@@ -356,6 +387,7 @@ pub fn record_for(
         started_at: None,
         finished_at: None,
         retention: Vec::new(),
+        bytes: None,
     }
 }
 

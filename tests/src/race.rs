@@ -1,87 +1,174 @@
-//! The race between many create requests for the same subclouds, run at the same instant
-//! from tokio tasks in the test process and from separate OS processes (`race-client`),
-//! each with its own clients and handler state, as separate Lambda instances would be.
+//! The race on the operation slot, fired at once from tokio tasks in the test process and
+//! from separate OS processes (`race-client`), each with its own clients and handler state,
+//! as separate Lambda instances would be. Every process first says it is ready, then waits
+//! for one go signal on a pipe (`barrier`), so no process fires alone.
 
 use crate::Stack;
 use dcbackup::api::Route;
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{BufRead, Write};
 
-/// One create request: by subcloud or by group name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A subcloud-backup target: a subcloud or a group, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     Subcloud(String),
     Group(String),
+}
+
+impl Target {
+    fn body(&self) -> Value {
+        match self {
+            Target::Subcloud(name) => json!({"subcloud": name}),
+            Target::Group(name) => json!({"group": name}),
+        }
+    }
+}
+
+/// One racing request: the three slot claims and the inventory writes that respect the slot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// `POST /v1.0/subcloud-backup`.
+    Create(Target),
+    /// `PATCH /v1.0/subcloud-backup/restore`, reaching each named subcloud at 127.0.0.1.
+    Restore {
+        target: Target,
+        members: Vec<String>,
+    },
+    /// `PATCH /v1.0/subcloud-backup/delete/{release}`.
+    Delete { target: Target, release: String },
+    /// `PATCH /v1.0/subclouds/{name}` with this body.
+    Patch { subcloud: String, body: Value },
+    /// `DELETE /v1.0/subclouds/{name}`.
+    Remove(String),
 }
 
 /// What a race-client process is told to do.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Spec {
     pub prefix: String,
-    /// Unix milliseconds at which every request is sent.
-    pub start_at_ms: u64,
-    pub targets: Vec<Target>,
+    pub requests: Vec<Request>,
 }
 
-/// What came back for one request: its status and the subclouds it started.
+/// What came back for one request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
+    pub request: Request,
     pub status: u16,
+    /// The subclouds it started (the answer's `subclouds` less `skipped` and `failed`; for a
+    /// 204 delete, every subcloud of its target).
     pub accepted: Vec<String>,
+    /// The names in the answer's `subclouds` (SPEC §3: every subcloud of the target).
+    pub listed: Vec<String>,
+    /// The names in `skipped` and `failed`.
+    pub refused: Vec<String>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+fn names(body: &Value, key: &str) -> Vec<String> {
+    body[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-/// Waits for the start instant, then sends every request at once.
-pub async fn fire(stack: &Stack, start_at_ms: u64, targets: &[Target]) -> Vec<Outcome> {
-    let wait = start_at_ms.saturating_sub(now_ms());
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-    let requests = targets.iter().map(|target| async move {
-        let body = match target {
-            Target::Subcloud(name) => json!({"subcloud": name}),
-            Target::Group(name) => json!({"group": name}),
-        };
-        let reply = stack
-            .call(Route::BackupCreate, "/v1.0/subcloud-backup", Some(body))
-            .await;
-        // `subclouds` lists every member as it stands; those not taken are also in
-        // `skipped` or `failed`.
-        let names = |key: &str| -> Vec<String> {
-            reply.body[key]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s["name"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let accepted = if reply.status == StatusCode::OK {
-            let refused = [names("skipped"), names("failed")].concat();
-            names("subclouds")
-                .into_iter()
-                .filter(|name| !refused.contains(name))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Outcome {
-            status: reply.status.as_u16(),
-            accepted,
+/// Sends one request through its route's handler and reads the answer.
+async fn send(stack: &Stack, request: &Request) -> Outcome {
+    let reply = match request {
+        Request::Create(target) => {
+            stack
+                .call(
+                    Route::BackupCreate,
+                    "/v1.0/subcloud-backup",
+                    Some(target.body()),
+                )
+                .await
         }
-    });
-    let handles: Vec<_> = requests.collect();
-    futures::future::join_all(handles).await
+        Request::Restore { target, members } => {
+            let mut body = target.body();
+            let addresses: serde_json::Map<String, Value> = members
+                .iter()
+                .map(|m| (m.clone(), json!("127.0.0.1")))
+                .collect();
+            body["restore_values"] = json!({ "bootstrap_address": addresses });
+            stack
+                .call(
+                    Route::BackupRestore,
+                    "/v1.0/subcloud-backup/restore",
+                    Some(body),
+                )
+                .await
+        }
+        Request::Delete { target, release } => {
+            stack
+                .call(
+                    Route::BackupDelete,
+                    &format!("/v1.0/subcloud-backup/delete/{release}"),
+                    Some(target.body()),
+                )
+                .await
+        }
+        Request::Patch { subcloud, body } => {
+            stack
+                .call(
+                    Route::SubcloudsUpdate,
+                    &format!("/v1.0/subclouds/{subcloud}"),
+                    Some(body.clone()),
+                )
+                .await
+        }
+        Request::Remove(subcloud) => {
+            stack
+                .call(
+                    Route::SubcloudsDelete,
+                    &format!("/v1.0/subclouds/{subcloud}"),
+                    None,
+                )
+                .await
+        }
+    };
+    let status = reply.status.as_u16();
+    let listed = names(&reply.body, "subclouds");
+    let refused = [names(&reply.body, "skipped"), names(&reply.body, "failed")].concat();
+    let accepted = match (request, status) {
+        (Request::Create(_) | Request::Restore { .. }, 200) | (Request::Delete { .. }, 207) => {
+            listed
+                .iter()
+                .filter(|n| !refused.contains(n))
+                .cloned()
+                .collect()
+        }
+        // A 204 delete names none (every subcloud of its target started): the caller knows them.
+        _ => Vec::new(),
+    };
+    Outcome {
+        request: request.clone(),
+        status,
+        accepted,
+        listed,
+        refused,
+    }
 }
 
-/// A spec as the race-client reads it.
-pub fn spec_json(spec: &Spec) -> Value {
-    serde_json::to_value(spec).expect("a spec serializes")
+/// Sends every request at once and waits for every answer.
+pub async fn fire(stack: &Stack, requests: &[Request]) -> Vec<Outcome> {
+    futures::future::join_all(requests.iter().map(|r| send(stack, r))).await
+}
+
+/// The line a process writes when it is ready to fire, and the line that lets it fire.
+pub const READY: &str = "ready";
+pub const GO: &str = "go";
+
+/// A race-client's side of the barrier: says it is ready on `out`, then blocks until the go
+/// line arrives on `input`.
+pub fn barrier(input: &mut impl BufRead, out: &mut impl Write) {
+    writeln!(out, "{READY}")
+        .and_then(|()| out.flush())
+        .expect("signalling readiness");
+    let mut line = String::new();
+    input.read_line(&mut line).expect("reading the go signal");
+    assert_eq!(line.trim(), GO, "the go signal");
 }

@@ -458,6 +458,7 @@ fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
         has_bootstrap_address: false,
         now,
         lease_seconds,
+        key: None,
     }
 }
 
@@ -651,6 +652,54 @@ async fn a_request_killed_after_its_claim_leaves_no_slot_without_its_record() {
         "{}",
         retry.message()
     );
+
+    // Another request finds the subcloud busy: the dead claim is only its own key's.
+    let other = stack
+        .request(
+            Route::BackupCreate,
+            keyed(&stack, json!({"subcloud": "k1"}), "k-other"),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{:?}", other.body);
+    assert!(
+        other.message().contains("Please wait until it finishes"),
+        "{}",
+        other.message()
+    );
+    // The hold runs out (its time moved into the past, as the clock would move on): the
+    // retry with the same key takes the dead claim over and starts the backup.
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&stack.resources.idempotency_table)
+        .key("idem_key", markers[0]["idem_key"].clone())
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N((before - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let retry = stack
+        .request(
+            Route::BackupCreate,
+            keyed(&stack, json!({"subcloud": "k1"}), "k-dead"),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::OK, "{:?}", retry.body);
+    let item = stack.item(id).await;
+    let live = item["op_id"].as_s().unwrap().clone();
+    assert_eq!(item["fence"].as_n().unwrap(), "2");
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let dead = records.iter().find(|r| r["op_id"] != live.as_str()).unwrap();
+    assert_eq!(dead["state"], "failed");
+    assert!(
+        dead["error"].as_str().unwrap().contains("was not queued"),
+        "{dead:?}"
+    );
+    let jobs = stack.drain_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["op_id"], live.as_str());
 }
 
 #[tokio::test]
@@ -667,9 +716,12 @@ async fn a_dead_requests_key_and_claim_are_taken_over_once_their_time_is_up() {
             .unwrap(),
         Begin::New
     );
-    // The request claims (with its record), then its instance dies. Its lease runs out here
-    // with its key, so that the retry can take both over.
-    let dead = claim_request(OpKind::Create, t0, hold);
+    // The request claims (with its record and its key), then its instance dies before
+    // queueing the job. Its lease is the full default: only the key frees the slot early.
+    let dead = ClaimRequest {
+        key: Some("k2-key".into()),
+        ..claim_request(OpKind::Create, t0, Config::DEFAULT_LEASE_SECONDS)
+    };
     assert!(matches!(
         stack.claim(id, &dead).await,
         ClaimOutcome::Claimed { .. }
@@ -695,8 +747,19 @@ async fn a_dead_requests_key_and_claim_are_taken_over_once_their_time_is_up() {
         "free {} s after it was taken",
         hold + 1
     );
+    // Another request (no key, another key) finds the subcloud busy.
+    for key in [None, Some("k2-other".to_owned())] {
+        let other = ClaimRequest {
+            key,
+            ..claim_request(OpKind::Create, retry_at, 60)
+        };
+        assert!(matches!(
+            stack.claim(id, &other).await,
+            ClaimOutcome::Busy { .. }
+        ));
+    }
     let retry = ClaimRequest {
-        now: retry_at,
+        key: Some("k2-key".into()),
         ..claim_request(OpKind::Create, retry_at, 60)
     };
     let ClaimOutcome::Claimed { subcloud, .. } = stack.claim(id, &retry).await else {

@@ -245,7 +245,7 @@ async fn the_scheduler_samples_run() {
     let scheduler = stack.scheduler();
     let tick = scheduler.handle(&read("scheduler.json")).await.unwrap();
     assert_eq!(tick["fired"], 0, "{tick}");
-    let inline = read("scheduler-inline.json");
+    let inline = read("scheduler.inline.json");
     let first = scheduler.handle(&inline).await.unwrap();
     assert_eq!(first["duplicate"], false, "{first}");
     assert_eq!(first["op_ids"].as_array().unwrap().len(), 2, "{first}");

@@ -47,6 +47,8 @@ struct Grants {
     /// Signs upload and download URLs of the backup bucket, lists and deletes its objects:
     /// `S3CrudPolicy` on the bucket.
     backup_bucket: bool,
+    /// Reads the agents' key: `AWSSecretsManagerGetSecretValuePolicy` on that one secret.
+    agent_secret: bool,
 }
 
 fn grants(route: Route) -> Grants {
@@ -74,6 +76,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // The slot claim (subclouds), the operation records, `Idempotency-Key` replays; the
         // target is only resolved (groups, names); one job per claimed subcloud.
@@ -83,6 +86,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: true,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // One record by its id.
         Route::OperationsShow => Grants {
@@ -91,6 +95,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // A subcloud by name or id, then its records through the subcloud-operations index.
         Route::OperationsHistory => Grants {
@@ -99,6 +104,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // A subcloud by name or id, then its backups' items.
         Route::BackupsList => Grants {
@@ -107,6 +113,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // Every schedule item.
         Route::SchedulesList => Grants {
@@ -115,6 +122,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // A schedule by name (names) or id.
         Route::SchedulesShow => Grants {
@@ -123,6 +131,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // The item, its name claim and its id (counters); the target resolved to its id.
         Route::SchedulesCreate => Grants {
@@ -131,6 +140,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // The item and, on a rename, its name claim; a new target resolved to its id.
         Route::SchedulesUpdate => Grants {
@@ -139,6 +149,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
         // The item and its name claim.
         Route::SchedulesDelete => Grants {
@@ -147,6 +158,7 @@ fn grants(route: Route) -> Grants {
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: false,
+            agent_secret: false,
         },
     }
 }
@@ -255,6 +267,7 @@ fn background() -> Vec<Background> {
                 sends_jobs: false,
                 takes_dead_letters: false,
                 backup_bucket: false,
+                agent_secret: false,
             },
             settings: vec![],
         },
@@ -286,9 +299,10 @@ fn background() -> Vec<Background> {
                 sends_jobs: true,
                 takes_dead_letters: false,
                 backup_bucket: true,
+                agent_secret: true,
             },
             settings: vec![
-                // `runtime::agent_secret_from_env`; no default: it is the agents' key.
+                // `runtime::agent_secret`; no default: the secret is the deployer's.
                 Setting {
                     variable: AGENT_SECRET_VARIABLE,
                     parameter: AGENT_SECRET_PARAMETER,
@@ -309,7 +323,8 @@ fn background() -> Vec<Background> {
         // `sweeper::Sweeper`: expired leases through the expiring-leases index and a
         // dead-lettered job's subcloud by id (subclouds); each such operation ended as
         // failed in one transaction: the slot (subclouds), the record (operations) and its
-        // seat given back (groups, counters); dead-lettered jobs received and deleted.
+        // seat given back (groups, counters); dead-lettered jobs received and deleted; a
+        // recovered create's record read (operations) and its archive deleted (the bucket).
         Background {
             function: "sweeper",
             handler: "serve_sweeper",
@@ -327,7 +342,8 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
-                backup_bucket: false,
+                backup_bucket: true,
+                agent_secret: false,
             },
             settings: vec![],
         },
@@ -353,15 +369,16 @@ fn background() -> Vec<Background> {
                 sends_jobs: true,
                 takes_dead_letters: false,
                 backup_bucket: false,
+                agent_secret: false,
             },
             settings: vec![],
         },
     ]
 }
 
-/// Where the worker finds the key it signs agent tokens with (`runtime::agent_secret_from_env`).
-const AGENT_SECRET_VARIABLE: &str = "DCBACKUP_AGENT_SECRET";
-const AGENT_SECRET_PARAMETER: &str = "AgentSecret";
+/// Where the worker finds the key it signs agent tokens with (`runtime::agent_secret`).
+const AGENT_SECRET_VARIABLE: &str = dcbackup::runtime::AGENT_SECRET_ARN_VARIABLE;
+const AGENT_SECRET_PARAMETER: &str = "AgentSecretArn";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -733,6 +750,36 @@ fn the_bucket_matches_the_code() {
         buckets,
         vec![(BACKUP_BUCKET.to_owned(), code().backup_bucket)],
     );
+    // Central backups go up as multipart uploads: one a crash leaves incomplete is aborted by
+    // a lifecycle rule within a day rather than billed for ever.
+    let props = template
+        .properties(BACKUP_BUCKET, "AWS::S3::Bucket")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let aborts_after: Vec<u64> = props
+        .get("LifecycleConfiguration")
+        .and_then(|c| c.get("Rules"))
+        .and_then(Value::as_sequence)
+        .map(|rules| {
+            rules
+                .iter()
+                .filter(|rule| {
+                    rule.get("Status").and_then(Value::as_str) == Some("Enabled")
+                        && rule.get("Prefix").is_none()
+                        && rule.get("Filter").is_none()
+                })
+                .filter_map(|rule| {
+                    rule.get("AbortIncompleteMultipartUpload")?
+                        .get("DaysAfterInitiation")?
+                        .as_u64()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    drift.compare(
+        "the bucket's lifecycle rules aborting incomplete multipart uploads (days after initiation)",
+        aborts_after,
+        vec![1],
+    );
     drift.assert_none();
 }
 
@@ -815,11 +862,11 @@ fn functions_get_the_stack_settings() {
     drift.assert_none();
 }
 
-/// The agents' key: never echoed by CloudFormation, never defaulted, and refused by the
-/// template when shorter than the agents accept (bytes ≥ characters, so a length in
-/// characters suffices).
+/// The agents' key never passes through CloudFormation: the template takes the ARN of a
+/// Secrets Manager secret (no default), refuses anything else, and gives it to the worker
+/// only (the environment check above: no function has the key itself).
 #[test]
-fn the_agent_secret_is_hidden_and_long_enough() {
+fn the_agent_key_is_a_secrets_manager_secret_named_by_arn() {
     let template = Template::load();
     let mut drift = Drift::default();
     match template
@@ -835,19 +882,12 @@ fn the_agent_secret_is_hidden_and_long_enough() {
                 parameter.get("Type").and_then(Value::as_str),
                 Some("String"),
             );
-            drift.compare(
-                &what("NoEcho"),
-                parameter.get("NoEcho"),
-                Some(&Value::Bool(true)),
-            );
-            let min_length = parameter
-                .get("MinLength")
-                .map(|length| number(length, AGENT_SECRET_PARAMETER));
-            let needed = dcbackup_agent::MIN_SECRET_BYTES as u64;
-            if min_length.is_none_or(|length| length < needed) {
+            drift.compare(&what("Default"), parameter.get("Default"), None);
+            let pattern = parameter.get("AllowedPattern").and_then(Value::as_str);
+            if !pattern.is_some_and(|p| p.starts_with("^arn:") && p.contains(":secretsmanager:")) {
                 drift.note(format!(
-                    "{}: {min_length:?}, below the agents' {needed} bytes",
-                    what("MinLength")
+                    "{}: {pattern:?}, not a Secrets Manager ARN",
+                    what("AllowedPattern")
                 ));
             }
         }
@@ -870,6 +910,9 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
                     "SQSSendMessagePolicy" | "SQSPollerPolicy" => parameters
                         .get("QueueName")
                         .and_then(|queue| target(queue, "GetAtt", Some("QueueName"))),
+                    "AWSSecretsManagerGetSecretValuePolicy" => parameters
+                        .get("SecretArn")
+                        .and_then(|arn| target(arn, "Ref", None)),
                     _ if kind.starts_with("S3") => parameters
                         .get("BucketName")
                         .and_then(|bucket| target(bucket, "Ref", None)),
@@ -978,6 +1021,12 @@ fn check_function(
     }
     if grants.backup_bucket {
         needed.insert(("S3CrudPolicy".to_owned(), BACKUP_BUCKET.to_owned()));
+    }
+    if grants.agent_secret {
+        needed.insert((
+            "AWSSecretsManagerGetSecretValuePolicy".to_owned(),
+            AGENT_SECRET_PARAMETER.to_owned(),
+        ));
     }
     for (policy, scope) in needed.difference(&granted) {
         drift.note(format!("{id}: lacks {policy} on {scope}"));

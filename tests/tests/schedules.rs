@@ -346,7 +346,7 @@ async fn a_due_schedule_fires_once_under_concurrent_runs_and_busy_members_are_sk
         run["skipped"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("busy"),
+            .contains("Please wait until it finishes"),
         "{run}"
     );
     assert_eq!(next_run(&stack, id).await, Some(due + 3600));

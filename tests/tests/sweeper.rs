@@ -1,29 +1,74 @@
 //! The sweeper: a worker killed mid-backup leaves an expiring lease that the sweeper turns
-//! into a failed operation and a free slot; a dead-lettered job ends its operation as
-//! failed; live leases are never touched.
+//! into a failed operation, a free slot and no orphaned archive; a dead-lettered job ends its
+//! operation as failed only if its lease expired or no worker ever started it; live leases
+//! and healthy operations are never touched. Time is advanced through `sweep_at`.
 
 use dcbackup::api::Route;
+use dcbackup::config::Config;
 use dcbackup::runtime;
+use dcbackup::sweeper::SweepReport;
 use dcbackup_tests::lab::Lab;
+use dcbackup_tests::standin::{Hold, StandIn};
 use http::StatusCode;
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LEASE_SECONDS: u64 = 3;
-
 fn sweeper(lab: &Lab) -> dcbackup::sweeper::Sweeper {
     let config = dcbackup::config::Config::new(lab.stack.resources.clone());
     runtime::sweeper(&lab.stack.clients, &config)
 }
 
+/// The subcloud's lease expiry (Unix seconds).
+async fn lease(lab: &Lab, id: u64) -> u64 {
+    lab.stack.item(id).await["lease_expires_at"]
+        .as_n()
+        .expect("a held lease")
+        .parse()
+        .unwrap()
+}
+
+async fn archive_exists(lab: &Lab, key: &str) -> bool {
+    lab.stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&lab.stack.resources.backup_bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+async fn dead_letter(lab: &Lab, body: &str) {
+    let sqs = &lab.stack.clients.sqs;
+    let dlq = sqs
+        .get_queue_url()
+        .queue_name(&lab.stack.resources.jobs_dead_letter_queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The worker, in its own process, is killed while it waits on the agent for the start of
+/// the backup; the agent then starts it anyway and uploads the archive. The sweeper leaves
+/// the live lease alone, and once the lease expired (the sweep's time is advanced, not
+/// waited for) fails the operation, frees the slot and removes the orphaned archive.
 #[tokio::test]
-async fn a_worker_killed_mid_backup_is_recovered_by_the_sweeper() {
-    let mut lab = Lab::new().await;
-    lab.stack.app.lease_seconds = LEASE_SECONDS;
+async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
+    let lab = Lab::new().await;
     let agent = lab.agent("kill1").await;
-    let id = lab.register("kill1", &agent.url).await;
+    let mut standin = StandIn::new(&agent.url, Hold::Starts).await;
+    let id = lab.register("kill1", &standin.url).await;
     let create = json!({"subcloud": "kill1"});
     let reply = lab
         .stack
@@ -40,7 +85,7 @@ async fn a_worker_killed_mid_backup_is_recovered_by_the_sweeper() {
         .stdout(Stdio::null())
         .spawn()
         .expect("starting the worker process");
-    let spec = json!({"prefix": lab.stack.prefix, "lease_seconds": LEASE_SECONDS});
+    let spec = json!({"prefix": lab.stack.prefix, "lease_seconds": Config::DEFAULT_LEASE_SECONDS});
     worker
         .stdin
         .take()
@@ -48,36 +93,49 @@ async fn a_worker_killed_mid_backup_is_recovered_by_the_sweeper() {
         .write_all(spec.to_string().as_bytes())
         .unwrap();
 
-    // Kill it as soon as the backup is under way on the agent.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let item = lab.stack.item(id).await;
-        if item["backup_status"].as_s().unwrap() == "backing-up" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker never started the backup: {item:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The worker is inside the agent call: its start request is held, unanswered.
+    let start = tokio::time::timeout(Duration::from_secs(60), standin.held())
+        .await
+        .expect("the worker never called the agent");
+    assert_eq!(
+        lab.stack.item(id).await["backup_status"].as_s().unwrap(),
+        "pre-backup"
+    );
     worker.kill().expect("SIGKILL");
     worker.wait().unwrap();
 
+    // The request reaches the agent after all: it backs up and uploads the archive.
+    let answer = String::from_utf8(standin.forward(&start).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 20"), "{answer}");
+    let op_id = lab.stack.operations().await[0]["op_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = format!("kill1/24.09/{op_id}.tar.gz");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !archive_exists(&lab, &key).await {
+        assert!(Instant::now() < deadline, "the agent never uploaded {key}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let sweeper = sweeper(&lab);
+    let expiry = lease(&lab, id).await;
     assert_eq!(
-        sweeper.sweep().await.unwrap().recovered,
-        0,
+        sweeper.sweep_at(expiry - 1).await.unwrap(),
+        SweepReport::default(),
         "the lease is still live"
     );
-    // Within the lease and one sweep interval, the operation is failed and the slot free.
-    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 1)).await;
-    assert_eq!(sweeper.sweep().await.unwrap().recovered, 1);
+    assert!(archive_exists(&lab, &key).await);
+    assert_eq!(sweeper.sweep_at(expiry).await.unwrap().recovered, 1);
     let shown = lab
         .stack
         .call(Route::SubcloudsShow, "/v1.0/subclouds/kill1", None)
         .await;
-    assert_eq!(shown.body["backup-status"], "failed", "{}", shown.body);
+    assert_eq!(
+        shown.body["backup-status"], "backup-prep-failed",
+        "{}",
+        shown.body
+    );
     assert!(shown.body["error-description"]
         .as_str()
         .unwrap()
@@ -88,6 +146,7 @@ async fn a_worker_killed_mid_backup_is_recovered_by_the_sweeper() {
         !lab.stack.item(id).await.contains_key("lease_held"),
         "out of the lease index"
     );
+    assert!(!archive_exists(&lab, &key).await, "no orphaned archive");
 
     let again = lab
         .stack
@@ -101,8 +160,66 @@ async fn a_worker_killed_mid_backup_is_recovered_by_the_sweeper() {
     );
 }
 
+/// A copy of the job of an operation that runs well lands on the dead-letter queue: the
+/// operation goes on untouched, the copy stays on the queue for a later sweep; once the
+/// lease has expired, a dead-lettered job fails the operation, saying so.
 #[tokio::test]
-async fn a_dead_lettered_job_ends_its_operation_as_failed() {
+async fn a_dead_lettered_copy_fails_only_an_operation_whose_lease_expired() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("dlq2").await;
+    let id = lab.register("dlq2", &agent.url).await;
+    let reply = lab
+        .stack
+        .call(
+            Route::BackupCreate,
+            "/v1.0/subcloud-backup",
+            Some(json!({"subcloud": "dlq2"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(lab.pump_once().await, 1);
+    let running = lab.stack.item(id).await;
+    assert_eq!(running["backup_status"].as_s().unwrap(), "backing-up");
+    let job = lab.delivered.lock().unwrap()[0].clone();
+    dead_letter(&lab, &job).await;
+
+    let sweeper = sweeper(&lab);
+    let expiry = lease(&lab, id).await;
+    let report = sweeper.sweep_at(expiry - 1).await.unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            kept: 1,
+            ..SweepReport::default()
+        }
+    );
+    assert_eq!(lab.stack.item(id).await, running, "the operation untouched");
+    assert_eq!(lab.stack.operations().await[0]["state"], "running");
+    let dlq = &lab.stack.resources.jobs_dead_letter_queue;
+    assert_eq!(lab.stack.queued(dlq).await, 1, "the copy kept as evidence");
+
+    // The same copy again (the kept one is in flight), judged after the lease expired.
+    dead_letter(&lab, &job).await;
+    let report = sweeper.sweep_at(expiry).await.unwrap();
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    assert_eq!(report.recovered, 0, "ended by the dead letter");
+    let shown = lab
+        .stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/dlq2", None)
+        .await;
+    assert_eq!(shown.body["backup-status"], "failed", "{}", shown.body);
+    let why = shown.body["error-description"].as_str().unwrap();
+    assert!(
+        why.contains("its job was dead-lettered and its lease expired at"),
+        "{why}"
+    );
+    assert_eq!(lab.stack.operations().await[0]["state"], "failed");
+}
+
+/// A job dead-lettered before any worker ran it (the worker was throttled): the operation is
+/// failed at once, live lease or not, and says its job never started.
+#[tokio::test]
+async fn a_job_dead_lettered_before_any_worker_ran_fails_its_operation() {
     let lab = Lab::new().await;
     lab.register("dlq1", "http://127.0.0.1:1").await;
     let reply = lab
@@ -152,7 +269,7 @@ async fn a_dead_lettered_job_ends_its_operation_as_failed() {
     assert!(shown.body["error-description"]
         .as_str()
         .unwrap()
-        .contains("no worker could carry out its job"));
+        .contains("dead-lettered before any worker started it"));
     assert_eq!(shown.body["operation"], serde_json::Value::Null);
     assert_eq!(lab.stack.operations().await[0]["state"], "failed");
     let left = sqs.receive_message().queue_url(&dlq).send().await.unwrap();
@@ -173,6 +290,6 @@ async fn the_sample_schedule_event_runs_a_sweep() {
     let report = sweeper(&lab).sweep().await.unwrap();
     assert_eq!(
         serde_json::to_value(report).unwrap(),
-        json!({"recovered": 0, "dead_lettered": 0})
+        json!({"recovered": 0, "dead_lettered": 0, "kept": 0})
     );
 }

@@ -7,8 +7,10 @@ use dcbackup::domain::OpId;
 use dcbackup::jobs::JobMessage;
 use dcbackup::store::BackupLocation;
 use dcbackup_tests::lab::{tree, Lab, AGENT_SECRET};
+use dcbackup_tests::standin::{Hold, StandIn};
 use http::StatusCode;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 async fn create(lab: &Lab, body: Value) -> Value {
     let reply = lab
@@ -73,6 +75,24 @@ async fn central_objects(lab: &Lab, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The sizes of the regular files under `dir`: what a backup of it archives.
+fn data_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a data dir")
+        .map(|entry| {
+            let entry = entry.expect("a dir entry");
+            let kind = entry.file_type().expect("its type");
+            if kind.is_dir() {
+                data_size(&entry.path())
+            } else if kind.is_file() {
+                entry.metadata().expect("its metadata").len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
 /// Changes the data dir: one file edited, one removed, one added.
 fn disturb(dir: &std::path::Path) {
     std::fs::write(dir.join("platform.conf"), "changed\n").unwrap();
@@ -105,6 +125,27 @@ async fn central_backup_then_restore_round_trip_is_byte_identical() {
     assert_eq!(backups[0].s3_key.as_deref(), Some(objects[0].as_str()));
     let ops = lab.stack.operations().await;
     assert_eq!(ops[0]["state"], "succeeded");
+    // Its progress in bytes: all the data archived, the whole archive uploaded.
+    let op_id = ops[0]["op_id"].as_str().expect("op_id");
+    let shown = lab
+        .stack
+        .call(
+            Route::OperationsShow,
+            &format!("/v1.0/subcloud-backup/operations/{op_id}"),
+            None,
+        )
+        .await;
+    let bytes = &shown.body["bytes"];
+    let data: u64 = data_size(&agent.data);
+    assert_eq!(bytes["total"].as_u64(), Some(data), "{}", shown.body);
+    assert_eq!(bytes["archived"], bytes["total"], "{}", shown.body);
+    assert_eq!(
+        bytes["archive"].as_u64(),
+        Some(backups[0].size),
+        "{}",
+        shown.body
+    );
+    assert_eq!(bytes["uploaded"], bytes["archive"], "{}", shown.body);
     let listed = lab
         .stack
         .call(Route::BackupsList, "/v1.0/subclouds/rt1/backups", None)
@@ -266,6 +307,135 @@ async fn duplicate_and_stale_jobs_change_nothing() {
     );
     let done = lab.run_to_end("dup1").await;
     assert_eq!(done["backup-status"], "complete-central");
+}
+
+/// The jobs queue's messages, each with its receipt, once `count` are visible (delayed polls
+/// become visible after their delay); not deleted.
+async fn take(lab: &Lab, count: usize) -> Vec<(String, JobMessage)> {
+    let sqs = &lab.stack.clients.sqs;
+    let url = lab.worker.jobs.url().await.unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut taken = Vec::new();
+    while taken.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} jobs came",
+            taken.len()
+        );
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            let job = serde_json::from_str(m.body().unwrap()).unwrap();
+            taken.push((m.receipt_handle.unwrap(), job));
+        }
+    }
+    taken
+}
+
+async fn acknowledge(lab: &Lab, receipt: &str) {
+    let url = lab.worker.jobs.url().await.unwrap().to_owned();
+    lab.stack
+        .clients
+        .sqs
+        .delete_message()
+        .queue_url(url)
+        .receipt_handle(receipt)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Duplicate deliveries while the backup runs (SPEC §4: harmless): the API's job delivered
+/// again, and the live poll delivered twice, one after the other and then at once. The queue
+/// holds one poll chain all along — one message that carries the operation on — not two.
+#[tokio::test]
+async fn a_job_delivered_again_during_backing_up_leaves_one_poll_chain() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("twice1").await;
+    let standin = StandIn::new(&agent.url, Hold::Nothing).await;
+    let id = lab.register("twice1", &standin.url).await;
+    create(&lab, json!({"subcloud": "twice1"})).await;
+    assert_eq!(lab.pump_once().await, 1, "the API's job");
+    assert_eq!(
+        lab.stack.item(id).await["backup_status"].as_s().unwrap(),
+        "backing-up"
+    );
+    // The agent's answers stop: every poll of the chain sends the next one.
+    standin.go_dark();
+    let jobs = &lab.stack.resources.jobs_queue;
+    assert_eq!(lab.stack.queued(jobs).await, 1, "the first poll");
+
+    let first: JobMessage = serde_json::from_str(&lab.delivered.lock().unwrap()[0]).unwrap();
+    lab.worker.handle(&first).await.unwrap();
+    lab.worker.handle(&first).await.unwrap();
+    assert_eq!(
+        lab.stack.queued(jobs).await,
+        1,
+        "the API's job again started no chain"
+    );
+
+    let (receipt, poll) = take(&lab, 1).await.remove(0);
+    assert_eq!(poll.attempt, 1);
+    lab.worker.handle(&poll).await.unwrap();
+    lab.worker.handle(&poll).await.unwrap();
+    acknowledge(&lab, &receipt).await;
+    assert_eq!(lab.stack.queued(jobs).await, 1, "one next poll, not two");
+
+    // Two deliveries at once: both may send a poll, only one hands the chain on; the other's
+    // poll is dropped when it arrives and sends nothing.
+    let (receipt, poll) = take(&lab, 1).await.remove(0);
+    assert_eq!(poll.attempt, 2);
+    let (a, b) = tokio::join!(lab.worker.handle(&poll), lab.worker.handle(&poll));
+    a.unwrap();
+    b.unwrap();
+    acknowledge(&lab, &receipt).await;
+    let sent = lab.stack.queued(jobs).await;
+    for (receipt, next) in take(&lab, sent).await {
+        assert_eq!(next.attempt, 3);
+        lab.worker.handle(&next).await.unwrap();
+        acknowledge(&lab, &receipt).await;
+    }
+    assert_eq!(lab.stack.queued(jobs).await, 1, "still one chain");
+    let item = lab.stack.item(id).await;
+    assert_eq!(item["backup_status"].as_s().unwrap(), "backing-up");
+    assert_eq!(item["poll_seq"].as_n().unwrap(), "4");
+}
+
+/// A start the agent received but did not answer in time may have started the backup: the
+/// worker asks again (the agent answers the same op id with the same job) and the backup
+/// completes, once.
+#[tokio::test]
+async fn a_start_the_agent_does_not_answer_is_asked_again() {
+    let mut lab = Lab::new().await;
+    let secret = dcbackup_agent::Secret::new(AGENT_SECRET.as_bytes().to_vec()).unwrap();
+    lab.worker.agents = dcbackup::agent_client::AgentClient::new(
+        secret,
+        &dcbackup::agent_client::AgentTls::default(),
+    )
+    .expect("agent client")
+    .with_timeout(Duration::from_secs(1));
+    let agent = lab.agent("slow1").await;
+    let standin = StandIn::new(&agent.url, Hold::FirstAnswer).await;
+    lab.register("slow1", &standin.url).await;
+    create(&lab, json!({"subcloud": "slow1"})).await;
+    let done = lab.run_to_end("slow1").await;
+    assert_eq!(done["backup-status"], "complete-central", "{done}");
+    assert!(
+        standin.starts.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the unanswered start was asked again"
+    );
+    assert_eq!(lab.stack.operations().await[0]["state"], "succeeded");
+    assert_eq!(
+        central_objects(&lab, "slow1/").await.len(),
+        1,
+        "one backup, one archive"
+    );
 }
 
 #[tokio::test]

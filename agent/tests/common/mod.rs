@@ -83,6 +83,8 @@ impl TestAgent {
             data: vec![etc.clone(), opt.clone()],
             store: store.clone(),
             secret_file,
+            previous_secret_file: None,
+            tls: None,
         };
         let agent = Arc::new(Agent::new(&config).expect("agent"));
         let listener = TcpListener::bind(config.listen).await.expect("bind");

@@ -440,7 +440,7 @@ async fn idempotent(
     command: &Command,
 ) -> Result<Response<Body>, ApiError> {
     let Some(key) = req.headers().get("idempotency-key") else {
-        return backup::execute(app, principal, command).await;
+        return backup::execute(app, principal, command, None).await;
     };
     let key = key
         .to_str()
@@ -493,7 +493,7 @@ async fn idempotent(
         }
         Begin::New => {}
     }
-    let response = match backup::execute(app, principal, command).await {
+    let response = match backup::execute(app, principal, command, Some(&scoped)).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };

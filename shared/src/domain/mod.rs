@@ -12,8 +12,8 @@ mod subcloud;
 pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
 pub use names::{AgentUrl, Name, Ref, Release};
 pub use operation::{
-    check_values_fit, without_secrets, ClaimedState, OpId, OpKind, OpOptions, OpState, Operation,
-    Retired,
+    check_values_fit, without_secrets, ByteProgress, ClaimedState, OpId, OpKind, OpOptions,
+    OpState, Operation, Retired,
 };
 pub use schedule::{CronSpec, FiringState, LastRun, Schedule, ScheduleTarget, Skipped};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};

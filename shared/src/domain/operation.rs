@@ -1,6 +1,7 @@
 //! Backup/restore operations: what kind, which options, and the record kept of each one.
 
 use super::{BackupStatus, DeployStatus, Invalid, Release};
+pub use dcbackup_agent::protocol::ByteProgress;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -287,6 +288,10 @@ pub struct Operation {
     /// The older central backups its schedule's retention removed when it finished.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<Retired>,
+    /// A backup's progress in bytes, as the agent last reported it (written by the worker's
+    /// polls while the backup runs, and once more when it succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<ByteProgress>,
 }
 
 /// A central backup removed by a schedule's retention: its record id and S3 object.

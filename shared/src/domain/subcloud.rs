@@ -58,6 +58,17 @@ pub struct Subcloud {
     /// The group whose seat the operation holds while it runs on the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seat: Option<u64>,
+    /// The `attempt` of the operation's one live poll message (absent: the API's job), and
+    /// the token it carries; see `JobMessage::attempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_seq: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_token: Option<String>,
+    /// The (scoped, hashed) `Idempotency-Key` of the request that claimed the slot, if it
+    /// had one: a retry with the same key may take over a claim its dead first attempt left
+    /// behind before any worker started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_key: Option<String>,
     /// Raised by every claim; every later write of an operation is conditional on it.
     #[serde(default)]
     pub fence: u64,

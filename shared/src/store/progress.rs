@@ -4,7 +4,7 @@
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
 use super::{conditional, failed_conditions, n, s, Item, StoreError};
-use crate::domain::{epoch_now, timestamp_now, OpId, OpState, Release, Retired};
+use crate::domain::{epoch_now, timestamp_now, ByteProgress, OpId, OpState, Release, Retired};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
 
@@ -45,6 +45,14 @@ pub struct Outcome {
     pub remove_release: Option<(BackupSet, Release)>,
 }
 
+/// The poll chain handed from the live message `from` (its `attempt`) to the one sent with
+/// `attempt = from + 1` and `token`.
+#[derive(Debug, Clone)]
+pub struct HandOff {
+    pub from: u32,
+    pub token: String,
+}
+
 const STILL_OURS: &str = "op_id = :op AND fence = :fence AND lease_expires_at > :now";
 
 fn still_ours(holder: &Holder, now: u64) -> Item {
@@ -57,28 +65,67 @@ fn still_ours(holder: &Holder, now: u64) -> Item {
 
 impl super::Inventory {
     /// Moves the operation's state on and extends its lease. Returns false if the slot is
-    /// no longer this operation's.
+    /// no longer this operation's (or, with `hand_off`, the chain was handed on already).
     pub async fn advance(
         &self,
         holder: &Holder,
         state: (&'static str, &str),
         now: u64,
         lease_seconds: u64,
+        hand_off: Option<&HandOff>,
+    ) -> Result<bool, StoreError> {
+        self.progress(holder, Some((state, now + lease_seconds)), now, hand_off)
+            .await
+    }
+
+    /// Hands the poll chain on without moving the state or the lease (the agent did not
+    /// answer: if it stays away the lease runs out). False as for `advance`.
+    pub async fn hand_on(
+        &self,
+        holder: &Holder,
+        now: u64,
+        hand_off: &HandOff,
+    ) -> Result<bool, StoreError> {
+        self.progress(holder, None, now, Some(hand_off)).await
+    }
+
+    async fn progress(
+        &self,
+        holder: &Holder,
+        state_and_lease: Option<((&'static str, &str), u64)>,
+        now: u64,
+        hand_off: Option<&HandOff>,
     ) -> Result<bool, StoreError> {
         let mut values = still_ours(holder, now);
-        values.insert(":state".into(), s(state.1));
-        values.insert(":lease".into(), n(now + lease_seconds));
         values.insert(":at".into(), s(timestamp_now()));
+        let mut sets = vec!["updated_at = :at".to_owned()];
+        let mut condition = STILL_OURS.to_owned();
+        if let Some(((attribute, state), lease)) = state_and_lease {
+            values.insert(":state".into(), s(state));
+            values.insert(":lease".into(), n(lease));
+            sets.push(format!("{attribute} = :state"));
+            sets.push("lease_expires_at = :lease".to_owned());
+        }
+        if let Some(hand_off) = hand_off {
+            // Each step of the chain is written once: of two deliveries of one message, only
+            // the first to get here hands it on.
+            if hand_off.from == 0 {
+                condition.push_str(" AND attribute_not_exists(poll_seq)");
+            } else {
+                values.insert(":from".into(), n(hand_off.from));
+                condition.push_str(" AND poll_seq = :from");
+            }
+            values.insert(":next".into(), n(hand_off.from + 1));
+            values.insert(":token".into(), s(&hand_off.token));
+            sets.push("poll_seq = :next, poll_token = :token".to_owned());
+        }
         let result = self
             .ddb
             .update_item()
             .table_name(&self.res.subclouds_table)
             .key("id", n(holder.subcloud_id))
-            .update_expression(format!(
-                "SET {} = :state, lease_expires_at = :lease, updated_at = :at",
-                state.0
-            ))
-            .condition_expression(STILL_OURS)
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(condition)
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
@@ -308,6 +355,41 @@ impl super::Inventory {
                 .condition_expression("attribute_exists(op_id) AND #state = :queued")
                 .expression_attribute_values(":queued", s(state_name(OpState::Queued))),
         };
+        match update.send().await {
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::from_sdk("UpdateItem operations", e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl super::Inventory {
+    /// Records a running backup's progress in bytes on its operation record; a record no
+    /// longer running (a late or duplicate poll) is left as it is.
+    pub async fn set_operation_bytes(
+        &self,
+        op_id: &OpId,
+        bytes: &ByteProgress,
+    ) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(bytes)
+            .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))?;
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression("SET #bytes = :bytes, updated_at = :now")
+            .condition_expression("attribute_exists(op_id) AND #state = :running")
+            .expression_attribute_names("#bytes", "bytes")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":bytes", value)
+            .expression_attribute_values(":now", s(timestamp_now()))
+            .expression_attribute_values(":running", s(state_name(OpState::Running)));
         match update.send().await {
             Err(e)
                 if !e

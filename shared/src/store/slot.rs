@@ -36,6 +36,11 @@ pub struct ClaimRequest {
     /// Unix seconds the claim is made at, and how long its lease lasts.
     pub now: u64,
     pub lease_seconds: u64,
+    /// The request's scoped `Idempotency-Key` (a digest), if it has one. It is recorded on
+    /// the slot; a slot held under the same key by an operation no worker started is taken
+    /// over: it was claimed by an earlier attempt of this request, which is dead, because
+    /// this one holds the key now (held for the function's timeout and more).
+    pub key: Option<String>,
 }
 
 /// The state a claim replaced, so a claim whose job cannot be queued can be undone exactly.
@@ -64,7 +69,8 @@ pub enum ClaimOutcome {
     },
     /// The subcloud was deleted meanwhile.
     Gone,
-    /// The subcloud kept changing under the claim (another writer won each attempt).
+    /// The subcloud kept changing under the claim (another writer won each attempt) and is
+    /// free and valid as it stands.
     Contended { name: Name },
 }
 
@@ -74,22 +80,63 @@ pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
 
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
-pub const SLOT_ATTRIBUTES: &str = "op_id, op_kind, op_since, lease_expires_at, lease_held, seat";
+pub const SLOT_ATTRIBUTES: &str =
+    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token, op_key";
 pub const LEASE_HELD: &str = "held";
 
 /// How many times a claim tries: after recovering an expired lease, after finding the
-/// subcloud changed since it was read, after a concurrent transaction.
-const CLAIM_ATTEMPTS: usize = 5;
+/// subcloud changed since it was read, after a concurrent transaction (with a random
+/// backoff: about 0.4 s in all at most, far inside the function's timeout).
+const CLAIM_ATTEMPTS: usize = 8;
 
 enum Attempt {
     Done(ClaimOutcome),
     /// The slot is held by an operation whose lease has expired.
     Expired(Box<Subcloud>),
+    /// The slot is held under this request's own key by an operation no worker started.
+    Abandoned(Box<Subcloud>),
     /// The subcloud is free and valid but not as seen: written since (by a writer whose
     /// clock may be ahead of ours), or its fence or claimed state moved on.
     Changed(Box<Subcloud>),
     /// A concurrent transaction on the same item cancelled ours.
     Conflict,
+}
+
+/// Why a claim conditional on `seen` (at time `since`) failed, from the item as it stands.
+fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Attempt {
+    let never_started =
+        old.op_since.as_ref() == Some(&old.updated_at) && old.seat.is_none() && old.poll_seq.is_none();
+    if req.key.is_some() && old.op_key == req.key && never_started {
+        return Attempt::Abandoned(Box::new(old));
+    }
+    if let Some(holder) = old.slot_holder(req.now) {
+        return Attempt::Done(ClaimOutcome::Busy {
+            subcloud: Box::new(old),
+            holder,
+        });
+    }
+    if old.op_id.is_some() {
+        return Attempt::Expired(Box::new(old));
+    }
+    if let Some(reason) = explain(req, &old) {
+        return Attempt::Done(ClaimOutcome::Invalid {
+            subcloud: Box::new(old),
+            reason,
+        });
+    }
+    let claimed_state = |sc: &Subcloud| match req.kind.claimed_state() {
+        ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
+        ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
+    };
+    // Valid and free: what failed was the fence, the state seen or the order of times.
+    if old.fence != seen.fence
+        || claimed_state(&old) != claimed_state(seen)
+        || old.updated_at.as_str() >= since
+    {
+        Attempt::Changed(Box::new(old))
+    } else {
+        Attempt::Done(ClaimOutcome::Contended { name: old.name })
+    }
 }
 
 /// The condition under which a subcloud may be claimed: it exists, its slot is free, and it
@@ -222,34 +269,54 @@ impl super::Inventory {
         req: &ClaimRequest,
         record: &Operation,
     ) -> Result<ClaimOutcome, StoreError> {
-        let mut last = None;
         let mut seen = seen.clone();
         let mut since = timestamp_after(&seen.updated_at);
         for attempt in 0..CLAIM_ATTEMPTS {
             match self.try_claim(&seen, req, record, &since).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::Expired(old) => {
-                    self.recover_expired(&old, req.now).await?;
-                    last = Some(old.name.clone());
-                    // The recovery changed the item; the next attempt's failure says how.
+                    match self.recover_expired(&old, req.now).await {
+                        // Recovered, by this call or by a racing claim: the next attempt's
+                        // failure says how the item stands now.
+                        Ok(_) => {}
+                        Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
+                        Err(e) => return Err(e),
+                    }
+                    seen = *old;
+                    since = timestamp_now();
+                }
+                Attempt::Abandoned(old) => {
+                    let why = format!(
+                        "{} operation {} was not queued: the request that claimed it ended \
+                         first; a retry of that request took the subcloud over",
+                        req.kind,
+                        old.op_id.as_ref().map_or("", |op| op.as_str())
+                    );
+                    match self.fail_held(&old, &why, FailWhen::NeverStarted).await {
+                        Ok(_) => {}
+                        Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
+                        Err(e) => return Err(e),
+                    }
                     seen = *old;
                     since = timestamp_now();
                 }
                 Attempt::Changed(old) => {
                     since = timestamp_after(&old.updated_at);
-                    last = Some(old.name.clone());
                     seen = *old;
                 }
-                Attempt::Conflict => {
-                    // Another transaction on the same item at the same moment: let it land.
-                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
-                    last = Some(seen.name.clone());
-                }
+                // Another transaction on the same item at the same moment: let it land.
+                Attempt::Conflict => super::conflict_backoff(attempt).await,
             }
         }
-        Ok(match last {
-            Some(name) => ClaimOutcome::Contended { name },
+        // Every attempt lost a race: as the item stands now, which is most often held by
+        // the winner (busy, in dcmanager's words).
+        let now: Option<Subcloud> = self
+            .get(&self.res.subclouds_table, "subcloud", seen.id)
+            .await?;
+        Ok(match now.map(|now| judge(req, &seen, now, &since)) {
             None => ClaimOutcome::Gone,
+            Some(Attempt::Done(outcome)) => outcome,
+            Some(_) => ClaimOutcome::Contended { name: seen.name },
         })
     }
 
@@ -302,13 +369,20 @@ impl super::Inventory {
         values.insert(":state".into(), s(&state_value));
         values.insert(":held".into(), s(LEASE_HELD));
         values.insert(":no_errors".into(), s(NO_ERRORS));
+        let key = match &req.key {
+            Some(key) => {
+                values.insert(":key".into(), s(key));
+                ", op_key = :key"
+            }
+            None => "",
+        };
         let claim = Update::builder()
             .table_name(&self.res.subclouds_table)
             .key("id", n(seen.id))
             .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
                  lease_held = :held, fence = :fence, updated_at = :since, \
-                 error_description = :no_errors, {state_attr} = :state"
+                 error_description = :no_errors, {state_attr} = :state{key}"
             ))
             .condition_expression(expression)
             .set_expression_attribute_values(Some(values))
@@ -349,6 +423,7 @@ impl super::Inventory {
                 sc.fence = fence;
                 sc.updated_at = since.to_owned();
                 sc.error_description = NO_ERRORS.to_owned();
+                sc.op_key = req.key.clone();
                 match req.kind.claimed_state() {
                     ClaimedState::Backup(b) => sc.backup_status = Some(b),
                     ClaimedState::Deploy(d) => sc.deploy_status = d,
@@ -370,42 +445,20 @@ impl super::Inventory {
             return Ok(Attempt::Conflict);
         }
         if code(0) != "ConditionalCheckFailed" {
-            return Err(StoreError::Failed(format!(
-                "TransactWriteItems claim cancelled: {reasons:?}"
-            )));
+            let detail = format!("TransactWriteItems claim cancelled: {reasons:?}");
+            let throttled = ["ThrottlingError", "ProvisionedThroughputExceeded"];
+            return Err(if throttled.contains(&code(0)) || throttled.contains(&code(1)) {
+                StoreError::Unavailable(detail)
+            } else {
+                StoreError::Failed(detail)
+            });
         }
         let old = reasons[0].item().cloned().filter(|item| !item.is_empty());
         let Some(old) = old else {
             return Ok(Attempt::Done(ClaimOutcome::Gone));
         };
         let old: Subcloud = from_item("subcloud", old)?;
-        if let Some(holder) = old.slot_holder(req.now) {
-            return Ok(Attempt::Done(ClaimOutcome::Busy {
-                subcloud: Box::new(old),
-                holder,
-            }));
-        }
-        if old.op_id.is_some() {
-            return Ok(Attempt::Expired(Box::new(old)));
-        }
-        if let Some(reason) = explain(req, &old) {
-            return Ok(Attempt::Done(ClaimOutcome::Invalid {
-                subcloud: Box::new(old),
-                reason,
-            }));
-        }
-        let replaced = match req.kind.claimed_state() {
-            ClaimedState::Backup(_) => PriorState::Backup(old.backup_status),
-            ClaimedState::Deploy(_) => PriorState::Deploy(old.deploy_status.clone()),
-        };
-        // Valid and free: what failed was the fence, the state seen or the order of times.
-        Ok(
-            if old.fence != seen.fence || replaced != prior || old.updated_at.as_str() >= since {
-                Attempt::Changed(Box::new(old))
-            } else {
-                Attempt::Done(ClaimOutcome::Contended { name: old.name })
-            },
-        )
+        Ok(judge(req, seen, old, since))
     }
 
     /// Gives a claimed slot back, restoring the state the claim replaced. Conditional on the
@@ -490,7 +543,8 @@ impl super::Inventory {
             "{kind} operation {op_id} did not finish: its lease expired at {}",
             crate::domain::timestamp_of_epoch(lease)
         );
-        self.fail_held(sc, &why, Some(now)).await
+        self.fail_held(sc, &why, FailWhen::LeaseExpiredBy(now))
+            .await
     }
 
     /// The held slots whose lease expired by `now`, from the sparse expiring-leases index.
@@ -513,13 +567,13 @@ impl super::Inventory {
         .await
     }
 
-    /// Ends the operation holding `sc`'s slot as failed, whatever its lease: its job is gone
-    /// for good (dead-lettered). Conditional like `recover_expired`, bar the expiry.
+    /// Ends the operation holding `sc`'s slot as failed, when `when` holds inside the same
+    /// conditional write (besides the same operation, fence and states as `sc`).
     pub async fn fail_held(
         &self,
         sc: &Subcloud,
         why: &str,
-        expired_by: Option<u64>,
+        when: FailWhen,
     ) -> Result<bool, StoreError> {
         let Some(op_id) = &sc.op_id else {
             return Ok(false);
@@ -539,9 +593,18 @@ impl super::Inventory {
             "op_id = :op AND fence = :fence".to_owned(),
             "deploy_status = :deploy".to_owned(),
         ];
-        if let Some(now) = expired_by {
-            values.insert(":now".into(), n(now));
-            conditions.push("lease_expires_at <= :now".into());
+        match when {
+            FailWhen::LeaseExpiredBy(now) => {
+                values.insert(":now".into(), n(now));
+                conditions.push("lease_expires_at <= :now".into());
+            }
+            // No worker wrote since the claim (every worker step does), took a seat or handed
+            // a poll on: nothing ran on the agent.
+            FailWhen::NeverStarted => {
+                conditions.push("updated_at = op_since".into());
+                conditions.push("attribute_not_exists(seat)".into());
+                conditions.push("attribute_not_exists(poll_seq)".into());
+            }
         }
         if let Some(failed) = sc.deploy_status.failure_state() {
             values.insert(":deploy_failed".into(), s(failed.as_str()));
@@ -572,4 +635,14 @@ impl super::Inventory {
         }
         Ok(ended)
     }
+}
+
+/// When `fail_held` may end an operation whatever its worker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailWhen {
+    /// Its lease expired by this time (Unix seconds): no worker extends it any more.
+    LeaseExpiredBy(u64),
+    /// No worker ever started its job: nothing written since the claim, no seat taken, no
+    /// poll handed on.
+    NeverStarted,
 }

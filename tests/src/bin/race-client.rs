@@ -1,19 +1,22 @@
-//! A separate OS process in the slot race: reads a `race::Spec` on stdin, sends its requests
-//! at the given instant through its own handler state, prints the outcomes as JSON.
+//! A separate OS process in the slot race: reads a `race::Spec` (one JSON line) on stdin,
+//! builds its own handler state, says it is ready on stdout and waits for the go line on
+//! stdin (`race::barrier`), then sends every request at once and prints the outcomes as JSON.
 
-use dcbackup_tests::race::{fire, Spec};
+use dcbackup_tests::race::{barrier, fire, Spec};
 use dcbackup_tests::Stack;
-use std::io::Read;
+use std::io::BufRead;
 
 #[tokio::main]
 async fn main() {
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
         .expect("reading the spec from stdin");
-    let spec: Spec = serde_json::from_str(&input).expect("a race spec on stdin");
+    let spec: Spec = serde_json::from_str(&line).expect("a race spec on stdin");
     let stack = Stack::attach(&spec.prefix).await;
-    let outcomes = fire(&stack, spec.start_at_ms, &spec.targets).await;
+    barrier(&mut stdin, &mut std::io::stdout().lock());
+    let outcomes = fire(&stack, &spec.requests).await;
     println!(
         "{}",
         serde_json::to_string(&outcomes).expect("outcomes serialize")

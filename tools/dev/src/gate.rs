@@ -7,11 +7,12 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -23,10 +24,15 @@ use tokio::sync::Semaphore;
 /// Well under watch's ~100 queued invocations per function, even if every request in flight
 /// is for the same function.
 const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Requests are small (the API's own limit is 1 MiB by default); the gate buffers one so it
+/// can send it again while watch is still starting.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// How long a request waits for watch to start listening (it starts after the gate).
+const UPSTREAM_START: Duration = Duration::from_secs(120);
 
 struct Gate {
     upstream: Authority,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Full<Bytes>>,
     permits: Semaphore,
 }
 
@@ -64,7 +70,7 @@ pub async fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             Err(error) => {
                 // Out of file descriptors under a burst: wait for some to close.
                 eprintln!("gate: accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -84,12 +90,17 @@ pub async fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
 
 impl Gate {
     /// Waits for a place, then passes the request on; the place is held until the answer's
-    /// head is back (watch answers once the invocation has ended).
+    /// head is back (watch answers once the invocation has ended). A request watch cannot take
+    /// yet (not listening: it is starting) waits and goes again; nothing was sent.
     async fn forward(&self, request: Request<Incoming>) -> Response<BoxBody<Bytes, hyper::Error>> {
         let Ok(_place) = self.permits.acquire().await else {
             return unavailable("the gate is closing".into());
         };
         let (mut parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(error) => return unavailable(format!("cannot read the request body: {error}")),
+        };
         let mut uri = Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(self.upstream.clone());
@@ -100,12 +111,21 @@ impl Gate {
             Ok(uri) => uri,
             Err(error) => return unavailable(format!("cannot forward {}: {error}", parts.uri)),
         };
-        match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => response.map(BodyExt::boxed),
-            Err(error) => unavailable(format!(
-                "the local API (cargo lambda watch on {}) did not answer: {error}",
-                self.upstream
-            )),
+        let deadline = Instant::now() + UPSTREAM_START;
+        loop {
+            let attempt = Request::from_parts(parts.clone(), Full::new(body.clone()));
+            match self.client.request(attempt).await {
+                Ok(response) => return response.map(BodyExt::boxed),
+                Err(error) if error.is_connect() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => {
+                    return unavailable(format!(
+                        "the local API (cargo lambda watch on {}) did not answer: {error}",
+                        self.upstream
+                    ))
+                }
+            }
         }
     }
 }

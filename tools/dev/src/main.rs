@@ -2,8 +2,12 @@
 //!   dcbackup-dev provision    create the tables, queues and bucket where missing
 //!   dcbackup-dev seed-demo [--agent-base-port N]
 //!                             provision, then add the demo groups and subclouds (idempotent);
-//!                             subcloud1-3 get agent-url http://127.0.0.1:N..N+2 (N from the
+//!                             subcloud1-3 get agent-url https://127.0.0.1:N..N+2 (N from the
 //!                             flag, else $AGENT_BASE_PORT, else 18001)
+//!   dcbackup-dev certs DIR    a throwaway local CA and the certificates of make run, as PEM
+//!                             files in DIR: ca.pem; agent.pem/.key (127.0.0.1 and localhost),
+//!                             the demo agents' server certificate; worker.pem/.key, the
+//!                             worker's client certificate for the agents' mutual TLS
 //!   dcbackup-dev poll [--api URL] [--sweep-every SECONDS] [--schedule-every SECONDS]
 //!                             the jobs queue's event source mapping: long-polls the queue
 //!                             and invokes the worker (and every few seconds the sweeper and
@@ -30,7 +34,7 @@ use dcbackup::store::{Inventory, InventoryError};
 mod gate;
 mod poll;
 
-const USAGE: &str = "usage: dcbackup-dev provision | seed-demo [--agent-base-port N] | poll [--api URL] [--sweep-every SECONDS] [--schedule-every SECONDS] | gate --listen ADDR --upstream HOST:PORT [--max-in-flight N] | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
+const USAGE: &str = "usage: dcbackup-dev provision | seed-demo [--agent-base-port N] | certs DIR | poll [--api URL] [--sweep-every SECONDS] [--schedule-every SECONDS] | gate --listen ADDR --upstream HOST:PORT [--max-in-flight N] | mint-token [--sub S] [--roles r1,r2] [--project P] [--ttl-seconds N]";
 
 /// Where the demo agents listen unless told otherwise: subcloud1 on this port, and up.
 const DEFAULT_AGENT_BASE_PORT: u16 = 18001;
@@ -42,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "mint-token" => return mint_token(args),
         "poll" => return poll::run(args).await,
+        "certs" => return certs(args),
         "gate" => return gate::run(args).await,
         _ => {}
     }
@@ -60,6 +65,50 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => bail!(USAGE),
     }
+}
+
+/// `certs DIR`: a CA made for this run only (its key is never written), a server certificate
+/// for the demo agents and a client certificate for the worker, both signed by it.
+fn certs(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let (Some(dir), None) = (args.next(), args.next()) else {
+        bail!(USAGE);
+    };
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |file: &str, pem: String| {
+        let path = dir.join(file);
+        std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "dcbackup make run CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    write("ca.pem", ca.pem())?;
+    let leaves: [(&str, Vec<String>, ExtendedKeyUsagePurpose); 2] = [
+        (
+            "agent",
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        ("worker", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth),
+    ];
+    for (file, names, usage) in leaves {
+        let mut params = CertificateParams::new(names)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("dcbackup make run {file}"));
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate()?;
+        write(&format!("{file}.pem"), params.signed_by(&key, &ca)?.pem())?;
+        write(&format!("{file}.key"), key.serialize_pem())?;
+    }
+    Ok(())
 }
 
 /// `--agent-base-port N` (or `--agent-base-port=N`), else `$AGENT_BASE_PORT`, else 18001.
@@ -162,7 +211,7 @@ async fn seed_demo(inventory: Inventory, agent_base_port: u16) -> anyhow::Result
         }
     }
     let agent = |n: u16| {
-        let url = format!("http://127.0.0.1:{}", agent_base_port + n);
+        let url = format!("https://127.0.0.1:{}", agent_base_port + n);
         Some(AgentUrl::parse("agent-url", &url).expect("a loopback agent URL is valid"))
     };
     let subclouds = [

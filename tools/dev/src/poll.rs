@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str =
     "usage: dcbackup-dev poll [--api http://127.0.0.1:9000] [--sweep-every SECONDS] [--schedule-every SECONDS] (0: never)";
 
-/// Lambda's limit for one invocation; also covers a function compiling on its first call.
+/// Lambda's limit for one invocation; also covers watch starting a function on its first call.
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(900);
 /// SQS's longest long poll.
 const WAIT_SECONDS: i32 = 20;
@@ -251,8 +251,8 @@ pub async fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("arn:aws:sqs:{region}:000000000000:{queue}"));
 
     let invoker = Invoker::new(options.api.clone());
-    // Compile and start the worker before the first job needs it (cargo lambda watch builds
-    // each function on its first call): an empty batch is a no-op for it.
+    // Start the worker before the first job needs it (cargo lambda watch starts each function,
+    // rebuilding it after a change, on its first call): an empty batch is a no-op for it.
     let warm = Instant::now();
     loop {
         match invoker
