@@ -1,7 +1,7 @@
 //! The one way to start operations (SPEC §3, §5): each target subcloud's slot is claimed
-//! together with its operation record in one transaction (a group's members in parallel,
-//! bounded); each claim then gets a job on the queue, and a claim whose job cannot be sent
-//! is rolled back at once. The API handlers and the scheduler both call `start`; nothing else
+//! together with its operation record in one transaction (a group's members up to ten to a
+//! transaction, several transactions at once, bounded); each batch of claims then gets its
+//! jobs on the queue, and a claim whose job cannot be sent is rolled back at once. The API handlers and the scheduler both call `start`; nothing else
 //! claims a slot.
 
 use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
@@ -9,7 +9,10 @@ use crate::domain::{
     epoch_now, ClaimedState, Group, OpId, OpKind, OpState, Operation, SlotHolder, Subcloud,
 };
 use crate::jobs::{JobMessage, JobQueue};
-use crate::store::{ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState};
+use crate::store::{
+    ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState, StoreError,
+    MAX_CLAIMS_PER_TRANSACTION,
+};
 use futures::StreamExt;
 use std::collections::HashMap;
 
@@ -20,7 +23,8 @@ pub struct Starter<'a> {
     pub jobs: &'a JobQueue,
     /// How long a claimed slot is held before it may be recovered.
     pub lease_seconds: u64,
-    /// How many members of a group are claimed at once.
+    /// About how many members of a group are claimed at once (rounded up to whole
+    /// transactions of `MAX_CLAIMS_PER_TRANSACTION`).
     pub claim_concurrency: usize,
 }
 
@@ -78,9 +82,6 @@ enum Verdict {
     /// Not taken; the subcloud as it stands, unless it is gone.
     Refused(SubcloudReason, Option<Box<Subcloud>>),
 }
-
-/// SQS takes at most ten messages a SendMessageBatch call.
-const JOBS_PER_BATCH: usize = 10;
 
 /// What became of one batch of claims.
 struct Handed {
@@ -163,24 +164,40 @@ pub async fn start(
     let now = epoch_now();
     let group_id = group.as_ref().map(|g| g.id);
     let group_name = group.as_ref().map(|g| g.name.to_string());
-    // Jobs go out as claims complete, a batch of ten at a time, so the queue's calls overlap
-    // the claims instead of following them all.
+    // Members are claimed ten to a transaction (fewer when their records are large), and
+    // each batch's jobs go out as soon as its claims complete, so the queue's calls overlap
+    // the claims instead of following them all. About `claim_concurrency` members at once.
+    let per_transaction = claims_per_transaction(command);
+    let in_flight = starter.claim_concurrency.div_ceil(per_transaction).max(1);
     let batches: Vec<Handed> = futures::stream::iter(members)
-        .map(|sc| {
-            claim_one(
-                starter,
-                command,
-                origin,
-                sc,
-                group_name.as_deref(),
-                group_id,
-                now,
-            )
+        .chunks(per_transaction)
+        .map(|batch| {
+            let claims: Vec<(Subcloud, ClaimRequest, Operation)> = batch
+                .into_iter()
+                .map(|sc| {
+                    let (request, record) = prepare(
+                        starter,
+                        command,
+                        origin,
+                        &sc,
+                        group_name.as_deref(),
+                        group_id,
+                        now,
+                    );
+                    (sc, request, record)
+                })
+                .collect();
+            async move {
+                let outcomes = starter.inventory.claim_together(&claims).await;
+                let verdicts = claims
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|((sc, _, record), outcome)| verdict(command, sc, record, outcome))
+                    .collect();
+                hand_over_batch(starter, verdicts).await
+            }
         })
-        .buffer_unordered(starter.claim_concurrency)
-        .chunks(JOBS_PER_BATCH)
-        .map(|verdicts| hand_over_batch(starter, verdicts))
-        .buffer_unordered(starter.claim_concurrency)
+        .buffer_unordered(in_flight)
         .collect()
         .await;
     let mut accepted = Vec::new();
@@ -214,30 +231,38 @@ pub async fn start(
     })
 }
 
-async fn claim_one(
+/// The claims one transaction takes: `MAX_CLAIMS_PER_TRANSACTION`, fewer when large values
+/// would take the records past DynamoDB's 4 MB a transaction.
+fn claims_per_transaction(command: &Command) -> usize {
+    const TRANSACTION_BUDGET: usize = 3 * 1024 * 1024;
+    // A record's own attributes, and the subcloud update beside it.
+    const PER_CLAIM: usize = 8 * 1024;
+    let options = serde_json::to_vec(&command.options).map_or(0, |v| v.len());
+    (TRANSACTION_BUDGET / (options + PER_CLAIM)).clamp(1, MAX_CLAIMS_PER_TRANSACTION)
+}
+
+/// The claim of one target subcloud and the operation record it writes (the claim sets the
+/// record's fence, state and times).
+fn prepare(
     starter: Starter<'_>,
     command: &Command,
     origin: &Origin,
-    sc: Subcloud,
+    sc: &Subcloud,
     group: Option<&str>,
     group_id: Option<u64>,
     now: u64,
-) -> Verdict {
+) -> (ClaimRequest, Operation) {
     let request = ClaimRequest {
         op_id: OpId::new(),
         kind: command.kind,
         local_only: command.options.local_only,
-        release: command.release_for(&sc),
+        release: command.release_for(sc),
         group_id,
         has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
         now,
         lease_seconds: starter.lease_seconds,
         key: origin.key.clone(),
     };
-    let refused = |status, why, standing: Option<Box<Subcloud>>| {
-        Verdict::Refused(reason(&sc, status, why), standing)
-    };
-    // The claim sets the fence, state and times.
     let record = Operation {
         op_id: request.op_id.clone(),
         kind: command.kind,
@@ -258,7 +283,20 @@ async fn claim_one(
         retention: Vec::new(),
         bytes: None,
     };
-    match starter.inventory.claim(&sc, &request, &record).await {
+    (request, record)
+}
+
+/// One target subcloud's fate, from its claim's outcome.
+fn verdict(
+    command: &Command,
+    sc: Subcloud,
+    record: Operation,
+    outcome: Result<ClaimOutcome, StoreError>,
+) -> Verdict {
+    let refused = |status, why, standing: Option<Box<Subcloud>>| {
+        Verdict::Refused(reason(&sc, status, why), standing)
+    };
+    match outcome {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
             record: Box::new(Operation {
                 fence: subcloud.fence,

@@ -691,7 +691,10 @@ async fn a_request_killed_after_its_claim_leaves_no_slot_without_its_record() {
     assert_eq!(item["fence"].as_n().unwrap(), "2");
     let records = records_of(&stack, id).await;
     assert_eq!(records.len(), 2, "{records:?}");
-    let dead = records.iter().find(|r| r["op_id"] != live.as_str()).unwrap();
+    let dead = records
+        .iter()
+        .find(|r| r["op_id"] != live.as_str())
+        .unwrap();
     assert_eq!(dead["state"], "failed");
     assert!(
         dead["error"].as_str().unwrap().contains("was not queued"),

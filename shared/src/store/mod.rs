@@ -19,7 +19,8 @@ pub use inventory::{Inventory, InventoryError};
 pub use progress::{BackupSet, HandOff, Holder, Outcome};
 pub use seats::Seat;
 pub use slot::{
-    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, SLOT_ATTRIBUTES, SLOT_FREE,
+    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, MAX_CLAIMS_PER_TRANSACTION,
+    SLOT_ATTRIBUTES, SLOT_FREE,
 };
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
