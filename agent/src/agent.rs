@@ -37,8 +37,8 @@ pub(crate) enum JobError {
     Archive(ArchiveError),
     #[error("archive rejected, data dirs untouched: {0}")]
     Rejected(ArchiveError),
-    #[error("upload to {url} failed: {source}")]
-    Upload { url: String, source: TransferError },
+    #[error("upload of part {number} failed: {why}")]
+    Part { number: u32, why: String },
     #[error("download from {url} failed: {source}")]
     Download { url: String, source: TransferError },
     #[error("no local backup of release {0}")]
@@ -93,11 +93,17 @@ impl Agent {
 
     /// Admits a job and, if it is new, starts it.
     pub(crate) fn start(self: &Arc<Self>, request: JobRequest) -> Result<Admission, Refusal> {
-        let admission = self.jobs.admit(request)?;
+        let admission = self.jobs.admit(request.clone())?;
         match &admission {
             Admission::New(job) => self.spawn(Arc::clone(job)),
             Admission::Existing(job) => {
                 tracing::info!(op_id = %job.op_id(), "duplicate request: returning the existing job");
+                // A start asked again comes with freshly signed part URLs: worth keeping.
+                if let (Some(upload), JobRequest::Backup(request)) = (&job.upload, &request) {
+                    if let Some(plan) = &request.upload {
+                        upload.add(&plan.parts);
+                    }
+                }
             }
         }
         Ok(admission)

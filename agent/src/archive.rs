@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -80,6 +80,8 @@ pub(crate) enum ArchiveError {
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("{}: only UTF-8 names can be listed in the manifest", path.display())]
     NotUtf8 { path: PathBuf },
+    #[error("{0}")]
+    Output(io::Error),
     #[error("the archive is unreadable (corrupted or not a tar.gz): {0}")]
     Corrupt(io::Error),
     #[error("cannot extract {path}: {source}")]
@@ -136,14 +138,15 @@ enum ItemKind {
     Symlink(String),
 }
 
-/// Writes the archive of `dirs` to `out`. `progress` makes the meter, given the bytes of file
-/// content to read, that advances as they are read.
-pub(crate) fn create(
+/// Streams the archive of `dirs` into `out` (a file, or the parts of an upload) and hands
+/// `out` back. `progress` makes the meter, given the bytes of file content to read, that
+/// advances as they are read.
+pub(crate) fn create<W: Write>(
     dirs: &[DataDir],
     origin: Origin<'_>,
-    out: &Path,
+    out: W,
     progress: impl FnOnce(u64) -> Meter,
-) -> Result<Written, ArchiveError> {
+) -> Result<(W, Written), ArchiveError> {
     let mut items = Vec::new();
     for dir in dirs {
         walk(dir.name.clone(), dir.path.clone(), &mut items)?;
@@ -155,12 +158,9 @@ pub(crate) fn create(
         .sum();
     let mut meter = progress(total);
 
-    let at_out = |source| ArchiveError::Io {
-        path: out.to_owned(),
-        source,
-    };
-    let file = File::create(out).map_err(at_out)?;
-    let gzip = GzEncoder::new(Hashing::new(BufWriter::new(file)), Compression::default());
+    let at_out = ArchiveError::Output;
+    // Small writes (tar headers, gzip's output) go out in larger blocks.
+    let gzip = GzEncoder::new(Hashing::new(BufWriter::new(out)), Compression::default());
     let mut builder = tar::Builder::new(gzip);
     let mut manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -263,9 +263,8 @@ pub(crate) fn create(
         .and_then(GzEncoder::finish)
         .map_err(at_out)?;
     let (buffered, sha256, size) = hashing.finish();
-    let file = buffered.into_inner().map_err(|e| at_out(e.into_error()))?;
-    file.sync_all().map_err(at_out)?;
-    Ok(Written { size, sha256 })
+    let out = buffered.into_inner().map_err(|e| at_out(e.into_error()))?;
+    Ok((out, Written { size, sha256 }))
 }
 
 /// The data segments (offset, length) of a sparse file, in order, or `None` when the file is
@@ -480,27 +479,21 @@ impl Node {
     }
 }
 
-/// Extracts `archive` into `staging` (created here, empty) and checks it against its manifest:
-/// same release, same data dirs as `roots`, same entries. `progress` makes the meter, given the
-/// archive's size, that advances by the compressed bytes read.
+/// Extracts the archive `reader` streams (a local file, or a download as it arrives) into
+/// `staging` (created here, empty) and checks it against its manifest: same release, same data
+/// dirs as `roots`, same entries. Reads the gzip stream to its end, not past it.
 pub(crate) fn extract(
-    archive: &Path,
+    reader: impl Read,
     staging: &Path,
     roots: &[&str],
     release: &Release,
-    progress: impl FnOnce(u64) -> Meter,
 ) -> Result<Manifest, ArchiveError> {
     let at = |path: &Path| {
         let path = path.to_owned();
         move |source| ArchiveError::Io { path, source }
     };
-    let file = File::open(archive).map_err(at(archive))?;
-    let mut meter = progress(file.metadata().map_err(at(archive))?.len());
     fs::create_dir_all(staging).map_err(at(staging))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(Metered {
-        inner: BufReader::new(file),
-        meter: &mut meter,
-    }));
+    let mut tar = tar::Archive::new(GzDecoder::new(reader));
 
     let mut found: BTreeMap<String, Node> = BTreeMap::new();
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
@@ -823,6 +816,10 @@ mod tests {
         "24.09".parse().expect("release")
     }
 
+    fn open(path: &Path) -> io::BufReader<File> {
+        io::BufReader::new(File::open(path).expect("archive"))
+    }
+
     #[test]
     fn unsafe_paths_are_refused() {
         for bad in [
@@ -881,13 +878,13 @@ mod tests {
         }];
         let out = root.join("backup.tar.gz");
         let progress = Progress::default();
-        let written = create(
+        let (_, written) = create(
             &dirs,
             Origin {
                 subcloud: "sc1",
                 release: &release(),
             },
-            &out,
+            File::create(&out).expect("archive file"),
             |total| progress.step(0, 90, total),
         )
         .expect("archive");
@@ -898,10 +895,7 @@ mod tests {
         );
 
         let staging = root.join("staging");
-        let manifest = extract(&out, &staging, &["etc"], &release(), |total| {
-            progress.step(0, 100, total)
-        })
-        .expect("extract");
+        let manifest = extract(open(&out), &staging, &["etc"], &release()).expect("extract");
         assert_eq!(manifest.subcloud, "sc1");
         assert_eq!(manifest.dirs, ["etc", "etc/sub", "etc/sub/deeper"]);
         assert_eq!(manifest.files.len(), 3);
@@ -919,18 +913,14 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
 
         let wrong = "22.12".parse().expect("release");
-        let error = extract(&out, &root.join("s2"), &["etc"], &wrong, |t| {
-            progress.step(0, 100, t)
-        })
-        .expect_err("wrong release");
+        let error =
+            extract(open(&out), &root.join("s2"), &["etc"], &wrong).expect_err("wrong release");
         assert!(
             matches!(error, ArchiveError::WrongRelease { .. }),
             "{error}"
         );
-        let error = extract(&out, &root.join("s3"), &["etc", "opt"], &release(), |t| {
-            progress.step(0, 100, t)
-        })
-        .expect_err("other roots");
+        let error = extract(open(&out), &root.join("s3"), &["etc", "opt"], &release())
+            .expect_err("other roots");
         assert!(matches!(error, ArchiveError::RootsDiffer { .. }), "{error}");
         fs::remove_dir_all(&root).expect("cleanup");
     }
@@ -947,11 +937,8 @@ mod tests {
         let compressed = gzip(&tar.into_inner().expect("tar"));
         let archive = root.join("cut.tar.gz");
         fs::write(&archive, &compressed[..compressed.len() - 6]).expect("write");
-        let progress = Progress::default();
-        let error = extract(&archive, &root.join("staging"), &["etc"], &release(), |t| {
-            progress.step(0, 100, t)
-        })
-        .expect_err("truncated");
+        let error = extract(open(&archive), &root.join("staging"), &["etc"], &release())
+            .expect_err("truncated");
         assert!(matches!(error, ArchiveError::Corrupt(_)), "{error}");
         fs::remove_dir_all(&root).expect("cleanup");
     }

@@ -11,6 +11,7 @@ use crate::progress::Progress;
 use crate::protocol::{
     BackupRequest, JobKind, JobResult, JobState, JobView, Release, RestoreRequest,
 };
+use crate::upload::UploadState;
 
 /// How many jobs are remembered; the oldest finished ones are forgotten first.
 pub(crate) const KEPT_JOBS: usize = 1000;
@@ -45,7 +46,7 @@ impl JobRequest {
 
     pub(crate) fn central(&self) -> bool {
         match self {
-            JobRequest::Backup(r) => r.upload_url.is_some(),
+            JobRequest::Backup(r) => r.upload.is_some(),
             JobRequest::Restore(r) => r.download_url.is_some(),
         }
     }
@@ -63,6 +64,8 @@ impl JobRequest {
 pub(crate) struct Job {
     pub(crate) request: JobRequest,
     pub(crate) progress: Progress,
+    /// A central backup's upload.
+    pub(crate) upload: Option<Arc<UploadState>>,
     /// Set once, when the job ends; until then it runs.
     outcome: OnceLock<Result<JobResult, String>>,
 }
@@ -96,6 +99,7 @@ impl Job {
             state,
             progress: self.progress.get(),
             bytes: self.progress.bytes(),
+            upload: self.upload.as_ref().map(|u| u.view()),
             error,
             result,
         }
@@ -155,9 +159,16 @@ impl Jobs {
         if let Some(busy) = registry.running() {
             return Err(busy);
         }
+        let upload = match &request {
+            JobRequest::Backup(BackupRequest {
+                upload: Some(plan), ..
+            }) => Some(Arc::new(UploadState::new(plan))),
+            _ => None,
+        };
         let job = Arc::new(Job {
             request,
             progress: Progress::default(),
+            upload,
             outcome: OnceLock::new(),
         });
         registry.jobs.insert(op_id, Arc::clone(&job));
@@ -203,7 +214,10 @@ mod tests {
         JobRequest::Backup(BackupRequest {
             op_id,
             release: release.parse().expect("release"),
-            upload_url: central.then(|| "http://127.0.0.1:1/x".parse().expect("url")),
+            upload: central.then(|| crate::protocol::UploadPlan {
+                part_size: crate::protocol::MIN_PART_SIZE,
+                parts: Vec::new(),
+            }),
         })
     }
 
@@ -213,6 +227,7 @@ mod tests {
             size: 1,
             sha256: Sha256([0; 32]),
             location: Location::Local,
+            parts: Vec::new(),
         }));
     }
 

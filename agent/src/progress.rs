@@ -26,7 +26,6 @@ struct Bytes {
 #[derive(Debug, Clone, Copy)]
 enum Counter {
     Archived,
-    Uploaded,
 }
 
 impl Progress {
@@ -76,14 +75,9 @@ impl Progress {
         self.bytes.archive.store(size, Ordering::Relaxed);
     }
 
-    /// [`Progress::step`] over the archive's `size` bytes, counted as uploaded.
-    pub(crate) fn uploading(&self, from: u8, to: u8, size: u64) -> Meter {
-        self.archive_written(size);
-        self.bytes.uploaded.store(0, Ordering::Relaxed);
-        Meter {
-            counter: Some(Counter::Uploaded),
-            ..self.step(from, to, size)
-        }
+    /// Of the archive, `bytes` are uploaded.
+    pub(crate) fn set_uploaded(&self, bytes: u64) {
+        self.bytes.uploaded.store(bytes, Ordering::Relaxed);
     }
 }
 
@@ -111,7 +105,6 @@ impl Meter {
         let bytes = &self.progress.bytes;
         match self.counter {
             Some(Counter::Archived) => bytes.archived.store(self.done, Ordering::Relaxed),
-            Some(Counter::Uploaded) => bytes.uploaded.store(self.done, Ordering::Relaxed),
             None => {}
         }
     }
@@ -168,8 +161,8 @@ mod tests {
             }
         );
         archiving.advance(600);
-        let mut uploading = progress.uploading(50, 99, 300);
-        uploading.advance(120);
+        progress.set_uploaded(120);
+        progress.archive_written(300);
         assert_eq!(
             progress.bytes(),
             ByteProgress {
@@ -179,11 +172,6 @@ mod tests {
                 uploaded: 120
             }
         );
-        uploading.advance(1000);
-        assert_eq!(
-            progress.bytes().uploaded,
-            300,
-            "never past the archive's size"
-        );
+        assert_eq!(progress.get(), 50);
     }
 }

@@ -21,8 +21,72 @@ pub const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_se
 pub struct BackupRequest {
     pub op_id: Uuid,
     pub release: Release,
-    /// A pre-signed `PUT` URL (central backup); `None` keeps the archive on the subcloud.
-    pub upload_url: Option<TransferUrl>,
+    /// A central backup's S3 multipart upload; `None` keeps the archive on the subcloud.
+    #[serde(default)]
+    pub upload: Option<UploadPlan>,
+}
+
+/// S3's smallest part (every part but the last): 5 MiB.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// S3's largest part: 5 GiB.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+/// S3's highest part number.
+pub const MAX_PARTS: u32 = 10_000;
+
+/// How a central backup goes up: in parts of `part_size` bytes (the last one shorter), each
+/// PUT to its own pre-signed UploadPart URL. The worker hands the first URLs over with the
+/// request and more as the upload advances (`POST /v1/jobs/{op_id}/parts`), so none has to
+/// last the whole backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadPlan {
+    /// Bytes per part, [`MIN_PART_SIZE`] to [`MAX_PART_SIZE`]. The agent raises it if the
+    /// data would otherwise need more than [`MAX_PARTS`] parts.
+    #[serde(deserialize_with = "part_size")]
+    pub part_size: u64,
+    /// URLs of the first parts.
+    #[serde(default)]
+    pub parts: Vec<PartUrl>,
+}
+
+fn part_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let size = u64::deserialize(deserializer)?;
+    if (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size) {
+        Ok(size)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "part_size {size} is outside S3's part sizes ({MIN_PART_SIZE} to {MAX_PART_SIZE} bytes)"
+        )))
+    }
+}
+
+/// The pre-signed UploadPart URL of one part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartUrl {
+    /// 1 to [`MAX_PARTS`].
+    #[serde(deserialize_with = "part_number")]
+    pub part_number: u32,
+    pub url: TransferUrl,
+}
+
+fn part_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let number = u32::deserialize(deserializer)?;
+    if (1..=MAX_PARTS).contains(&number) {
+        Ok(number)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "part_number {number} is outside 1 to {MAX_PARTS}"
+        )))
+    }
+}
+
+/// `POST /v1/jobs/{op_id}/parts`: more part URLs for a running central backup. A URL for a
+/// part that already has one replaces it (a fresher signature).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartUrls {
+    pub parts: Vec<PartUrl>,
 }
 
 /// `POST /v1/restores`.
@@ -89,8 +153,24 @@ pub struct JobView {
     /// A backup's progress in bytes (all 0 for a restore, and until known).
     #[serde(default)]
     pub bytes: ByteProgress,
+    /// A central backup's upload: which parts are up and which URLs the agent needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadProgress>,
     pub error: Option<String>,
     pub result: Option<JobResult>,
+}
+
+/// Where a central backup's upload stands. Parts go up one at a time, in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadProgress {
+    /// The part size in use (the plan's, or larger for very large data).
+    pub part_size: u64,
+    /// Parts 1 to `parts_uploaded` are up.
+    pub parts_uploaded: u32,
+    /// The highest part number the agent holds a URL for (0: none).
+    pub urls_through: u32,
+    /// The next part is ready but the agent has no URL for it: it waits for the worker.
+    pub waiting_for_url: bool,
 }
 
 /// A backup's progress in bytes; each figure is 0 until known.
@@ -114,6 +194,18 @@ pub struct JobResult {
     pub size: u64,
     pub sha256: Sha256,
     pub location: Location,
+    /// A central backup's parts, in order, for CompleteMultipartUpload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<UploadedPart>,
+}
+
+/// A part S3 took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    pub part_number: u32,
+    /// The ETag S3 answered, as it gave it (quotes included).
+    pub etag: String,
+    pub size: u64,
 }
 
 /// `GET /v1/health`.
@@ -335,9 +427,29 @@ mod tests {
     }
 
     #[test]
+    fn part_sizes_and_numbers_are_s3s() {
+        let plan = |size: u64, number: u32| {
+            serde_json::from_value::<UploadPlan>(serde_json::json!({
+                "part_size": size,
+                "parts": [{"part_number": number, "url": "http://127.0.0.1:1/b/k?partNumber=1"}],
+            }))
+        };
+        assert!(plan(MIN_PART_SIZE, 1).is_ok());
+        assert!(plan(MAX_PART_SIZE, MAX_PARTS).is_ok());
+        let small = plan(MIN_PART_SIZE - 1, 1).expect_err("too small");
+        assert!(
+            small.to_string().contains("outside S3's part sizes"),
+            "{small}"
+        );
+        assert!(plan(MAX_PART_SIZE + 1, 1).is_err());
+        assert!(plan(MIN_PART_SIZE, 0).is_err());
+        assert!(plan(MIN_PART_SIZE, MAX_PARTS + 1).is_err());
+    }
+
+    #[test]
     fn requests_refuse_unknown_fields() {
         let body = r#"{"op_id": "9f0c1d52-3a55-4d49-a8e0-0d0d7c7a3a11", "release": "24.09",
-                       "upload_url": null, "extra": 1}"#;
+                       "upload": null, "extra": 1}"#;
         let error = serde_json::from_str::<BackupRequest>(body).expect_err("unknown field");
         assert!(
             error.to_string().contains("unknown field `extra`"),

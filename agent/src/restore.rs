@@ -1,22 +1,24 @@
-//! A restore job. Nothing touches a data dir until the archive has proved itself: its digest
-//! matches (the one given, and for a local backup the one stored beside it), it extracts
-//! cleanly into a staging tree in the work area, and that tree matches the manifest. Only then
+//! A restore job. Nothing touches a data dir until the archive has proved itself: it extracts
+//! cleanly into a staging tree in the work area (a download is extracted as it arrives, never
+//! kept whole), that tree matches the manifest, and the archive's digest matches (the one
+//! given, and for a local backup the one stored beside it). Only then
 //! is each data dir swapped for its staged copy by two renames, and the originals are removed
 //! only once every swap has succeeded; if one fails, every original is put back.
 
-use std::fs;
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::agent::{blocking, Agent, JobError};
-use crate::archive::{self, Written};
+use crate::archive::{self, ArchiveError, Written};
 use crate::config::DataDir;
-use crate::digest;
+use crate::digest::{self, Hashing};
 use crate::jobs::Job;
-use crate::protocol::{JobResult, Location, RestoreRequest};
+use crate::progress::Metered;
+use crate::protocol::{JobResult, Location, Release, RestoreRequest, Sha256};
 use crate::store::remove_tree;
 
 pub(crate) async fn run(
@@ -25,20 +27,50 @@ pub(crate) async fn run(
     request: RestoreRequest,
 ) -> Result<JobResult, JobError> {
     let op_id = request.op_id;
-    let download = agent.store.scratch(op_id, "download.tar.gz");
-    let (archive, written, location) = match &request.download_url {
+    let staging = agent.store.scratch(op_id, "staging");
+    let (written, location) = match &request.download_url {
         Some(url) => {
-            let written = agent
+            let download_error = |source| JobError::Download {
+                url: url.to_string(),
+                source,
+            };
+            let download = agent
                 .transfers
-                .download(url, download.path(), |total| {
-                    job.progress.step(0, 40, total)
-                })
+                .download(url)
                 .await
-                .map_err(|source| JobError::Download {
-                    url: url.to_string(),
-                    source,
-                })?;
-            (download.path().to_owned(), written, Location::Central)
+                .map_err(download_error)?;
+            let announced = download.announced;
+            let (body, feeder) = download.reader();
+            let (extracting, extracting_job, release, into) = (
+                Arc::clone(&agent),
+                Arc::clone(&job),
+                request.release.clone(),
+                staging.path().to_owned(),
+            );
+            // The archive is extracted as it arrives; its digest is known at the end, and
+            // checked before any data dir is touched.
+            let extracted = blocking(move || {
+                let mut meter = extracting_job.progress.step(0, 90, announced);
+                let mut reader = Hashing::new(Metered {
+                    inner: body,
+                    meter: &mut meter,
+                });
+                let extracted = extract(&extracting, &mut reader, &into, &release);
+                // Read to the end even past a refusal, so the digest is the whole archive's.
+                let drained = io::copy(&mut reader, &mut io::sink()).map_err(ArchiveError::Corrupt);
+                let (_, sha256, size) = reader.finish();
+                (extracted.and(drained), Written { size, sha256 })
+            })
+            .await?;
+            // A download that broke off explains an archive cut short.
+            feeder
+                .await
+                .map_err(|_| JobError::Stopped)?
+                .map_err(download_error)?;
+            let (extracted, written) = extracted;
+            check_digest(request.sha256, written.sha256)?;
+            extracted.map_err(JobError::Rejected)?;
+            (written, Location::Central)
         }
         None => {
             let (store_agent, release) = (Arc::clone(&agent), request.release.clone());
@@ -50,48 +82,65 @@ pub(crate) async fn run(
             let (sha256, size) = blocking(move || digest::file(&path))
                 .await?
                 .map_err(JobError::Store)?;
-            if sha256 != backup.sha256 {
-                return Err(JobError::Digest {
-                    expected: backup.sha256,
-                    actual: sha256,
-                });
-            }
-            (backup.archive, Written { size, sha256 }, Location::Local)
+            check_digest(Some(backup.sha256), sha256)?;
+            check_digest(request.sha256, sha256)?;
+            let (extracting, extracting_job, release, into) = (
+                Arc::clone(&agent),
+                Arc::clone(&job),
+                request.release.clone(),
+                staging.path().to_owned(),
+            );
+            blocking(move || {
+                let file = File::open(&backup.archive).map_err(|source| ArchiveError::Io {
+                    path: backup.archive.clone(),
+                    source,
+                })?;
+                let mut meter = extracting_job.progress.step(0, 90, size);
+                let reader = Metered {
+                    inner: BufReader::new(file),
+                    meter: &mut meter,
+                };
+                extract(&extracting, reader, &into, &release)
+            })
+            .await?
+            .map_err(JobError::Rejected)?;
+            (Written { size, sha256 }, Location::Local)
         }
     };
-    if let Some(expected) = request.sha256 {
-        if expected != written.sha256 {
-            return Err(JobError::Digest {
-                expected,
-                actual: written.sha256,
-            });
-        }
-    }
-    tracing::info!(size = written.size, sha256 = %written.sha256, %location, "archive obtained");
-
-    let staging = agent.store.scratch(op_id, "staging");
-    let release = request.release.clone();
-    blocking(move || {
-        let roots: Vec<&str> = agent.data.iter().map(|d| d.name.as_str()).collect();
-        let manifest = archive::extract(&archive, staging.path(), &roots, &release, |total| {
-            job.progress.step(40, 90, total)
-        })
-        .map_err(JobError::Rejected)?;
-        tracing::info!(
-            files = manifest.files.len(),
-            backed_up_by = %manifest.subcloud,
-            "archive verified against its manifest"
-        );
-        replace(&agent.data, staging.path(), op_id)?;
-        Ok::<_, JobError>(())
-    })
-    .await??;
+    tracing::info!(size = written.size, sha256 = %written.sha256, %location, "archive verified");
+    blocking(move || replace(&agent.data, staging.path(), op_id)).await??;
     Ok(JobResult {
         release: request.release,
         size: written.size,
         sha256: written.sha256,
         location,
+        parts: Vec::new(),
     })
+}
+
+/// Extracts into `staging` what `reader` gives and checks it against its manifest.
+fn extract(
+    agent: &Agent,
+    reader: impl Read,
+    staging: &Path,
+    release: &Release,
+) -> Result<(), ArchiveError> {
+    let roots: Vec<&str> = agent.data.iter().map(|d| d.name.as_str()).collect();
+    let manifest = archive::extract(reader, staging, &roots, release)?;
+    tracing::info!(
+        files = manifest.files.len(),
+        backed_up_by = %manifest.subcloud,
+        "archive verified against its manifest"
+    );
+    Ok(())
+}
+
+/// Refuses an archive whose digest is not the one expected (if one is).
+fn check_digest(expected: Option<Sha256>, actual: Sha256) -> Result<(), JobError> {
+    match expected {
+        Some(expected) if expected != actual => Err(JobError::Digest { expected, actual }),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

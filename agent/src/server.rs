@@ -23,11 +23,13 @@ use uuid::Uuid;
 
 use crate::agent::{Agent, DeleteError};
 use crate::auth::AuthError;
-use crate::jobs::{Admission, JobRequest};
-use crate::protocol::{BackupRequest, ErrorBody, Health, Release, RestoreRequest};
+use crate::jobs::{Admission, Job, JobRequest};
+use crate::protocol::{BackupRequest, ErrorBody, Health, PartUrls, Release, RestoreRequest};
 
-/// Request bodies are a few hundred bytes (the URLs are the largest part).
+/// Request bodies are a few KiB (the URLs are the largest part).
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A batch of part URLs: a few dozen pre-signed URLs of up to ~2 KiB each.
+const MAX_PARTS_BODY_BYTES: usize = 1024 * 1024;
 /// A client that has not sent its headers by then is dropped (slow-loris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -116,21 +118,27 @@ async fn route(
         .map_err(ApiError::Unauthorized)?;
     match (method, segments.as_slice()) {
         (Method::POST, ["v1", "backups"]) => {
-            let body: BackupRequest = read_json(request).await?;
+            let body: BackupRequest = read_json(request, MAX_BODY_BYTES).await?;
             start(agent, JobRequest::Backup(body))
         }
         (Method::POST, ["v1", "restores"]) => {
-            let body: RestoreRequest = read_json(request).await?;
+            let body: RestoreRequest = read_json(request, MAX_BODY_BYTES).await?;
             start(agent, JobRequest::Restore(body))
         }
         (Method::GET, ["v1", "jobs", op_id]) => {
-            let op_id: Uuid = op_id
-                .parse()
-                .map_err(|_| ApiError::BadRequest(format!("op_id {op_id:?} is not a UUID")))?;
-            let job = agent
-                .jobs
-                .get(op_id)
-                .ok_or_else(|| ApiError::NotFound(format!("no job {op_id}")))?;
+            let job = job(agent, op_id)?;
+            Ok(json(StatusCode::OK, &job.view()))
+        }
+        (Method::POST, ["v1", "jobs", op_id, "parts"]) => {
+            let job = job(agent, op_id)?;
+            let body: PartUrls = read_json(request, MAX_PARTS_BODY_BYTES).await?;
+            let upload = job.upload.as_ref().ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "job {} is not a central backup: it takes no part URLs",
+                    job.op_id()
+                ))
+            })?;
+            upload.add(&body.parts);
             Ok(json(StatusCode::OK, &job.view()))
         }
         (Method::DELETE, ["v1", "backups", release]) => {
@@ -150,9 +158,21 @@ async fn route(
         }
         (_, ["v1", "backups" | "restores"]) => Err(ApiError::MethodNotAllowed("POST")),
         (_, ["v1", "jobs", _]) => Err(ApiError::MethodNotAllowed("GET")),
+        (_, ["v1", "jobs", _, "parts"]) => Err(ApiError::MethodNotAllowed("POST")),
         (_, ["v1", "backups", _]) => Err(ApiError::MethodNotAllowed("DELETE")),
         _ => Err(ApiError::NotFound(format!("no route {path}"))),
     }
+}
+
+/// The job `op_id` names.
+fn job(agent: &Agent, op_id: &str) -> Result<Arc<Job>, ApiError> {
+    let op_id: Uuid = op_id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("op_id {op_id:?} is not a UUID")))?;
+    agent
+        .jobs
+        .get(op_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no job {op_id}")))
 }
 
 /// Starts a job: 202 for a new one, 200 for the one the op_id already names; both carry it.
@@ -164,13 +184,16 @@ fn start(agent: &Arc<Agent>, request: JobRequest) -> Result<Response<Full<Bytes>
     }
 }
 
-async fn read_json<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, ApiError> {
-    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
+async fn read_json<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let body = Limited::new(request.into_body(), limit)
         .collect()
         .await
         .map_err(|error| {
             if error.downcast_ref::<LengthLimitError>().is_some() {
-                ApiError::TooLarge
+                ApiError::TooLarge(limit)
             } else {
                 ApiError::BadRequest("cannot read the request body".into())
             }
@@ -198,7 +221,8 @@ enum ApiError {
     /// The method the path does allow.
     MethodNotAllowed(&'static str),
     Conflict(String),
-    TooLarge,
+    /// The limit the body went over.
+    TooLarge(usize),
     Internal(String),
 }
 
@@ -213,9 +237,9 @@ impl ApiError {
                 format!("method not allowed; use {allowed}"),
             ),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, message.clone()),
-            ApiError::TooLarge => (
+            ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {MAX_BODY_BYTES} bytes"),
+                format!("request body over {limit} bytes"),
             ),
             ApiError::Internal(message) => {
                 tracing::error!(%message, "request failed");

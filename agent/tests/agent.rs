@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use uuid::Uuid;
 
-fn backup(op_id: Uuid, upload_url: Option<String>) -> Value {
-    json!({"op_id": op_id, "release": "24.09", "upload_url": upload_url})
+fn backup(op_id: Uuid, upload: Option<Value>) -> Value {
+    json!({"op_id": op_id, "release": "24.09", "upload": upload})
 }
 
 fn restore(op_id: Uuid, download_url: Option<String>, sha256: Option<String>) -> Value {
@@ -66,7 +66,7 @@ async fn the_binary_announces_its_address_and_logs_no_secrets() {
 
     let objects = ObjectServer::start().await;
     let op_id = Uuid::new_v4();
-    let presigned = objects.presigned("subcloud1/24.09/backup.tar.gz");
+    let presigned = objects.upload("subcloud1/24.09/backup.tar.gz", 1);
     let token = token();
     let (status, _, _) = call(
         Method::POST,
@@ -253,10 +253,18 @@ async fn bad_input_is_a_clear_4xx() {
         ),
         (
             "/v1/backups",
-            json!({"op_id": op_id, "release": "24.09", "upload_url": "file:///etc/passwd"})
-                .to_string(),
+            json!({"op_id": op_id, "release": "24.09", "upload": {"part_size": 5 << 20,
+                   "parts": [{"part_number": 1, "url": "file:///etc/passwd"}]}})
+            .to_string(),
             StatusCode::BAD_REQUEST,
             "invalid transfer URL",
+        ),
+        (
+            "/v1/backups",
+            json!({"op_id": op_id, "release": "24.09", "upload": {"part_size": 1024, "parts": []}})
+                .to_string(),
+            StatusCode::BAD_REQUEST,
+            "outside S3's part sizes",
         ),
         (
             "/v1/backups",
@@ -387,7 +395,7 @@ async fn central_backup_then_restore_is_byte_identical() {
         .call(
             Method::POST,
             "/v1/backups",
-            Some(backup(op_id, Some(objects.presigned(key)))),
+            Some(backup(op_id, Some(objects.upload(key, 1)))),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -402,12 +410,11 @@ async fn central_backup_then_restore_is_byte_identical() {
     );
     let put = objects.puts.lock().expect("puts")[0].clone();
     assert_eq!(put.path, format!("/bucket/{key}"));
-    assert_eq!(
-        put.content_type.as_deref(),
-        Some("application/octet-stream")
-    );
+    assert_eq!(put.part_number, Some(1), "one part");
     assert_eq!(put.content_length, Some(result.size));
+    assert!(put.content_md5.is_some(), "the part's MD5, for S3 to check");
     assert!(!put.chunked, "S3 refuses chunked pre-signed PUTs");
+    assert_eq!(result.parts.len(), 1, "{:?}", result.parts);
     assert!(
         !agent.store.join("backups/24.09").exists(),
         "a central backup keeps no copy"
@@ -447,14 +454,11 @@ async fn duplicates_return_the_job_and_a_busy_agent_refuses_others() {
         .forget_permits(tokio::sync::Semaphore::MAX_PERMITS);
     let op_id = Uuid::new_v4();
 
-    let first = backup(op_id, Some(objects.presigned("held.tar.gz")));
+    let first = backup(op_id, Some(objects.upload("held.tar.gz", 1)));
     let (status, started) = agent.call(Method::POST, "/v1/backups", Some(first)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // A redelivery, with a freshly signed URL: the same job, not a second one.
-    let again = backup(
-        op_id,
-        Some(format!("{}&again", objects.presigned("held.tar.gz"))),
-    );
+    let again = backup(op_id, Some(objects.upload("held.tar.gz", 2)));
     let (status, same) = agent.call(Method::POST, "/v1/backups", Some(again)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -508,7 +512,7 @@ async fn duplicates_return_the_job_and_a_busy_agent_refuses_others() {
         .call(
             Method::POST,
             "/v1/backups",
-            Some(backup(op_id, Some(objects.presigned("held.tar.gz")))),
+            Some(backup(op_id, Some(objects.upload("held.tar.gz", 1)))),
         )
         .await;
     assert_eq!(
@@ -563,7 +567,7 @@ async fn corrupted_archives_are_refused_before_any_data_dir_changes() {
         .call(
             Method::POST,
             "/v1/backups",
-            Some(backup(op_id, Some(objects.presigned("good.tar.gz")))),
+            Some(backup(op_id, Some(objects.upload("good.tar.gz", 1)))),
         )
         .await;
     let result = agent
@@ -996,7 +1000,7 @@ async fn a_running_backup_reports_its_bytes() {
         .call(
             Method::POST,
             "/v1/backups",
-            Some(backup(op_id, Some(objects.presigned(key)))),
+            Some(backup(op_id, Some(objects.upload(key, 1)))),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -1037,4 +1041,156 @@ async fn a_running_backup_reports_its_bytes() {
         (job.bytes.archive, job.bytes.uploaded),
         (result.size, result.size)
     );
+}
+
+/// `bytes` of data no compressor shrinks (xorshift64), so the archive is as large.
+fn incompressible(bytes: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut out = Vec::with_capacity(bytes + 8);
+    while out.len() < bytes {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(bytes);
+    out
+}
+
+#[tokio::test]
+async fn a_large_backup_goes_up_in_parts_as_urls_arrive_and_restores_byte_identical() {
+    let agent = TestAgent::start().await;
+    let objects = ObjectServer::start().await;
+    // 16 MiB of data: four parts of 5 MiB (the last one shorter).
+    std::fs::write(agent.etc.join("large.bin"), incompressible(16 << 20)).expect("large file");
+    let original = agent.data();
+    let key = "subcloud1/24.09/large.tar.gz";
+    let op_id = Uuid::new_v4();
+    // URLs for the first two parts only: the agent must wait for the others.
+    let (status, _) = agent
+        .call(
+            Method::POST,
+            "/v1/backups",
+            Some(backup(op_id, Some(objects.upload(key, 2)))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let (_, job) = agent
+            .call(Method::GET, &format!("/v1/jobs/{op_id}"), None)
+            .await;
+        assert_eq!(job["state"], "running", "{job}");
+        if job["upload"]["waiting_for_url"] == true {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "never waited: {job}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        waiting["upload"],
+        json!({"part_size": 5 << 20, "parts_uploaded": 2, "urls_through": 0, "waiting_for_url": true}),
+        "{waiting}"
+    );
+    assert_eq!(waiting["bytes"]["uploaded"], 10 << 20, "{waiting}");
+
+    // A job that is not a central backup takes no URLs; an unknown one is a 404.
+    let parts =
+        json!({"parts": [objects.part(key, 3), objects.part(key, 4), objects.part(key, 5)]});
+    let (status, _) = agent
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{}/parts", Uuid::new_v4()),
+            Some(parts.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, handed) = agent
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{op_id}/parts"),
+            Some(parts),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{handed}");
+
+    let job = agent.wait(&op_id.to_string()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let result = job.result.expect("result");
+    let uploaded = objects.object(key).expect("uploaded");
+    assert_eq!(
+        (uploaded.len() as u64, sha256(&uploaded)),
+        (result.size, result.sha256.to_string())
+    );
+    let sizes: Vec<u64> = result.parts.iter().map(|p| p.size).collect();
+    assert_eq!(sizes.len(), 4, "{sizes:?}");
+    assert!(sizes[..3].iter().all(|s| *s == 5 << 20), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<u64>(), result.size);
+    let puts = objects.puts.lock().expect("puts").clone();
+    assert_eq!(
+        puts.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3), Some(4)],
+        "each part once, in order"
+    );
+    // The stand-in, like S3, refuses a part whose Content-MD5 does not match its bytes.
+    assert!(puts.iter().all(|p| p.content_md5.is_some()), "{puts:?}");
+    let etags: Vec<&str> = result.parts.iter().map(|p| p.etag.as_str()).collect();
+    assert!(etags.iter().all(|e| e.starts_with('"')), "{etags:?}");
+    let (status, late) = agent
+        .call(
+            Method::POST,
+            &format!("/v1/jobs/{op_id}/parts"),
+            Some(json!({"parts": [objects.part(key, 6)]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "a late URL changes nothing: {late}");
+    agent.assert_tidy();
+
+    scribble(&agent);
+    let restore_id = Uuid::new_v4();
+    let (status, _) = agent
+        .call(
+            Method::POST,
+            "/v1/restores",
+            Some(restore(
+                restore_id,
+                Some(objects.presigned(key)),
+                Some(result.sha256.to_string()),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = agent.wait(&restore_id.to_string()).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(agent.data(), original);
+    agent.assert_tidy();
+}
+
+#[tokio::test]
+async fn a_part_that_cannot_go_up_fails_the_backup_naming_it() {
+    let agent = TestAgent::start().await;
+    // Nothing listens where part 1's URL points: every try is refused.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let op_id = Uuid::new_v4();
+    let upload = json!({"part_size": 5 << 20, "parts": [
+        {"part_number": 1, "url": format!("http://{closed}/b/k?partNumber=1&X-Amz-Signature=not-to-be-logged")}
+    ]});
+    let (status, _) = agent
+        .call(
+            Method::POST,
+            "/v1/backups",
+            Some(backup(op_id, Some(upload))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = agent.wait(&op_id.to_string()).await;
+    assert_eq!(job.state, JobState::Failed);
+    let error = job.error.expect("error");
+    assert!(error.starts_with("upload of part 1 failed: "), "{error}");
+    assert!(!error.contains("not-to-be-logged"), "{error}");
+    agent.assert_tidy();
 }

@@ -254,15 +254,20 @@ pub async fn follow(
             bar: None,
         })
         .collect();
+    // Polled once before anything is drawn: tokio installs its SIGINT handler on the first
+    // poll, and a Ctrl-C before that would kill the process (exit 1, not 130).
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let interrupted_early = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(ctrl_c.as_mut(), cx).is_ready())
+    })
+    .await;
     let display = Display::new(kind, group, &mut tracked);
     display.summarize(&tracked);
     let deadline = wait.timeout.map(|t| tokio::time::Instant::now() + t);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut failures = 0;
-    let mut stopped: Option<CliError> = None;
+    let mut stopped: Option<CliError> = interrupted_early.then_some(CliError::Interrupted);
     let mut first = true;
-    while tracked.iter().any(|t| t.result == Outcome::Running) {
+    while stopped.is_none() && tracked.iter().any(|t| t.result == Outcome::Running) {
         let pause = if first {
             Duration::ZERO
         } else {

@@ -6,7 +6,9 @@
 //! Every call is bounded by a timeout so no invocation waits long on an agent.
 
 use crate::domain::AgentUrl;
-use dcbackup_agent::protocol::{BackupRequest, ErrorBody, JobView, Release, RestoreRequest};
+use dcbackup_agent::protocol::{
+    BackupRequest, ErrorBody, JobView, PartUrls, Release, RestoreRequest,
+};
 use dcbackup_agent::{mint_worker_token, Secret};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -383,6 +385,22 @@ impl AgentClient {
             s if s.is_success() => Self::job_view(agent, &body).map(Some),
             s => Err(Self::refused(agent, s, &body)),
         }
+    }
+
+    /// Hands a running central backup more part URLs; returns the job as it then stands.
+    pub async fn part_urls(
+        &self,
+        agent: &AgentUrl,
+        subcloud: &str,
+        op_id: &str,
+        parts: &PartUrls,
+    ) -> Result<JobView, AgentError> {
+        let body = serde_json::to_string(parts).map_err(|e| AgentError::Protocol {
+            url: agent.as_str().to_owned(),
+            why: e.to_string(),
+        })?;
+        self.start(agent, subcloud, &format!("/v1/jobs/{op_id}/parts"), body)
+            .await
     }
 
     pub async fn delete_local(

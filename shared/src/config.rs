@@ -31,8 +31,13 @@ pub struct Config {
     /// How many operations may run on agents at once, system-wide (groups have their own
     /// `max_parallel_subclouds`).
     pub max_running: u64,
+    /// Days an operation record is kept after it is written (the operations table's TTL).
+    pub operation_history_days: u64,
     /// How the worker's TLS to the agents is set up.
     pub agent_tls: AgentTls,
+    /// Bytes per part of a central backup's multipart upload (S3: 5 MiB to 5 GiB; the agent
+    /// raises it for data that would need more than 10,000 parts).
+    pub part_size: u64,
 }
 
 impl Config {
@@ -46,6 +51,8 @@ impl Config {
     pub const IDEMPOTENCY_MARGIN_SECONDS: u64 = 5;
     pub const DEFAULT_POLL_MAX_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_RUNNING: u64 = 500;
+    pub const DEFAULT_OPERATION_HISTORY_DAYS: u64 = 90;
+    pub const DEFAULT_PART_SIZE_MIB: u64 = 16;
 
     /// The defaults for everything but the resources.
     pub fn new(resources: Resources) -> Config {
@@ -59,7 +66,9 @@ impl Config {
             jobs_dead_letter_queue_url: None,
             poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
             max_running: Self::DEFAULT_MAX_RUNNING,
+            operation_history_days: Self::DEFAULT_OPERATION_HISTORY_DAYS,
             agent_tls: AgentTls::default(),
+            part_size: Self::DEFAULT_PART_SIZE_MIB << 20,
         }
     }
 
@@ -69,45 +78,76 @@ impl Config {
         self.function_timeout_seconds + Self::IDEMPOTENCY_MARGIN_SECONDS
     }
 
+    /// Reads `DCBACKUP_*` variables; each unset or empty one takes its default. The backup
+    /// bucket's name is `<prefix>-backups` unless `DCBACKUP_BACKUP_BUCKET` names it (a
+    /// deployed stack's bucket name is CloudFormation's, unique across AWS).
     pub fn from_env() -> Result<Config, ConfigError> {
-        let prefix = env_or("DCBACKUP_RESOURCE_PREFIX", Resources::DEFAULT_PREFIX);
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_env`] over any source of variables.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let prefix =
+            var("DCBACKUP_RESOURCE_PREFIX").unwrap_or_else(|| Resources::DEFAULT_PREFIX.to_owned());
+        let mut resources = Resources::with_prefix(&prefix)?;
+        if let Some(bucket) = var("DCBACKUP_BACKUP_BUCKET") {
+            resources.backup_bucket = bucket;
+        }
+        let positive = |name: &str, default: u64| positive(name, var(name), default);
         Ok(Config {
-            resources: Resources::with_prefix(&prefix)?,
-            max_body_bytes: positive("DCBACKUP_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES)?,
+            resources,
+            max_body_bytes: positive(
+                "DCBACKUP_MAX_BODY_BYTES",
+                Self::DEFAULT_MAX_BODY_BYTES as u64,
+            )? as usize,
             lease_seconds: positive("DCBACKUP_LEASE_SECONDS", Self::DEFAULT_LEASE_SECONDS)?,
             claim_concurrency: positive(
                 "DCBACKUP_CLAIM_CONCURRENCY",
-                Self::DEFAULT_CLAIM_CONCURRENCY,
-            )?,
+                Self::DEFAULT_CLAIM_CONCURRENCY as u64,
+            )? as usize,
             function_timeout_seconds: positive(
                 "DCBACKUP_FUNCTION_TIMEOUT_SECONDS",
                 Self::DEFAULT_FUNCTION_TIMEOUT_SECONDS,
             )?,
-            jobs_queue_url: std::env::var("DCBACKUP_JOBS_QUEUE_URL")
-                .ok()
-                .filter(|v| !v.is_empty()),
-            jobs_dead_letter_queue_url: std::env::var("DCBACKUP_JOBS_DLQ_URL")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            jobs_queue_url: var("DCBACKUP_JOBS_QUEUE_URL"),
+            jobs_dead_letter_queue_url: var("DCBACKUP_JOBS_DLQ_URL"),
             poll_cap: std::time::Duration::from_secs(positive(
                 "DCBACKUP_POLL_MAX_SECONDS",
                 Self::DEFAULT_POLL_MAX_SECONDS,
             )?),
             max_running: positive("DCBACKUP_MAX_RUNNING", Self::DEFAULT_MAX_RUNNING)?,
-            agent_tls: agent_tls()?,
+            operation_history_days: positive(
+                "DCBACKUP_OPERATION_HISTORY_DAYS",
+                Self::DEFAULT_OPERATION_HISTORY_DAYS,
+            )?,
+            agent_tls: agent_tls(&var)?,
+            part_size: part_size(positive(
+                "DCBACKUP_PART_SIZE_MIB",
+                Self::DEFAULT_PART_SIZE_MIB,
+            )?)?,
         })
     }
 }
 
+/// `DCBACKUP_PART_SIZE_MIB` (`mib`) in bytes, within S3's part sizes.
+fn part_size(mib: u64) -> Result<u64, ConfigError> {
+    use dcbackup_agent::protocol::{MAX_PART_SIZE, MIN_PART_SIZE};
+    let (min, max) = (MIN_PART_SIZE >> 20, MAX_PART_SIZE >> 20);
+    if (min..=max).contains(&mib) {
+        Ok(mib << 20)
+    } else {
+        Err(ConfigError(format!(
+            "DCBACKUP_PART_SIZE_MIB must be {min} to {max} (S3's part sizes), not {mib}"
+        )))
+    }
+}
+
 /// The agent TLS settings: `DCBACKUP_AGENT_CA_FILE`, `DCBACKUP_AGENT_CLIENT_CERT_FILE` with
-/// `DCBACKUP_AGENT_CLIENT_KEY_FILE`, and `DCBACKUP_AGENT_ALLOW_HTTP` (`true`/`false`).
-fn agent_tls() -> Result<AgentTls, ConfigError> {
-    let path = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    };
+/// `DCBACKUP_AGENT_CLIENT_KEY_FILE`, and `DCBACKUP_AGENT_ALLOW_HTTP` (`true`/`false`); `var`
+/// answers a set, non-empty variable.
+fn agent_tls(var: &impl Fn(&str) -> Option<String>) -> Result<AgentTls, ConfigError> {
+    let path = |name: &str| var(name).map(std::path::PathBuf::from);
     let client_cert =
         match (
             path("DCBACKUP_AGENT_CLIENT_CERT_FILE"),
@@ -120,10 +160,10 @@ fn agent_tls() -> Result<AgentTls, ConfigError> {
                     .into(),
             )),
         };
-    let allow_http = match std::env::var("DCBACKUP_AGENT_ALLOW_HTTP").as_deref() {
-        Err(_) | Ok("") | Ok("false") => false,
-        Ok("true") => true,
-        Ok(other) => {
+    let allow_http = match var("DCBACKUP_AGENT_ALLOW_HTTP").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
             return Err(ConfigError(format!(
                 "DCBACKUP_AGENT_ALLOW_HTTP must be true or false, not {other:?}"
             )))
@@ -136,27 +176,94 @@ fn agent_tls() -> Result<AgentTls, ConfigError> {
     })
 }
 
-/// A positive number from the environment, or its default when unset.
-fn positive<T>(name: &str, default: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + Default,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => {
-            v.parse()
-                .ok()
-                .filter(|n: &T| *n > T::default())
-                .ok_or_else(|| {
-                    ConfigError(format!("{name} must be a positive whole number, not {v:?}"))
-                })
-        }
-        _ => Ok(default),
+/// A positive whole number from variable `name` (its value `value`), or its default when
+/// unset.
+fn positive(name: &str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    match value {
+        Some(v) => v.parse().ok().filter(|n: &u64| *n > 0).ok_or_else(|| {
+            ConfigError(format!("{name} must be a positive whole number, not {v:?}"))
+        }),
+        None => Ok(default),
     }
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn unset_and_empty_take_the_defaults() {
+        let empty = [
+            ("DCBACKUP_OPERATION_HISTORY_DAYS", ""),
+            ("DCBACKUP_BACKUP_BUCKET", ""),
+        ];
+        for vars in [&[][..], &empty[..]] {
+            let config = from(vars).expect("defaults");
+            assert_eq!(
+                config.operation_history_days,
+                Config::DEFAULT_OPERATION_HISTORY_DAYS
+            );
+            assert_eq!(config.resources.backup_bucket, "dcbackup-backups");
+            assert_eq!(config.max_body_bytes, Config::DEFAULT_MAX_BODY_BYTES);
+        }
+    }
+
+    #[test]
+    fn the_history_period_and_the_bucket_are_read() {
+        let config = from(&[
+            ("DCBACKUP_RESOURCE_PREFIX", "edge"),
+            ("DCBACKUP_OPERATION_HISTORY_DAYS", "30"),
+            ("DCBACKUP_BACKUP_BUCKET", "edge-backupbucket-1a2b3c"),
+        ])
+        .expect("valid");
+        assert_eq!(config.operation_history_days, 30);
+        assert_eq!(config.resources.backup_bucket, "edge-backupbucket-1a2b3c");
+        assert_eq!(config.resources.operations_table, "edge-operations");
+    }
+
+    #[test]
+    fn agent_tls_is_read_and_its_mistakes_named() {
+        let config = from(&[
+            ("DCBACKUP_AGENT_CA_FILE", "/etc/dcbackup/ca.pem"),
+            (
+                "DCBACKUP_AGENT_CLIENT_CERT_FILE",
+                "/etc/dcbackup/client.pem",
+            ),
+            ("DCBACKUP_AGENT_CLIENT_KEY_FILE", "/etc/dcbackup/client.key"),
+            ("DCBACKUP_AGENT_ALLOW_HTTP", "true"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.agent_tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/dcbackup/ca.pem"))
+        );
+        assert!(config.agent_tls.client_cert.is_some());
+        assert!(config.agent_tls.allow_http);
+        assert!(!from(&[]).expect("defaults").agent_tls.allow_http);
+
+        let alone = from(&[("DCBACKUP_AGENT_CLIENT_CERT_FILE", "/c.pem")]).unwrap_err();
+        assert!(alone.0.contains("go together"), "{alone}");
+        let bad = from(&[("DCBACKUP_AGENT_ALLOW_HTTP", "yes")]).unwrap_err();
+        assert!(bad.0.contains("DCBACKUP_AGENT_ALLOW_HTTP"), "{bad}");
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable() {
+        for bad in ["0", "-1", "ninety"] {
+            let error = from(&[("DCBACKUP_OPERATION_HISTORY_DAYS", bad)]).unwrap_err();
+            assert!(
+                error.0.contains("DCBACKUP_OPERATION_HISTORY_DAYS"),
+                "{bad}: {error}"
+            );
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! The message is versioned and carries no secret: the worker re-reads everything else.
 
 use crate::domain::{OpId, OpKind, OpOptions, Operation, Release};
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -234,4 +236,97 @@ impl JobQueue {
         }
         results
     }
+}
+
+/// Lambda's SQS event for a batch of received messages, as its SQS event source mapping
+/// builds it (the `aws:sqs` record of the AWS docs): `make run`'s poller and the tests' lab
+/// hand the worker this, so both deliver what Lambda would.
+pub fn sqs_event(
+    messages: &[aws_sdk_sqs::types::Message],
+    queue_arn: &str,
+    region: &str,
+) -> SqsEvent {
+    let base64 = |blob: &aws_sdk_sqs::primitives::Blob| {
+        let mut data = Base64Data::default();
+        data.extend_from_slice(blob.as_ref());
+        data
+    };
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record.md5_of_body = m.md5_of_body.clone();
+            record.md5_of_message_attributes = m.md5_of_message_attributes.clone();
+            record.attributes = m
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
+                .collect();
+            record.message_attributes = m
+                .message_attributes
+                .iter()
+                .flatten()
+                .map(|(name, value)| {
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.string_value = value.string_value.clone();
+                    attribute.binary_value = value.binary_value.as_ref().map(base64);
+                    attribute.string_list_values =
+                        value.string_list_values.clone().unwrap_or_default();
+                    attribute.binary_list_values = value
+                        .binary_list_values
+                        .iter()
+                        .flatten()
+                        .map(base64)
+                        .collect();
+                    attribute.data_type = Some(value.data_type.clone());
+                    (name.clone(), attribute)
+                })
+                .collect();
+            record.event_source = Some("aws:sqs".to_owned());
+            record.event_source_arn = Some(queue_arn.to_owned());
+            record.aws_region = Some(region.to_owned());
+            record
+        })
+        .collect();
+    event
+}
+
+/// A partial batch response that names a message not in its batch; Lambda then takes the
+/// whole batch as failed (AWS docs, "Reporting batch item failures").
+#[derive(Debug, thiserror::Error)]
+#[error("the batch response names {0:?}, which is no message of the batch")]
+pub struct UnknownBatchItem(pub String);
+
+/// The messages of a batch that Lambda deletes after the function answered `response`: all
+/// but those it reports as failed, which come back after their visibility timeout.
+///
+/// # Errors
+/// [`UnknownBatchItem`] when `response` names a message not in `messages`: nothing is
+/// deleted then.
+pub fn handled<'m>(
+    messages: &'m [aws_sdk_sqs::types::Message],
+    response: &SqsBatchResponse,
+) -> Result<Vec<&'m aws_sdk_sqs::types::Message>, UnknownBatchItem> {
+    let id = |m: &aws_sdk_sqs::types::Message| m.message_id.clone().unwrap_or_default();
+    if let Some(unknown) = response
+        .batch_item_failures
+        .iter()
+        .find(|f| !messages.iter().any(|m| id(m) == f.item_identifier))
+    {
+        return Err(UnknownBatchItem(unknown.item_identifier.clone()));
+    }
+    Ok(messages
+        .iter()
+        .filter(|m| {
+            !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == id(m))
+        })
+        .collect())
 }

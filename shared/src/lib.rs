@@ -1,7 +1,32 @@
 //! dcbackup: backup and restore orchestration for distributed clouds, on AWS Lambda,
-//! DynamoDB and SQS. This crate holds everything the functions share: the domain and its
-//! rules, the DynamoDB adapter, the dcmanager wire format, the HTTP API handlers,
-//! configuration and resource definitions. The functions under `functions/` only wire it.
+//! DynamoDB and SQS. This crate holds everything the functions share; each function under
+//! `functions/` is a `main` of one line that calls [`runtime`].
+//!
+//! # Layout
+//!
+//! A request goes down these layers; the store and the domain know nothing above them:
+//!
+//! - [`runtime`]: what a function's `main` calls — JSON logs, AWS clients from the
+//!   environment, the Lambda loop around the handler of its kind (HTTP route, worker,
+//!   scheduler, sweeper).
+//! - [`api`]: the HTTP routes (one [`api::Route`] per function) and `handle`, which
+//!   authenticates ([`auth`]: token extraction, JWT verification, oslo.policy rules), parses
+//!   the body into a typed command and renders dcmanager's answer ([`wire`]), with one
+//!   error → HTTP map (`api/error.rs`).
+//! - [`operations`]: the one way to start backup/restore operations — the API's typed
+//!   commands, from the subcloud-backup routes and from the [`scheduler`] (which parses a
+//!   schedule's options as the API would): claims each subcloud's slot with one
+//!   conditional write, writes its operation record and sends its job ([`jobs`]) to the queue.
+//! - [`worker`]: takes a job from the queue and drives the operation through its states on
+//!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]).
+//! - [`sweeper`]: recovers slots whose lease expired and judges dead-lettered jobs;
+//!   [`retention`] trims scheduled backups beyond a schedule's `retain`.
+//! - [`store`]: the DynamoDB adapter — every write that depends on what is stored is
+//!   conditional; `store/slot.rs` is the claim itself (SPEC §3).
+//! - [`domain`]: the values of SPEC §1 (subclouds, groups, names, states, operations,
+//!   schedules), parsed once at the edge; no I/O.
+//! - [`config`] reads the environment once per cold start; [`resources`] defines the tables,
+//!   queues and bucket, which [`provision`] creates locally and the SAM template declares.
 
 pub mod agent_client;
 pub mod api;

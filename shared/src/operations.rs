@@ -282,6 +282,7 @@ fn prepare(
         finished_at: None,
         retention: Vec::new(),
         bytes: None,
+        upload_id: None,
     };
     (request, record)
 }

@@ -39,6 +39,10 @@ pub const SUBCLOUD_OPERATIONS_INDEX: &str = "subcloud-operations";
 /// `due`, so the scheduler finds due schedules by next run without a scan.
 pub const DUE_SCHEDULES_INDEX: &str = "due-schedules";
 
+/// The operations table's TTL attribute: when a record expires (Unix seconds), the
+/// operation history period after it was written.
+pub const OPERATION_EXPIRES_AT: &str = "expires_at";
+
 /// Jobs are retried this many times before they land on the dead-letter queue.
 pub const JOBS_MAX_RECEIVE_COUNT: u32 = 5;
 /// Longer than a worker invocation may run, so a job in flight is not delivered twice.
@@ -189,7 +193,7 @@ impl Resources {
                         range: Some(("created_at", S)),
                     },
                 }],
-                ttl_attribute: None,
+                ttl_attribute: Some(OPERATION_EXPIRES_AT),
             },
             Table {
                 logical_id: "IdempotencyTable",

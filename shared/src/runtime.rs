@@ -11,6 +11,13 @@ use crate::scheduler::Scheduler;
 use crate::store::Inventory;
 use crate::sweeper::Sweeper;
 use crate::worker::Worker;
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, RuntimeComponents, RuntimeComponentsBuilder, RuntimePlugin,
+};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
 
@@ -38,8 +45,13 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// One [`DeferredTrustStore`] HTTPS client serves all three.
     pub async fn from_env() -> Clients {
-        let shared = aws_config::load_from_env().await;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(http) = DeferredTrustStore::sdk_default() {
+            loader = loader.http_client(http);
+        }
+        let shared = loader.load().await;
         // Emulators serve buckets by path, not by virtual host.
         let path_style = std::env::var("DCBACKUP_S3_PATH_STYLE").is_ok_and(|v| v == "true");
         let s3 = aws_sdk_s3::config::Builder::from(&shared)
@@ -53,11 +65,55 @@ impl Clients {
     }
 }
 
+/// The SDK's default HTTPS client (hyper, rustls on aws-lc, the system's root certificates,
+/// proxies from the environment) with its trust store read when the first connection is made
+/// instead of when an SDK client is built. Left to itself the SDK gives each service client its
+/// own HTTPS client and, to check it, builds a connector for each at once, reading and parsing
+/// every system root certificate each time: most of a cold start's instructions (issue #17).
+/// Shared by every client and deferred, the roots are read once, by the first request. What is
+/// trusted does not change: the same roots, the same verifier.
+#[derive(Debug)]
+pub struct DeferredTrustStore(SharedHttpClient);
+
+impl DeferredTrustStore {
+    /// Wraps the HTTPS client the SDK would build by default; `None` if it would build none.
+    pub fn sdk_default() -> Option<DeferredTrustStore> {
+        let plugin = aws_smithy_runtime::client::defaults::default_http_client_plugin_v2(
+            BehaviorVersion::latest(),
+        )?;
+        let components = plugin.runtime_components(&RuntimeComponentsBuilder::new("dcbackup"));
+        components.http_client().map(DeferredTrustStore)
+    }
+
+    /// Wraps `client`, whose connectors are built on first use.
+    pub fn new(client: SharedHttpClient) -> DeferredTrustStore {
+        DeferredTrustStore(client)
+    }
+}
+
+impl HttpClient for DeferredTrustStore {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    // `validate_base_client_config` is deliberately the trait's no-op: the wrapped client
+    // builds a connector there, root certificates included, for every SDK client.
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
 impl App {
     pub fn new(clients: &Clients, config: &Config, auth: Arc<Authenticator>) -> App {
         App {
             auth,
-            inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+            inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+                .with_operation_history_days(config.operation_history_days),
             jobs: JobQueue::new(
                 clients.sqs.clone(),
                 config.resources.jobs_queue.clone(),
@@ -169,7 +225,8 @@ pub fn worker(
     agent_secret: dcbackup_agent::Secret,
 ) -> Result<Worker, TlsSetupError> {
     Ok(Worker {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            .with_operation_history_days(config.operation_history_days),
         jobs: JobQueue::new(
             clients.sqs.clone(),
             config.resources.jobs_queue.clone(),
@@ -180,6 +237,8 @@ pub fn worker(
         lease_seconds: config.lease_seconds,
         poll_cap: config.poll_cap,
         max_running: config.max_running,
+        part_size: config.part_size,
+        part_urls_ahead: crate::worker::PART_URLS_AHEAD,
     })
 }
 
@@ -202,7 +261,8 @@ pub async fn serve_scheduler() -> Result<(), Error> {
 /// The scheduler over these clients and settings.
 pub fn scheduler(clients: &Clients, config: &Config) -> Scheduler {
     Scheduler {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            .with_operation_history_days(config.operation_history_days),
         jobs: JobQueue::new(
             clients.sqs.clone(),
             config.resources.jobs_queue.clone(),
@@ -233,7 +293,8 @@ pub async fn serve_sweeper() -> Result<(), Error> {
 /// The sweeper over these clients and settings.
 pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
     Sweeper {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            .with_operation_history_days(config.operation_history_days),
         dead_letters: JobQueue::new(
             clients.sqs.clone(),
             config.resources.jobs_dead_letter_queue.clone(),
@@ -320,6 +381,90 @@ mod tests {
             .endpoint_url(url)
             .build();
         (Client::from_conf(config), calls)
+    }
+
+    /// An HTTP client that counts what the SDK asks of it; its connector refuses every request.
+    #[derive(Debug, Default, Clone)]
+    struct Counting {
+        validated: Arc<std::sync::atomic::AtomicUsize>,
+        connectors: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl HttpClient for Counting {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            self.connectors
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            SharedHttpConnector::new(Refusing)
+        }
+
+        fn validate_base_client_config(
+            &self,
+            _: &RuntimeComponentsBuilder,
+            _: &aws_sdk_dynamodb::config::ConfigBag,
+        ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+            self.validated
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Refusing;
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for Refusing {
+        fn call(
+            &self,
+            _: aws_sdk_dynamodb::config::http::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Err(
+                aws_smithy_runtime_api::client::result::ConnectorError::other(
+                    "no network in this test".into(),
+                    None,
+                ),
+            ))
+        }
+    }
+
+    fn dynamodb(http: impl HttpClient + 'static) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .http_client(http)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    #[tokio::test]
+    async fn sdk_clients_build_no_connector_until_their_first_request() {
+        use std::sync::atomic::Ordering::SeqCst;
+        // The SDK alone checks its HTTP client, building a connector, as each client is built.
+        let eager = Counting::default();
+        let _client = dynamodb(eager.clone());
+        assert_eq!(eager.validated.load(SeqCst), 1);
+
+        let counting = Counting::default();
+        let client = dynamodb(DeferredTrustStore::new(SharedHttpClient::new(
+            counting.clone(),
+        )));
+        let _second = dynamodb(DeferredTrustStore::new(SharedHttpClient::new(
+            counting.clone(),
+        )));
+        assert_eq!(counting.validated.load(SeqCst), 0);
+        assert_eq!(counting.connectors.load(SeqCst), 0);
+        client.list_tables().send().await.expect_err("refused");
+        assert_eq!(counting.validated.load(SeqCst), 0);
+        assert!(counting.connectors.load(SeqCst) >= 1);
+    }
+
+    #[test]
+    fn the_deferred_client_wraps_the_sdks_default() {
+        let deferred = DeferredTrustStore::sdk_default().expect("the SDK's HTTPS client");
+        assert!(deferred.connector_metadata().is_some());
     }
 
     #[tokio::test]

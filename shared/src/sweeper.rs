@@ -154,38 +154,70 @@ impl Sweeper {
         Ok(Judged::Kept)
     }
 
-    /// What a recovered operation may have left outside the table. A create's agent may
-    /// still have uploaded its archive after its worker died: the object is removed, since
-    /// no backup record will ever point at it. (Best effort: a failure is logged, the slot
-    /// is free either way.)
+    /// What a recovered operation may have left outside the table: a create's multipart
+    /// upload, which is aborted (its agent may still be sending parts), and the archive, if
+    /// its worker completed the upload before it died, which is removed, since no backup
+    /// record will ever point at it. (Best effort: a failure is logged, the slot is free
+    /// either way, and the bucket's lifecycle rule aborts a forgotten upload after a day.)
     async fn recovered(&self, sc: &Subcloud) {
         let (Some(op_id), Some(OpKind::Create)) = (&sc.op_id, sc.op_kind) else {
             return;
         };
-        if let Err(e) = self.discard_upload(sc, op_id).await {
-            tracing::warn!(op_id = %op_id, subcloud = %sc.name, error = %e, "archive of a recovered backup not removed");
-        }
+        discard_orphan(&self.inventory, &self.central, sc, op_id).await;
     }
+}
 
-    /// The single place where a recovered create's upload is discarded.
-    async fn discard_upload(&self, sc: &Subcloud, op_id: &OpId) -> Result<(), String> {
-        let Some(op) = self
-            .inventory
-            .operation(op_id)
+/// Discards what the recovered create `op_id` of `sc` may have left in central storage, then
+/// forgets it (`orphan_upload`); a failure is logged and it stays for the next try.
+pub(crate) async fn discard_orphan(
+    inventory: &Inventory,
+    central: &CentralStore,
+    sc: &Subcloud,
+    op_id: &OpId,
+) {
+    let discarded = match discard_upload(inventory, central, sc, op_id).await {
+        Ok(()) => inventory
+            .clear_orphan_upload(sc.id, op_id)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = discarded {
+        tracing::warn!(op_id = %op_id, subcloud = %sc.name, error = %e, "upload or archive of a recovered backup not removed");
+    }
+}
+
+/// The single place where a recovered create's upload is discarded.
+async fn discard_upload(
+    inventory: &Inventory,
+    central: &CentralStore,
+    sc: &Subcloud,
+    op_id: &OpId,
+) -> Result<(), String> {
+    let Some(op) = inventory
+        .operation(op_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    if op.options.local_only {
+        return Ok(());
+    }
+    let key = CentralStore::key(sc.name.as_str(), &op.release, op_id);
+    if let Some(upload_id) = &op.upload_id {
+        if central
+            .abort_upload(&key, upload_id)
             .await
             .map_err(|e| e.to_string())?
-        else {
-            return Ok(());
-        };
-        if op.options.local_only {
-            return Ok(());
+        {
+            tracing::info!(op_id = %op_id, key, "upload of a recovered backup aborted");
         }
-        let key = CentralStore::key(sc.name.as_str(), &op.release, op_id);
-        self.central
-            .delete_object(&key)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(op_id = %op_id, key, "archive of a recovered backup removed");
-        Ok(())
     }
+    central
+        .delete_object(&key)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(op_id = %op_id, key, "archive of a recovered backup removed");
+    Ok(())
 }

@@ -6,24 +6,36 @@
 //! own, or its state already past, and changes nothing. Each operation has one poll chain:
 //! the conditional write that sends the next poll names it (`poll_seq`, `poll_token` on the
 //! subcloud), so a second delivery of a message cannot start a second chain.
+//!
+//! A central backup is an S3 multipart upload the worker owns: it creates it (its id kept on
+//! the operation record), signs the next parts' UploadPart URLs at the start and at each poll,
+//! and completes it with the parts the agent reports — or aborts it when the backup fails.
 
 use crate::agent_client::{AgentClient, AgentError};
-use crate::central::CentralStore;
+use crate::central::{CentralStore, CompleteError};
 use crate::domain::{
     epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpKind, OpState, Ref, Subcloud,
 };
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{
     BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome,
-    Seat, StoreError,
+    Seat, StoreError, UploadRecord,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use dcbackup_agent::protocol::{self, BackupRequest, JobState, JobView, RestoreRequest};
+use dcbackup_agent::protocol::{
+    self, BackupRequest, JobState, JobView, PartUrls, RestoreRequest, UploadPlan, UploadProgress,
+    MAX_PARTS,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How many unanswered starts of an agent job are asked again before the operation fails.
 pub const START_TRIES: u32 = 5;
+/// How many parts ahead of a central backup's upload the worker signs URLs by default, at the
+/// start and at every poll (fresh each time, so none is much older than a poll when used).
+pub const PART_URLS_AHEAD: u32 = 16;
+/// The pause before the next poll when the agent waits for part URLs.
+const STARVED_POLL: Duration = Duration::from_secs(1);
 
 /// Why a message must be delivered again (the work is not lost: SQS redelivers it, and after
 /// too many tries it lands on the dead-letter queue).
@@ -33,6 +45,12 @@ pub struct Retry(String);
 
 impl From<StoreError> for Retry {
     fn from(e: StoreError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+impl From<crate::central::CentralError> for Retry {
+    fn from(e: crate::central::CentralError) -> Self {
         Retry(e.to_string())
     }
 }
@@ -48,6 +66,10 @@ pub struct Worker {
     pub poll_cap: Duration,
     /// How many operations may run on agents at once, system-wide.
     pub max_running: u64,
+    /// Bytes per part of a central backup's upload.
+    pub part_size: u64,
+    /// How many parts ahead of the upload part URLs are signed ([`PART_URLS_AHEAD`]).
+    pub part_urls_ahead: u32,
 }
 
 impl Worker {
@@ -121,6 +143,10 @@ impl Worker {
             }
             tracing::info!(op_id = %job.op_id, attempt = job.attempt, live, "not the live message of the poll chain; dropped");
             return Ok(());
+        }
+        // A create before this one whose lease expired may have left an upload behind.
+        if let Some(orphan) = &sc.orphan_upload {
+            crate::sweeper::discard_orphan(&self.inventory, &self.central, &sc, orphan).await;
         }
         let step = Step {
             worker: self,
@@ -283,6 +309,9 @@ impl Step<'_> {
     }
 
     async fn fail_backup(&self, status: BackupStatus, why: String) -> Result<(), Retry> {
+        if self.central_create() {
+            self.abort_upload().await;
+        }
         let outcome = Outcome {
             backup_status: Some(Some(status.as_str())),
             error: Some(why),
@@ -310,6 +339,17 @@ impl Step<'_> {
         state: Option<(&'static str, &str)>,
         start_tries: u32,
     ) -> Result<bool, Retry> {
+        let delay = Duration::from_secs(1u64 << self.job.attempt.min(10)).min(self.worker.poll_cap);
+        self.poll_in(state, start_tries, delay).await
+    }
+
+    /// [`Step::poll_later`] after `delay`.
+    async fn poll_in(
+        &self,
+        state: Option<(&'static str, &str)>,
+        start_tries: u32,
+        delay: Duration,
+    ) -> Result<bool, Retry> {
         let token = uuid::Uuid::new_v4().to_string();
         let next = JobMessage {
             attempt: self.job.attempt + 1,
@@ -317,7 +357,6 @@ impl Step<'_> {
             start_tries,
             ..self.job.clone()
         };
-        let delay = Duration::from_secs(1u64 << self.job.attempt.min(10)).min(self.worker.poll_cap);
         // Sent first: a delivery that dies before the write leaves the chain where it was,
         // so this message's redelivery carries it on.
         self.worker
@@ -394,6 +433,11 @@ impl Step<'_> {
             .inventory
             .set_operation_bytes(&self.job.op_id, &view.bytes)
             .await?;
+        // And on the subcloud's `operation`, while it holds the slot.
+        self.worker
+            .inventory
+            .set_slot_bytes(&self.holder, &view.bytes)
+            .await?;
         Ok(())
     }
 
@@ -431,7 +475,20 @@ impl Step<'_> {
         };
         match view.state {
             JobState::Running => {
-                let still_ours = self.poll_later(Some(followed.running()), 0).await?;
+                let starved = match &view.upload {
+                    Some(upload) => self.hand_part_urls(agent, upload).await?,
+                    None => false,
+                };
+                let still_ours = if starved {
+                    self.poll_in(
+                        Some(followed.running()),
+                        0,
+                        STARVED_POLL.min(self.worker.poll_cap),
+                    )
+                    .await?
+                } else {
+                    self.poll_later(Some(followed.running()), 0).await?
+                };
                 if still_ours {
                     if let Followed::Backup = followed {
                         self.record_bytes(&view).await?;
@@ -504,22 +561,31 @@ impl Step<'_> {
             Ok(release) => release,
             Err(why) => return self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
         };
-        let upload_url = if self.job.options.local_only {
+        let upload = if self.job.options.local_only {
             None
         } else {
-            let key = CentralStore::key(self.name(), &self.job.release, &self.job.op_id);
-            let url = self
+            let Some(upload_id) = self.upload_id().await? else {
+                let why = format!(
+                    "operation {} has no record to keep its upload on",
+                    self.job.op_id
+                );
+                return self.fail_backup(BackupStatus::BackupPrepFailed, why).await;
+            };
+            let last = self.worker.part_urls_ahead.clamp(1, MAX_PARTS);
+            let parts = self
                 .worker
                 .central
-                .upload_url(&key)
-                .await
-                .map_err(|e| Retry(e.to_string()))?;
-            Some(url.parse().map_err(Retry)?)
+                .part_urls(&self.key(), &upload_id, 1..=last)
+                .await?;
+            Some(UploadPlan {
+                part_size: self.worker.part_size,
+                parts,
+            })
         };
         let request = BackupRequest {
             op_id: op_uuid(self.job)?,
             release,
-            upload_url,
+            upload,
         };
         if let Err(e) = self
             .worker
@@ -539,6 +605,11 @@ impl Step<'_> {
             let why = "the agent reported success without a result".to_owned();
             return self.fail_backup(BackupStatus::Failed, why).await;
         };
+        if self.central_create() {
+            if let Err(why) = self.complete_upload(&result).await? {
+                return self.fail_backup(BackupStatus::Failed, why).await;
+            }
+        }
         let now = timestamp_now();
         let (location, set, status) = if self.job.options.local_only {
             (
@@ -560,8 +631,7 @@ impl Step<'_> {
             location,
             size: result.size,
             sha256: result.sha256.to_string(),
-            s3_key: (location == BackupLocation::Central)
-                .then(|| CentralStore::key(self.name(), &self.job.release, &self.job.op_id)),
+            s3_key: (location == BackupLocation::Central).then(|| self.key()),
             op_id: self.job.op_id.clone(),
             created_at: now.clone(),
             schedule_id: self.job.schedule_id,
@@ -580,6 +650,146 @@ impl Step<'_> {
             ..Outcome::default()
         };
         self.finish(outcome, OpState::Succeeded).await
+    }
+
+    /// Whether this is a create whose archive goes to central storage.
+    fn central_create(&self) -> bool {
+        self.job.kind == OpKind::Create && !self.job.options.local_only
+    }
+
+    /// The object key of this backup's archive.
+    fn key(&self) -> String {
+        CentralStore::key(self.name(), &self.job.release, &self.job.op_id)
+    }
+
+    /// The upload recorded on the operation, if any.
+    async fn recorded_upload(&self) -> Result<Option<String>, Retry> {
+        let op = self.worker.inventory.operation(&self.job.op_id).await?;
+        Ok(op.and_then(|op| op.upload_id))
+    }
+
+    /// This backup's multipart upload: the one its operation records, else a new one, then
+    /// recorded (`None`: the operation has no record to keep it on). Of two deliveries that
+    /// each create one, the one recorded first is used and the other aborted.
+    async fn upload_id(&self) -> Result<Option<String>, Retry> {
+        if let Some(recorded) = self.recorded_upload().await? {
+            return Ok(Some(recorded));
+        }
+        let key = self.key();
+        let created = self.worker.central.create_upload(&key).await?;
+        let kept = match self
+            .worker
+            .inventory
+            .record_upload(&self.job.op_id, &created)
+            .await?
+        {
+            UploadRecord::Recorded => return Ok(Some(created)),
+            UploadRecord::Existing(recorded) => Some(recorded),
+            UploadRecord::NoRecord => None,
+        };
+        if let Err(e) = self.worker.central.abort_upload(&key, &created).await {
+            tracing::warn!(op_id = %self.job.op_id, error = %e, "a spare upload was not aborted; the bucket's lifecycle rule will");
+        }
+        Ok(kept)
+    }
+
+    /// Signs the URLs of the next parts of a running backup's upload and hands them to the
+    /// agent. Returns whether the agent was waiting for one (so the next poll comes soon).
+    /// A failure here is logged, not fatal: the next poll hands them over again.
+    async fn hand_part_urls(
+        &self,
+        agent: &AgentUrl,
+        upload: &UploadProgress,
+    ) -> Result<bool, Retry> {
+        let Some(upload_id) = self.recorded_upload().await? else {
+            return Ok(false);
+        };
+        let first = upload.parts_uploaded + 1;
+        let last = upload
+            .parts_uploaded
+            .saturating_add(self.worker.part_urls_ahead.max(1))
+            .min(MAX_PARTS);
+        if first > last {
+            return Ok(false);
+        }
+        let parts = self
+            .worker
+            .central
+            .part_urls(&self.key(), &upload_id, first..=last)
+            .await?;
+        let handed = self
+            .worker
+            .agents
+            .part_urls(
+                agent,
+                self.name(),
+                self.job.op_id.as_str(),
+                &PartUrls { parts },
+            )
+            .await;
+        if let Err(e) = handed {
+            tracing::warn!(op_id = %self.job.op_id, error = %e, "part URLs not handed over; again on the next poll");
+        }
+        Ok(upload.waiting_for_url)
+    }
+
+    /// Completes the upload from the parts the agent reports. `Err(why)`: the backup fails
+    /// (the upload is aborted with it).
+    async fn complete_upload(
+        &self,
+        result: &protocol::JobResult,
+    ) -> Result<Result<(), String>, Retry> {
+        let Some(upload_id) = self.recorded_upload().await? else {
+            return Ok(Err(format!(
+                "operation {} records no upload to complete",
+                self.job.op_id
+            )));
+        };
+        if result.parts.is_empty() {
+            return Ok(Err("the agent reported no uploaded parts".to_owned()));
+        }
+        let key = self.key();
+        match self
+            .worker
+            .central
+            .complete_upload(&key, &upload_id, &result.parts)
+            .await
+        {
+            Ok(()) => Ok(Ok(())),
+            // An earlier delivery completed it, if the object is there at the archive's size.
+            Err(CompleteError::NoSuchUpload) => {
+                match self.worker.central.object_size(&key).await? {
+                    Some(size) if size == result.size => Ok(Ok(())),
+                    _ => Ok(Err(format!(
+                        "the upload of {key} is gone: it was aborted before it could be completed"
+                    ))),
+                }
+            }
+            Err(CompleteError::Refused(why)) => Ok(Err(why)),
+            Err(CompleteError::Unavailable(e)) => Err(e.into()),
+        }
+    }
+
+    /// Aborts this backup's upload, if it has one (best effort: the bucket's lifecycle rule
+    /// aborts what is left after a day).
+    async fn abort_upload(&self) {
+        let aborted = match self.recorded_upload().await {
+            Ok(Some(upload_id)) => self
+                .worker
+                .central
+                .abort_upload(&self.key(), &upload_id)
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        };
+        match aborted {
+            Ok(true) => tracing::info!(op_id = %self.job.op_id, "upload aborted"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(op_id = %self.job.op_id, error = %e, "upload not aborted; the bucket's lifecycle rule will")
+            }
+        }
     }
 
     // ---- restore -----------------------------------------------------------------------

@@ -4,9 +4,9 @@
 //! source mapping would (partial batch failures honoured).
 
 use crate::Stack;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use dcbackup::agent_client::AgentTls;
 use dcbackup::config::Config;
+use dcbackup::jobs;
 use dcbackup::runtime;
 use dcbackup::worker::Worker;
 use dcbackup_agent::{serve, Agent, Secret, TlsFiles};
@@ -161,6 +161,45 @@ impl Lab {
         count
     }
 
+    /// The multipart upload recorded on operation `op_id`.
+    pub async fn upload_id(&self, op_id: &str) -> String {
+        let op = self
+            .stack
+            .operations()
+            .await
+            .into_iter()
+            .find(|op| op["op_id"] == op_id)
+            .expect("the operation's record");
+        op["upload_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no upload recorded on {op}"))
+            .to_owned()
+    }
+
+    /// Whether the multipart upload `upload_id` of `key` still exists, asked as S3 is asked
+    /// (fauxqs has no ListParts): aborting it answers NoSuchUpload when it does not. An
+    /// upload that did exist is gone afterwards.
+    pub async fn upload_existed(&self, key: &str, upload_id: &str) -> bool {
+        let aborted = self
+            .stack
+            .clients
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.stack.resources.backup_bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => true,
+            Err(e) => {
+                let e = e.into_service_error();
+                assert!(e.is_no_such_upload(), "aborting {key}: {e:?}");
+                false
+            }
+        }
+    }
+
     /// Pumps until the subcloud's slot is free again (its operation ended); returns it.
     pub async fn run_to_end(&self, name: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -202,28 +241,19 @@ pub async fn pump_once(worker: &Worker, sqs: &aws_sdk_sqs::Client) -> Vec<String
     if messages.is_empty() {
         return Vec::new();
     }
-    let mut event = SqsEvent::default();
-    for m in &messages {
-        let mut record = SqsMessage::default();
-        record.message_id = m.message_id.clone();
-        record.body = m.body.clone();
-        event.records.push(record);
-    }
+    let event = jobs::sqs_event(
+        &messages,
+        "arn:aws:sqs:us-east-1:000000000000:jobs",
+        "us-east-1",
+    );
     let response = worker.handle_batch(event).await;
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    for m in &messages {
-        if !failed.contains(&m.message_id.clone().unwrap_or_default()) {
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("deleting a handled job");
-        }
+    for m in jobs::handled(&messages, &response).expect("the worker names only its messages") {
+        sqs.delete_message()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await
+            .expect("deleting a handled job");
     }
     messages.into_iter().filter_map(|m| m.body).collect()
 }

@@ -65,6 +65,13 @@ fn require_engines() {
     }
 }
 
+/// Whether the tests run against LocalStack (`make test ENGINES=localstack`, see
+/// tools/emu/engines) rather than DynamoDB Local + fauxqs. Only for sizing a test's load:
+/// every test checks the same on both.
+pub fn on_localstack() -> bool {
+    std::env::var("ENGINES").is_ok_and(|engines| engines == "localstack")
+}
+
 fn auth_config(policy_file: Option<&Path>) -> AuthConfig {
     let mut builder = AuthConfig::builder(ISSUER, AUDIENCE)
         .algorithms([SigningAlgorithm::Hs256])
@@ -388,6 +395,7 @@ pub fn record_for(
         finished_at: None,
         retention: Vec::new(),
         bytes: None,
+        upload_id: None,
     }
 }
 

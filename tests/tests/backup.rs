@@ -1532,3 +1532,64 @@ async fn a_claim_is_timed_after_the_subclouds_last_write_whatever_the_clocks() {
     assert_eq!(records[0]["created_at"], since.as_str(), "{records:?}");
     assert!(stack.item(id).await["updated_at"].as_s().unwrap() >= &since);
 }
+
+/// An operation record carries `expires_at`, the operations table's TTL attribute, the
+/// history period after it is written: 90 days by default (`Config`), or as configured
+/// (`DCBACKUP_OPERATION_HISTORY_DAYS`); the provisioned table expires items by it.
+#[tokio::test]
+async fn operation_records_expire_after_the_history_period() {
+    const DAY: u64 = 24 * 3600;
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "ttl1", "Default").await;
+    let before = epoch_now();
+    let reply = create(&stack, json!({"subcloud": "ttl1"})).await;
+    let after = epoch_now();
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let expires = records[0]["expires_at"].as_u64().expect("expires_at");
+    let history = dcbackup::config::Config::DEFAULT_OPERATION_HISTORY_DAYS * DAY;
+    assert!(
+        (before + history..=after + history).contains(&expires),
+        "expires_at {expires}, not {history} s after the request ({before}..={after})"
+    );
+
+    // The record written inside the claim's transaction expires as the inventory is told.
+    let id2 = backup_ready(&stack, "ttl2", "Default").await;
+    let inventory = Inventory::new(stack.clients.dynamodb.clone(), stack.resources.clone())
+        .with_operation_history_days(20);
+    let seen = inventory.subcloud(&Ref::Id(id2)).await.expect("subcloud");
+    let before = epoch_now();
+    let req = claim_request(OpKind::Create, before, Config::DEFAULT_LEASE_SECONDS);
+    assert!(matches!(
+        inventory
+            .claim(&seen, &req, &dcbackup_tests::record_for(&seen, &req))
+            .await
+            .expect("claim"),
+        ClaimOutcome::Claimed { .. }
+    ));
+    let after = epoch_now();
+    let written = stack
+        .operations()
+        .await
+        .into_iter()
+        .find(|record| record["op_id"] == req.op_id.as_str())
+        .expect("the second record");
+    let expires = written["expires_at"].as_u64().expect("expires_at");
+    assert!(
+        (before + 20 * DAY..=after + 20 * DAY).contains(&expires),
+        "expires_at {expires}, not 20 days after {before}..={after}"
+    );
+
+    let ttl = stack
+        .clients
+        .dynamodb
+        .describe_time_to_live()
+        .table_name(&stack.resources.operations_table)
+        .send()
+        .await
+        .expect("describe TTL")
+        .time_to_live_description
+        .expect("a TTL description");
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+}

@@ -302,6 +302,21 @@ async fn a_fresh_stack_gets_default_on_first_register() {
     assert_eq!(renamed.status, StatusCode::CONFLICT, "{:?}", renamed.body);
 }
 
+/// A group created before anything was registered still leaves id 1 to Default, which the
+/// first register then makes.
+#[tokio::test]
+async fn a_group_created_first_on_a_fresh_stack_is_not_id_1() {
+    let stack = Stack::new().await;
+    let east = stack.create_group("east").await;
+    assert_eq!(east["id"], 2, "{east}");
+    let registered = stack.register("first", json!({})).await;
+    assert_eq!(registered["group_id"], 1, "{registered}");
+    let default = stack
+        .call(Route::GroupsShow, "/v1.0/subcloud-groups/1", None)
+        .await;
+    assert_eq!(default.body["name"], "Default", "{:?}", default.body);
+}
+
 /// Before anything was registered, Default is listed and shown all the same.
 #[tokio::test]
 async fn a_fresh_stack_lists_and_shows_default() {

@@ -5,6 +5,13 @@
 //! its route needs (`grants`). A function that serves no route is known by name
 //! (`background`): what drives it (a queue or a schedule), what it is granted and what it is
 //! given; any other is drift.
+//!
+//! Grants are compared action by action, on resources by logical id: SAM's policy templates
+//! expanded to their actions, inline statements and a function's own role read as written.
+//! The needs are declared per function here, next to the store and queue calls they come
+//! from, rather than derived from the code: nothing can read a handler's call graph down to
+//! each DynamoDB request reliably, and recording the calls the tests happen to make would
+//! miss the rare paths (a lost race, a retry) that need a grant most.
 
 use dcbackup::api::Route;
 use dcbackup::config::Config;
@@ -27,6 +34,11 @@ const DEAD_LETTER_QUEUE: &str = "JobsDeadLetterQueue";
 /// Where a function that takes dead-lettered jobs finds that queue's URL (`Config::from_env`);
 /// without it the function would call GetQueueUrl, which `SQSPollerPolicy` does not allow.
 const DEAD_LETTER_QUEUE_URL_VARIABLE: &str = "DCBACKUP_JOBS_DLQ_URL";
+/// Where the worker finds the bucket's name, which CloudFormation makes unique.
+const BACKUP_BUCKET_VARIABLE: &str = "DCBACKUP_BACKUP_BUCKET";
+/// The one bucket-level S3 action a function may be granted (`Grants::backup_bucket`); the
+/// others act on the bucket's objects (`<Bucket>/*`).
+const LIST_BUCKET: &str = "s3:ListBucket";
 /// The logical id of the HTTP API every route's event must attach to; without it SAM would
 /// create a second, implicit API.
 const API: &str = "Api";
@@ -44,10 +56,10 @@ struct Grants {
     /// Receives and deletes dead-lettered jobs: `SQSPollerPolicy` on the dead-letter queue,
     /// and its URL in `DCBACKUP_JOBS_DLQ_URL`.
     takes_dead_letters: bool,
-    /// Signs upload and download URLs of the backup bucket, lists and deletes its objects:
-    /// `S3CrudPolicy` on the bucket.
-    backup_bucket: bool,
-    /// Reads the agents' key: `AWSSecretsManagerGetSecretValuePolicy` on that one secret.
+    /// The S3 actions it needs on the backup bucket: `s3:ListBucket` on the bucket, any other
+    /// on its objects; with any, the bucket's name in `DCBACKUP_BACKUP_BUCKET`.
+    backup_bucket: &'static [&'static str],
+    /// Reads the agents' key: `secretsmanager:GetSecretValue` on that one secret.
     agent_secret: bool,
 }
 
@@ -75,7 +87,7 @@ fn grants(route: Route) -> Grants {
             read: &[],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // The slot claim (subclouds), the operation records, `Idempotency-Key` replays; the
@@ -85,7 +97,7 @@ fn grants(route: Route) -> Grants {
             read: &["GroupsTable", "NamesTable"],
             sends_jobs: true,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // One record by its id.
@@ -94,7 +106,7 @@ fn grants(route: Route) -> Grants {
             read: &["OperationsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // A subcloud by name or id, then its records through the subcloud-operations index.
@@ -103,7 +115,7 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "NamesTable", "OperationsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // A subcloud by name or id, then its backups' items.
@@ -112,7 +124,7 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "NamesTable", "BackupsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // Every schedule item.
@@ -121,7 +133,7 @@ fn grants(route: Route) -> Grants {
             read: &["SchedulesTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // A schedule by name (names) or id.
@@ -130,7 +142,7 @@ fn grants(route: Route) -> Grants {
             read: &["SchedulesTable", "NamesTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // The item, its name claim and its id (counters); the target resolved to its id.
@@ -139,7 +151,7 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "GroupsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // The item and, on a rename, its name claim; a new target resolved to its id.
@@ -148,7 +160,7 @@ fn grants(route: Route) -> Grants {
             read: &["SubcloudsTable", "GroupsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
         // The item and its name claim.
@@ -157,7 +169,7 @@ fn grants(route: Route) -> Grants {
             read: &[],
             sends_jobs: false,
             takes_dead_letters: false,
-            backup_bucket: false,
+            backup_bucket: &[],
             agent_secret: false,
         },
     }
@@ -266,7 +278,7 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: false,
-                backup_bucket: false,
+                backup_bucket: &[],
                 agent_secret: false,
             },
             settings: vec![],
@@ -298,7 +310,17 @@ fn background() -> Vec<Background> {
                 read: &["SchedulesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
-                backup_bucket: true,
+                // Pre-signed GET and part-upload URLs act with the worker's own grants
+                // (PutObject covers creating, uploading and completing a multipart upload);
+                // a failed backup's upload is aborted; a release's objects are listed and
+                // deleted (`CentralStore::delete_release`).
+                backup_bucket: &[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    LIST_BUCKET,
+                ],
                 agent_secret: true,
             },
             settings: vec![
@@ -324,7 +346,8 @@ fn background() -> Vec<Background> {
         // dead-lettered job's subcloud by id (subclouds); each such operation ended as
         // failed in one transaction: the slot (subclouds), the record (operations) and its
         // seat given back (groups, counters); dead-lettered jobs received and deleted; a
-        // recovered create's record read (operations) and its archive deleted (the bucket).
+        // recovered create's record read (operations), its upload aborted and its archive
+        // deleted (the bucket).
         Background {
             function: "sweeper",
             handler: "serve_sweeper",
@@ -342,7 +365,9 @@ fn background() -> Vec<Background> {
                 read: &[],
                 sends_jobs: false,
                 takes_dead_letters: true,
-                backup_bucket: true,
+                // `CentralStore::delete_object` of a recovered create's archive, and the
+                // abort of its multipart upload (`Sweeper::discard_upload`).
+                backup_bucket: &["s3:DeleteObject", "s3:AbortMultipartUpload"],
                 agent_secret: false,
             },
             settings: vec![],
@@ -368,7 +393,7 @@ fn background() -> Vec<Background> {
                 read: &["GroupsTable", "NamesTable"],
                 sends_jobs: true,
                 takes_dead_letters: false,
-                backup_bucket: false,
+                backup_bucket: &[],
                 agent_secret: false,
             },
             settings: vec![],
@@ -727,59 +752,277 @@ fn queues_match_the_code() {
     drift.assert_none();
 }
 
+/// One bucket, the one the policies name. Bucket names are global across AWS, so its name
+/// is CloudFormation's (unique) unless the deployer gives one (`BackupBucketName`); the
+/// worker learns it from `DCBACKUP_BACKUP_BUCKET` (checked with its grants).
 #[test]
 fn the_bucket_matches_the_code() {
     let template = Template::load();
     let mut drift = Drift::default();
-    // (logical id, name): the id is what the functions' policies name.
-    let buckets: Vec<(String, String)> = template
-        .ids_of_type("AWS::S3::Bucket")
+    drift.compare(
+        "S3 buckets (logical ids)",
+        template.ids_of_type("AWS::S3::Bucket"),
+        BTreeSet::from([BACKUP_BUCKET.to_owned()]),
+    );
+    if let Ok(props) = template.properties(BACKUP_BUCKET, "AWS::S3::Bucket") {
+        let name = props.get("BucketName").map(|name| format!("{name:?}"));
+        let conditional = |value: &Value| match value {
+            Value::Tagged(tagged) if tagged.tag == "If" => {
+                let branches = list(&tagged.value, BACKUP_BUCKET);
+                branches.len() == 3
+                    && target(&branches[1], "Ref", None) == Some("BackupBucketName")
+                    && target(&branches[2], "Ref", None) == Some("AWS::NoValue")
+            }
+            _ => false,
+        };
+        if !props.get("BucketName").is_none_or(conditional) {
+            drift.note(format!(
+                "{BACKUP_BUCKET} BucketName: {name:?}, a fixed name that may be taken; \
+                 expected none, or !If [.., !Ref BackupBucketName, !Ref AWS::NoValue]"
+            ));
+        }
+        check_parameter(
+            &template,
+            &mut drift,
+            BACKUP_BUCKET,
+            "BackupBucketName",
+            Some(String::new()),
+        );
+        // Central backups go up as multipart uploads: one a crash leaves incomplete is aborted by
+        // a lifecycle rule within a day rather than billed for ever.
+        let aborts_after: Vec<u64> = props
+            .get("LifecycleConfiguration")
+            .and_then(|c| c.get("Rules"))
+            .and_then(Value::as_sequence)
+            .map(|rules| {
+                rules
+                    .iter()
+                    .filter(|rule| {
+                        rule.get("Status").and_then(Value::as_str) == Some("Enabled")
+                            && rule.get("Prefix").is_none()
+                            && rule.get("Filter").is_none()
+                    })
+                    .filter_map(|rule| {
+                        rule.get("AbortIncompleteMultipartUpload")?
+                            .get("DaysAfterInitiation")?
+                            .as_u64()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        drift.compare(
+            "the bucket's lifecycle rules aborting incomplete multipart uploads (days after initiation)",
+            aborts_after,
+            vec![1],
+        );
+    }
+    drift.assert_none();
+}
+
+/// Tables and the bucket hold the data: a first create that fails rolls back clean, and a
+/// delete or a replacement later keeps them; a table also refuses deletion itself.
+#[test]
+fn stored_data_outlives_the_stack() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    let kept = template
+        .ids_of_type("AWS::DynamoDB::Table")
+        .into_iter()
+        .chain(template.ids_of_type("AWS::S3::Bucket"));
+    for id in kept {
+        let (_, resource) = template
+            .resources()
+            .find(|(found, _)| *found == id)
+            .expect("listed");
+        for (attribute, policy) in [
+            ("DeletionPolicy", "RetainExceptOnCreate"),
+            ("UpdateReplacePolicy", "Retain"),
+        ] {
+            drift.compare(
+                &format!("{id} {attribute}"),
+                resource.get(attribute).and_then(Value::as_str),
+                Some(policy),
+            );
+        }
+        if let Ok(props) = template.properties(&id, "AWS::DynamoDB::Table") {
+            drift.compare(
+                &format!("{id} DeletionProtectionEnabled"),
+                props.get("DeletionProtectionEnabled"),
+                Some(&Value::Bool(true)),
+            );
+        }
+    }
+    drift.assert_none();
+}
+
+/// The policy override reaches every function: `DCBACKUP_POLICY_FILE` is a file of the layer
+/// every function has (Lambda mounts layers under /opt), and the file as shipped loads.
+#[test]
+fn the_policy_override_reaches_the_functions() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    let globals = ["Globals", "Function"]
+        .iter()
+        .fold(&template.0, |value, key| field(value, key, "the template"));
+    let layers: Vec<Option<&str>> = globals
+        .get("Layers")
+        .map_or(&[][..], |layers| list(layers, "Globals Layers"))
+        .iter()
+        .map(|layer| target(layer, "Ref", None))
+        .collect();
+    drift.compare("Globals Layers", layers, vec![Some("PolicyLayer")]);
+    for id in template.ids_of_type("AWS::Serverless::Function") {
+        let props = template
+            .properties(&id, "AWS::Serverless::Function")
+            .expect("listed");
+        if props.get("Layers").is_some() {
+            drift.note(format!("{id}: Layers of its own replace the policy layer"));
+        }
+    }
+    let path = field(globals, "Environment", "Globals")
+        .get("Variables")
+        .and_then(|variables| variables.get("DCBACKUP_POLICY_FILE"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match template.properties("PolicyLayer", "AWS::Serverless::LayerVersion") {
+        Err(e) => drift.note(e),
+        Ok(props) => {
+            let content = text(field(props, "ContentUri", "PolicyLayer"), "PolicyLayer");
+            match path.strip_prefix("/opt/") {
+                None => drift.note(format!(
+                    "Globals DCBACKUP_POLICY_FILE: {path:?}, not a file of a layer (/opt/...)"
+                )),
+                Some(inside) => {
+                    let file = repo_root().join("infra").join(content).join(inside);
+                    if let Err(e) = dcbackup::auth::Policy::with_overrides_file(&file) {
+                        drift.note(format!("{}: {e}", file.display()));
+                    }
+                }
+            }
+        }
+    }
+    drift.assert_none();
+}
+
+/// What an operator needs: traces, alarms on what fails silently (dead letters, background
+/// functions' errors and throttles, the API's 5xx), the API's throttling, and a cap on the
+/// worker's concurrency so a large group's jobs leave Lambda concurrency to the API.
+#[test]
+fn the_stack_is_operable() {
+    let template = Template::load();
+    let mut drift = Drift::default();
+    let globals = ["Globals", "Function"]
+        .iter()
+        .fold(&template.0, |value, key| field(value, key, "the template"));
+    drift.compare(
+        "Globals Tracing",
+        globals.get("Tracing").and_then(Value::as_str),
+        Some("Active"),
+    );
+    if let Ok(props) = template.properties(API, "AWS::Serverless::HttpApi") {
+        // Throttled requests (429) reach no function: only the access log shows them.
+        let destination = props
+            .get("AccessLogSettings")
+            .and_then(|settings| settings.get("DestinationArn"))
+            .and_then(|arn| target(arn, "GetAtt", Some("Arn")));
+        match destination {
+            None => drift.note(format!(
+                "{API}: no AccessLogSettings DestinationArn (!GetAtt <LogGroup>.Arn)"
+            )),
+            Some(group) => {
+                if let Err(e) = template.properties(group, "AWS::Logs::LogGroup") {
+                    drift.note(e);
+                }
+            }
+        }
+        let settings = props.get("DefaultRouteSettings");
+        for (limit, parameter) in [
+            ("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
+            ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit"),
+        ] {
+            drift.compare(
+                &format!("{API} DefaultRouteSettings {limit}"),
+                settings
+                    .and_then(|settings| settings.get(limit))
+                    .and_then(|value| target(value, "Ref", None)),
+                Some(parameter),
+            );
+        }
+    }
+    let worker = function_logical_id("worker");
+    if let Ok(props) = template.properties(&worker, "AWS::Serverless::Function") {
+        let caps: Vec<Option<&str>> = props
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .map(|(_, event)| {
+                event
+                    .get("Properties")
+                    .and_then(|properties| properties.get("ScalingConfig"))
+                    .and_then(|scaling| scaling.get("MaximumConcurrency"))
+                    .and_then(|cap| target(cap, "Ref", None))
+            })
+            .collect();
+        drift.compare(
+            &format!("{worker} Events ScalingConfig MaximumConcurrency"),
+            caps,
+            vec![Some("WorkerMaxConcurrency")],
+        );
+    }
+    // (namespace, metric, the resource its dimension names) of every alarm.
+    let alarms: BTreeSet<(String, String, String)> = template
+        .ids_of_type("AWS::CloudWatch::Alarm")
         .iter()
         .map(|id| {
             let props = template
-                .properties(id, "AWS::S3::Bucket")
-                .unwrap_or_else(|e| panic!("{e}"));
+                .properties(id, "AWS::CloudWatch::Alarm")
+                .expect("listed");
+            let dimension = props
+                .get("Dimensions")
+                .map_or(&[][..], |dimensions| list(dimensions, id))
+                .first()
+                .and_then(|dimension| dimension.get("Value"))
+                .and_then(|value| {
+                    target(value, "Ref", None)
+                        .or_else(|| target(value, "GetAtt", Some("QueueName")))
+                })
+                .unwrap_or_default()
+                .to_owned();
             (
-                id.clone(),
-                template.resolve(field(props, "BucketName", id), id),
+                text(field(props, "Namespace", id), id).to_owned(),
+                text(field(props, "MetricName", id), id).to_owned(),
+                dimension,
             )
         })
         .collect();
-    drift.compare(
-        "S3 buckets (logical id, name)",
-        buckets,
-        vec![(BACKUP_BUCKET.to_owned(), code().backup_bucket)],
-    );
-    // Central backups go up as multipart uploads: one a crash leaves incomplete is aborted by
-    // a lifecycle rule within a day rather than billed for ever.
-    let props = template
-        .properties(BACKUP_BUCKET, "AWS::S3::Bucket")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let aborts_after: Vec<u64> = props
-        .get("LifecycleConfiguration")
-        .and_then(|c| c.get("Rules"))
-        .and_then(Value::as_sequence)
-        .map(|rules| {
-            rules
-                .iter()
-                .filter(|rule| {
-                    rule.get("Status").and_then(Value::as_str) == Some("Enabled")
-                        && rule.get("Prefix").is_none()
-                        && rule.get("Filter").is_none()
-                })
-                .filter_map(|rule| {
-                    rule.get("AbortIncompleteMultipartUpload")?
-                        .get("DaysAfterInitiation")?
-                        .as_u64()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    drift.compare(
-        "the bucket's lifecycle rules aborting incomplete multipart uploads (days after initiation)",
-        aborts_after,
-        vec![1],
-    );
+    let mut expected = BTreeSet::from([
+        (
+            "AWS/SQS".to_owned(),
+            "ApproximateNumberOfMessagesVisible".to_owned(),
+            DEAD_LETTER_QUEUE.to_owned(),
+        ),
+        (
+            "AWS/ApiGateway".to_owned(),
+            "5xx".to_owned(),
+            API.to_owned(),
+        ),
+    ]);
+    for known in background() {
+        if matches!(known.trigger, Trigger::DefaultRoute) {
+            continue;
+        }
+        for metric in ["Errors", "Throttles"] {
+            expected.insert((
+                "AWS/Lambda".to_owned(),
+                metric.to_owned(),
+                function_logical_id(known.function),
+            ));
+        }
+    }
+    for missing in expected.difference(&alarms) {
+        drift.note(format!("no alarm on {missing:?}"));
+    }
     drift.assert_none();
 }
 
@@ -812,6 +1055,11 @@ fn functions_get_the_stack_settings() {
             "DCBACKUP_CLAIM_CONCURRENCY",
             "ClaimConcurrency",
             Config::DEFAULT_CLAIM_CONCURRENCY.to_string(),
+        ),
+        (
+            "DCBACKUP_OPERATION_HISTORY_DAYS",
+            "OperationHistoryDays",
+            Config::DEFAULT_OPERATION_HISTORY_DAYS.to_string(),
         ),
     ] {
         drift.compare(
@@ -851,7 +1099,11 @@ fn functions_get_the_stack_settings() {
         .into_iter()
         .flat_map(|function| function.settings)
         .map(|setting| setting.variable)
-        .chain([JOBS_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE_URL_VARIABLE]);
+        .chain([
+            JOBS_QUEUE_URL_VARIABLE,
+            DEAD_LETTER_QUEUE_URL_VARIABLE,
+            BACKUP_BUCKET_VARIABLE,
+        ]);
     for variable in own {
         if variables.get(variable).is_some() {
             drift.note(format!(
@@ -895,17 +1147,27 @@ fn the_agent_key_is_a_secrets_manager_secret_named_by_arn() {
     drift.assert_none();
 }
 
-/// A function's policy as (SAM policy template, the table, queue or bucket it is scoped to).
-/// A scope written any other way than the template needs (`!Ref <Table>` for a table,
-/// `!GetAtt <Queue>.QueueName` for a queue, `!Ref <Bucket>` for a bucket), a managed policy
-/// or an inline statement comes out as written, so that it never matches a grant.
+/// A function's policy as (SAM policy template, the table, queue or bucket it is scoped to),
+/// or for an inline statement (action, resource): `<Bucket>` for `!GetAtt <Bucket>.Arn` and
+/// `<Bucket>/*` for `!Sub "${<Bucket>.Arn}/*"`. A scope written any other way than the
+/// template needs (`!Ref <Table>` for a table, `!GetAtt <Queue>.QueueName` for a queue), a
+/// managed policy, a `Deny` or a condition comes out as written, so that it never matches.
 fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
     match policy {
         Value::String(managed) => vec![("managed policy".to_owned(), managed.clone())],
+        Value::Mapping(inline) if inline.contains_key("Statement") => {
+            list(field(policy, "Statement", what), what)
+                .iter()
+                .flat_map(|statement| statement_grants(statement, what))
+                .collect()
+        }
         Value::Mapping(templates) => templates
             .iter()
-            .map(|(kind, parameters)| {
+            .flat_map(|(kind, parameters)| {
                 let kind = text(kind, what);
+                if kind == "Statement" {
+                    return statement_grants(parameters, what);
+                }
                 let scope = match kind {
                     "SQSSendMessagePolicy" | "SQSPollerPolicy" => parameters
                         .get("QueueName")
@@ -920,14 +1182,199 @@ fn policy_grants(policy: &Value, what: &str) -> Vec<(String, String)> {
                         .get("TableName")
                         .and_then(|table| target(table, "Ref", None)),
                 };
-                (
+                vec![(
                     kind.to_owned(),
                     scope.map_or_else(|| format!("{parameters:?}"), str::to_owned),
-                )
+                )]
             })
             .collect(),
         other => vec![("policy".to_owned(), format!("{other:?}"))],
     }
+}
+
+/// SAM's policy templates (its `policy_templates.json`) as the actions they grant; a table's
+/// are granted on the table and its indexes.
+const CRUD_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:ConditionCheckItem",
+];
+const READ_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:DescribeTable",
+];
+const SEND_ACTIONS: &[&str] = &["sqs:SendMessage*"];
+const POLLER_ACTIONS: &[&str] = &[
+    "sqs:ChangeMessageVisibility",
+    "sqs:ChangeMessageVisibilityBatch",
+    "sqs:DeleteMessage",
+    "sqs:DeleteMessageBatch",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+];
+/// What Lambda's poller needs of a queue that drives a function (an SQS event source).
+const EVENT_SOURCE_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
+/// The one log group of every function, and what a function with its own role may do there.
+const LOG_GROUP: &str = "FunctionLogGroup";
+const LOG_ACTIONS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+const TRACE_ACTIONS: &[&str] = &["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+/// `AWSSecretsManagerGetSecretValuePolicy`, on the secret its ARN parameter names.
+const SECRET_ACTIONS: &[&str] = &["secretsmanager:GetSecretValue"];
+
+/// A SAM policy template scoped to a table or a queue, as (action, resource) pairs; anything
+/// else (an inline statement's pair, a managed policy) as it is.
+fn expand_policy_template(policy: &str, scope: &str) -> Vec<(String, String)> {
+    let (actions, resources) = match policy {
+        "DynamoDBCrudPolicy" => (
+            CRUD_ACTIONS,
+            vec![scope.to_owned(), format!("{scope}/index/*")],
+        ),
+        "DynamoDBReadPolicy" => (
+            READ_ACTIONS,
+            vec![scope.to_owned(), format!("{scope}/index/*")],
+        ),
+        "SQSSendMessagePolicy" => (SEND_ACTIONS, vec![scope.to_owned()]),
+        "SQSPollerPolicy" => (POLLER_ACTIONS, vec![scope.to_owned()]),
+        "AWSSecretsManagerGetSecretValuePolicy" => (SECRET_ACTIONS, vec![scope.to_owned()]),
+        _ => return vec![(policy.to_owned(), scope.to_owned())],
+    };
+    actions
+        .iter()
+        .flat_map(|action| {
+            resources
+                .iter()
+                .map(move |resource| ((*action).to_owned(), resource.clone()))
+        })
+        .collect()
+}
+
+/// The (action, resource) pairs of a function's own role (`Role: !GetAtt <Role>.Arn`): an
+/// `AWS::IAM::Role` that only Lambda may assume, with inline policies and no managed one.
+fn role_grants(
+    template: &Template,
+    drift: &mut Drift,
+    id: &str,
+    role: &Value,
+) -> BTreeSet<(String, String)> {
+    let Some(role_id) = target(role, "GetAtt", Some("Arn")) else {
+        drift.note(format!(
+            "{id} Role: {role:?}, not !GetAtt <Role>.Arn of this stack"
+        ));
+        return BTreeSet::new();
+    };
+    let props = match template.properties(role_id, "AWS::IAM::Role") {
+        Ok(props) => props,
+        Err(e) => {
+            drift.note(e);
+            return BTreeSet::new();
+        }
+    };
+    for extra in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        if props.get(extra).is_some() {
+            drift.note(format!("{role_id}: {extra}, beyond its inline policies"));
+        }
+    }
+    let principals: Vec<String> = list(
+        field(
+            field(props, "AssumeRolePolicyDocument", role_id),
+            "Statement",
+            role_id,
+        ),
+        role_id,
+    )
+    .iter()
+    .map(|statement| format!("{:?}", statement.get("Principal")))
+    .collect();
+    drift.compare(
+        &format!("{role_id} AssumeRolePolicyDocument principals"),
+        principals,
+        vec![format!(
+            "{:?}",
+            serde_yaml::from_str::<Value>("{Service: lambda.amazonaws.com}")
+                .ok()
+                .as_ref()
+        )],
+    );
+    props
+        .get("Policies")
+        .map_or(&[][..], |policies| list(policies, role_id))
+        .iter()
+        .flat_map(|policy| {
+            list(
+                field(
+                    field(policy, "PolicyDocument", role_id),
+                    "Statement",
+                    role_id,
+                ),
+                role_id,
+            )
+        })
+        .flat_map(|statement| statement_grants(statement, role_id))
+        .collect()
+}
+
+/// One inline statement's (action, resource) pairs; see `policy_grants`.
+fn statement_grants(statement: &Value, what: &str) -> Vec<(String, String)> {
+    let plain = statement.get("Effect").and_then(Value::as_str) == Some("Allow")
+        && statement.get("Condition").is_none()
+        && statement.get("NotAction").is_none()
+        && statement.get("NotResource").is_none();
+    if !plain {
+        return vec![("statement".to_owned(), format!("{statement:?}"))];
+    }
+    let one_or_many = |value: &Value| -> Vec<Value> {
+        match value {
+            Value::Sequence(many) => many.clone(),
+            one => vec![one.clone()],
+        }
+    };
+    let resources: Vec<String> = one_or_many(field(statement, "Resource", what))
+        .iter()
+        .map(|resource| {
+            if let Some(id) =
+                target(resource, "GetAtt", Some("Arn")).or_else(|| target(resource, "Ref", None))
+            {
+                return id.to_owned();
+            }
+            match resource {
+                // `${<Id>.Arn}<rest>` as `<Id><rest>`.
+                Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
+                    .value
+                    .as_str()
+                    .and_then(|sub| sub.strip_prefix("${"))
+                    .and_then(|sub| sub.split_once(".Arn}"))
+                    .map_or_else(
+                        || format!("{resource:?}"),
+                        |(id, rest)| format!("{id}{rest}"),
+                    ),
+                Value::String(any) if any == "*" => any.clone(),
+                other => format!("{other:?}"),
+            }
+        })
+        .collect();
+    one_or_many(field(statement, "Action", what))
+        .iter()
+        .flat_map(|action| {
+            let action = text(action, what).to_owned();
+            resources
+                .iter()
+                .map(move |resource| (action.clone(), resource.clone()))
+        })
+        .collect()
 }
 
 /// `subclouds-list` → `SubcloudsListFunction`.
@@ -957,6 +1404,8 @@ fn show_ref(value: &Value) -> String {
 
 /// What every function is checked for, whether it serves a route or not: its name, its code,
 /// exactly its grants, and exactly the variables it is given beyond `Globals`.
+/// `consumes`: the queue whose event source drives it.
+#[allow(clippy::too_many_arguments)]
 fn check_function(
     template: &Template,
     drift: &mut Drift,
@@ -965,6 +1414,7 @@ fn check_function(
     function: &str,
     grants: &Grants,
     settings: &[Setting],
+    consumes: Option<&str>,
 ) {
     let what = |name: &str| format!("{id} {name}");
     drift.compare(
@@ -972,11 +1422,11 @@ fn check_function(
         template.resolve(field(props, "FunctionName", id), id),
         format!("{}-{function}", Resources::DEFAULT_PREFIX),
     );
-    // Prebuilt by `cargo lambda build`, which names the directory after the binary.
+    // Where `make package` (cargo lambda build --output-format zip) puts it.
     drift.compare(
         &what("CodeUri"),
         template.resolve(field(props, "CodeUri", id), id),
-        format!("../target/lambda/{function}/"),
+        format!("../target/lambda/{function}/bootstrap.zip"),
     );
     let manifest = repo_root()
         .join("functions")
@@ -993,46 +1443,78 @@ fn check_function(
         ));
     }
     let tables: BTreeSet<&str> = code().tables().iter().map(|t| t.logical_id).collect();
-    let granted: BTreeSet<(String, String)> = props
-        .get("Policies")
-        .map_or(&[][..], |policies| list(policies, id))
-        .iter()
-        .flat_map(|policy| policy_grants(policy, id))
-        .collect();
+    // (action, resource) pairs, resources by logical id (`<Table>/index/*` for its indexes,
+    // `<Bucket>/*` for its objects).
+    let granted: BTreeSet<(String, String)> = match props.get("Role") {
+        // A role of its own: SAM adds nothing to it.
+        Some(role) => role_grants(template, drift, id, role),
+        None => {
+            if let Some(queue) = consumes {
+                drift.note(format!(
+                    "{id}: consumes {queue} with a role SAM makes, to which SAM adds the \
+                     account-wide AWSLambdaSQSQueueExecutionRole; give it a Role of its own"
+                ));
+            }
+            props
+                .get("Policies")
+                .map_or(&[][..], |policies| list(policies, id))
+                .iter()
+                .flat_map(|policy| policy_grants(policy, id))
+                .flat_map(|(policy, scope)| expand_policy_template(&policy, &scope))
+                .collect()
+        }
+    };
     let mut needed = BTreeSet::new();
-    for (policy, needs) in [
-        ("DynamoDBCrudPolicy", grants.crud),
-        ("DynamoDBReadPolicy", grants.read),
-    ] {
+    let mut grant = |actions: &[&str], resources: &[String]| {
+        for action in actions {
+            for resource in resources {
+                needed.insert(((*action).to_owned(), resource.clone()));
+            }
+        }
+    };
+    for (actions, needs) in [(CRUD_ACTIONS, grants.crud), (READ_ACTIONS, grants.read)] {
         for table in needs {
             if !tables.contains(table) {
                 drift.note(format!(
                     "the test's grants for {id} name {table}, a table resources.rs does not define"
                 ));
             }
-            needed.insert((policy.to_owned(), (*table).to_owned()));
+            grant(actions, &[(*table).to_owned(), format!("{table}/index/*")]);
         }
     }
     if grants.sends_jobs {
-        needed.insert(("SQSSendMessagePolicy".to_owned(), JOBS_QUEUE.to_owned()));
+        grant(SEND_ACTIONS, &[JOBS_QUEUE.to_owned()]);
     }
     if grants.takes_dead_letters {
-        needed.insert(("SQSPollerPolicy".to_owned(), DEAD_LETTER_QUEUE.to_owned()));
+        grant(POLLER_ACTIONS, &[DEAD_LETTER_QUEUE.to_owned()]);
     }
-    if grants.backup_bucket {
-        needed.insert(("S3CrudPolicy".to_owned(), BACKUP_BUCKET.to_owned()));
+    for action in grants.backup_bucket {
+        let resource = if *action == LIST_BUCKET {
+            BACKUP_BUCKET.to_owned()
+        } else {
+            format!("{BACKUP_BUCKET}/*")
+        };
+        grant(&[action], &[resource]);
     }
     if grants.agent_secret {
-        needed.insert((
-            "AWSSecretsManagerGetSecretValuePolicy".to_owned(),
-            AGENT_SECRET_PARAMETER.to_owned(),
+        grant(SECRET_ACTIONS, &[AGENT_SECRET_PARAMETER.to_owned()]);
+    }
+    if props.get("Role").is_some() {
+        // What SAM's basic execution and X-Ray policies would give, scoped: its logs into
+        // the one log group, its traces (X-Ray's actions take no resource).
+        grant(LOG_ACTIONS, &[LOG_GROUP.to_owned()]);
+        grant(TRACE_ACTIONS, &["*".to_owned()]);
+    }
+    if let Some(queue) = consumes {
+        grant(EVENT_SOURCE_ACTIONS, &[queue.to_owned()]);
+    }
+    for (action, resource) in needed.difference(&granted) {
+        drift.note(format!("{id}: lacks {action} on {resource}"));
+    }
+    for (action, resource) in granted.difference(&needed) {
+        drift.note(format!(
+            "{id}: {action} on {resource}, which it does not need"
         ));
-    }
-    for (policy, scope) in needed.difference(&granted) {
-        drift.note(format!("{id}: lacks {policy} on {scope}"));
-    }
-    for (policy, scope) in granted.difference(&needed) {
-        drift.note(format!("{id}: {policy} on {scope}, which it does not need"));
     }
     // Variable → value, each a `!Ref`: the jobs queue's URL to a function that sends jobs,
     // the dead-letter queue's to one that takes dead letters, its settings' parameters, and
@@ -1053,6 +1535,9 @@ fn check_function(
             grants
                 .takes_dead_letters
                 .then_some((DEAD_LETTER_QUEUE_URL_VARIABLE, DEAD_LETTER_QUEUE)),
+        )
+        .chain(
+            (!grants.backup_bucket.is_empty()).then_some((BACKUP_BUCKET_VARIABLE, BACKUP_BUCKET)),
         )
         .chain(settings.iter().map(|s| (s.variable, s.parameter)))
         .map(|(variable, target)| (variable.to_owned(), format!("!Ref {target}")))
@@ -1118,6 +1603,7 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
             function,
             &grants(route),
             &[],
+            None,
         );
         // (type, method, path, API): exactly the route, with and without a trailing slash
         // (HTTP API routes match paths exactly), on the stack's one HTTP API.
@@ -1190,6 +1676,10 @@ fn every_function_serves_a_route_or_is_known_and_no_other_exists() {
             known.function,
             &known.grants,
             &known.settings,
+            match &known.trigger {
+                Trigger::Queue { queue, .. } => Some(queue),
+                _ => None,
+            },
         );
         let main = repo_root()
             .join("functions")

@@ -10,10 +10,11 @@
 //! checkout.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -101,29 +102,42 @@ impl Stack {
             .env("API_PORT", api_port.to_string())
             .env("DYNAMODB_PORT", ddb_port.to_string())
             .env("SQS_PORT", sqs_port.to_string())
+            // Under `make test ENGINES=localstack` (ENGINES is inherited) each stack starts a
+            // LocalStack of its own there, which also serves S3 where fauxqs would.
+            .env(
+                "LOCALSTACK_ENDPOINT",
+                format!("http://127.0.0.1:{sqs_port}"),
+            )
             .env("AGENT_BASE_PORT", free_ports_3().to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
             .expect("tools/run-local starts");
-        let stack = Stack {
+        let mut stack = Stack {
             run,
             run_dir,
             scratch,
             api_port,
             sqs_port,
         };
-        // Ready once the functions' settings are written and watch listens.
+        // Ready once the functions' settings are written and watch listens. The panic carries
+        // the log's end: on CI it is all there is to read.
         let deadline = Instant::now() + Duration::from_secs(300);
         while !(stack.run_dir.join("lambda.env").exists()
             && TcpStream::connect(("127.0.0.1", api_port)).is_ok())
         {
-            assert!(
-                Instant::now() < deadline,
-                "make run did not come up; see {}",
-                log.display()
-            );
+            let exited = stack.run.try_wait().expect("make run's status");
+            if exited.is_some() || Instant::now() > deadline {
+                let said = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(30).collect();
+                panic!(
+                    "make run did not come up ({}); the end of {}:\n{}",
+                    exited.map_or("still starting after 300 s".into(), |s| s.to_string()),
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
         stack
@@ -154,18 +168,29 @@ impl Stack {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("bash runs");
-        let mut output = String::new();
-        let mut stdout = shell.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || stdout.read_to_string(&mut output).map(|_| output));
+        // Read as it comes, so a timeout can say which block hung and what it printed.
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut stdout = BufReader::new(shell.stdout.take().unwrap());
+        let sink = Arc::clone(&output);
+        let reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(600);
         while shell.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
                 let _ = shell.kill();
-                panic!("the README's blocks did not finish in 10 minutes");
+                let said = output.lock().unwrap().clone();
+                let last = said.rsplit("@@block ").next().unwrap_or_default();
+                panic!("the README's blocks did not finish in 10 minutes; block {last}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let output = reader.join().unwrap().expect("the blocks' output is text");
+        reader.join().expect("the blocks' output is read");
+        let output = output.lock().unwrap().clone();
         output
             .split("@@block ")
             .skip(1)
@@ -279,13 +304,29 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // run-local stops its agents, poller, watch and engines on SIGINT (its Ctrl-C).
         let group = format!("-{}", self.run.id());
-        let _ = Command::new("kill").args(["-INT", "--", &group]).status();
+        // Either may find the group gone already (make stop ran): nothing to say then.
+        let kill = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        kill("-INT");
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.run.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        kill("-KILL");
         let _ = self.run.wait();
+        // A run-local killed before its trap finished (a loaded machine) leaves its engines,
+        // agents, watch and poller, each in a session of its own: `make stop` ends them from
+        // what they recorded, before their records go with the directory.
+        let _ = Command::new(repo().join("tools/run-local"))
+            .arg("stop")
+            .current_dir(repo())
+            .env("RUN_DIR", &self.run_dir)
+            .stdout(Stdio::null())
+            .status();
         if let Some(base) = self.run_dir.parent() {
             let _ = std::fs::remove_dir_all(base);
         }
@@ -335,7 +376,8 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
     require_cargo_lambda();
     build_functions();
     let sections = blocks();
-    let logs = std::env::temp_dir();
+    // The target dir's own scratch: checkouts running this side by side keep their logs apart.
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
 
     let api = &sections["Using the API"];
     let (outputs, invoked, burst) = {

@@ -7,6 +7,7 @@ use dcbackup::api::Route;
 use dcbackup::config::Config;
 use dcbackup::runtime;
 use dcbackup::sweeper::SweepReport;
+use dcbackup_agent::protocol::JobState;
 use dcbackup_tests::lab::Lab;
 use dcbackup_tests::standin::{Hold, StandIn};
 use http::StatusCode;
@@ -60,9 +61,10 @@ async fn dead_letter(lab: &Lab, body: &str) {
 }
 
 /// The worker, in its own process, is killed while it waits on the agent for the start of
-/// the backup; the agent then starts it anyway and uploads the archive. The sweeper leaves
-/// the live lease alone, and once the lease expired (the sweep's time is advanced, not
-/// waited for) fails the operation, frees the slot and removes the orphaned archive.
+/// the backup; the agent then starts it anyway and uploads the archive's parts, which no
+/// worker completes. The sweeper leaves the live lease alone, and once the lease expired (the
+/// sweep's time is advanced, not waited for) fails the operation, frees the slot and aborts
+/// the orphaned upload.
 #[tokio::test]
 async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
     let lab = Lab::new().await;
@@ -104,7 +106,7 @@ async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
     worker.kill().expect("SIGKILL");
     worker.wait().unwrap();
 
-    // The request reaches the agent after all: it backs up and uploads the archive.
+    // The request reaches the agent after all: it backs up and uploads the archive's parts.
     let answer = String::from_utf8(standin.forward(&start).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 20"), "{answer}");
     let op_id = lab.stack.operations().await[0]["op_id"]
@@ -112,11 +114,17 @@ async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
         .unwrap()
         .to_owned();
     let key = format!("kill1/24.09/{op_id}.tar.gz");
+    let agent_url = dcbackup::domain::AgentUrl::parse("agent-url", &agent.url).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !archive_exists(&lab, &key).await {
+    loop {
+        let view = lab.worker.agents.job(&agent_url, "kill1", &op_id).await;
+        if view.unwrap().expect("the agent's job").state == JobState::Succeeded {
+            break;
+        }
         assert!(Instant::now() < deadline, "the agent never uploaded {key}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let upload_id = lab.upload_id(&op_id).await;
 
     let sweeper = sweeper(&lab);
     let expiry = lease(&lab, id).await;
@@ -125,7 +133,6 @@ async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
         SweepReport::default(),
         "the lease is still live"
     );
-    assert!(archive_exists(&lab, &key).await);
     assert_eq!(sweeper.sweep_at(expiry).await.unwrap().recovered, 1);
     let shown = lab
         .stack
@@ -147,6 +154,14 @@ async fn a_worker_killed_inside_the_agent_call_is_recovered_by_the_sweeper() {
         "out of the lease index"
     );
     assert!(!archive_exists(&lab, &key).await, "no orphaned archive");
+    assert!(
+        !lab.upload_existed(&key, &upload_id).await,
+        "the orphaned upload was aborted"
+    );
+    assert!(
+        !lab.stack.item(id).await.contains_key("orphan_upload"),
+        "and forgotten"
+    );
 
     let again = lab
         .stack
@@ -292,4 +307,83 @@ async fn the_sample_schedule_event_runs_a_sweep() {
         serde_json::to_value(report).unwrap(),
         json!({"recovered": 0, "dead_lettered": 0, "kept": 0})
     );
+}
+
+/// As above, but the slot is recovered by the next create's claim, not by the sweeper: that
+/// claim marks the dead create's upload as orphaned, and the next worker on the subcloud
+/// aborts it before it does anything else.
+#[tokio::test]
+async fn an_upload_left_by_a_create_the_next_claim_recovered_is_aborted() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("kill2").await;
+    let mut standin = StandIn::new(&agent.url, Hold::Starts).await;
+    let id = lab.register("kill2", &standin.url).await;
+    let create = json!({"subcloud": "kill2"});
+    let reply = lab
+        .stack
+        .call(
+            Route::BackupCreate,
+            "/v1.0/subcloud-backup",
+            Some(create.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_worker-pump"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the worker process");
+    // A short lease, so the next request finds it expired.
+    let spec = json!({"prefix": lab.stack.prefix, "lease_seconds": 2});
+    worker
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let start = tokio::time::timeout(Duration::from_secs(60), standin.held())
+        .await
+        .expect("the worker never called the agent");
+    worker.kill().expect("SIGKILL");
+    worker.wait().unwrap();
+    let answer = String::from_utf8(standin.forward(&start).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 20"), "{answer}");
+    let op_id = lab.stack.operations().await[0]["op_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = format!("kill2/24.09/{op_id}.tar.gz");
+    let upload_id = lab.upload_id(&op_id).await;
+    let agent_url = dcbackup::domain::AgentUrl::parse("agent-url", &agent.url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = lab.worker.agents.job(&agent_url, "kill2", &op_id).await;
+        if view.unwrap().expect("the agent's job").state == JobState::Succeeded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent never uploaded {key}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expiry = lease(&lab, id).await;
+    while dcbackup::domain::epoch_now() <= expiry {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let again = lab
+        .stack
+        .call(Route::BackupCreate, "/v1.0/subcloud-backup", Some(create))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(
+        lab.stack.item(id).await["orphan_upload"].as_s().unwrap(),
+        &op_id,
+        "the claim marked the dead create's upload"
+    );
+    assert_eq!(lab.pump_once().await, 1);
+    assert!(
+        !lab.upload_existed(&key, &upload_id).await,
+        "the next worker aborted the orphaned upload"
+    );
+    assert!(!lab.stack.item(id).await.contains_key("orphan_upload"));
+    assert!(!archive_exists(&lab, &key).await);
 }

@@ -640,3 +640,169 @@ async fn a_group_never_runs_more_than_its_max_parallel_subclouds() {
         "every seat was given back"
     );
 }
+
+/// `bytes` of data no compressor shrinks (xorshift64), so the archive is as large.
+fn incompressible(bytes: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let mut out = Vec::with_capacity(bytes + 8);
+    while out.len() < bytes {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(bytes);
+    out
+}
+
+/// A lab whose worker uploads in S3's smallest parts, signing URLs `ahead` parts ahead.
+async fn small_parts_lab(ahead: u32) -> Lab {
+    let mut lab = Lab::new().await;
+    lab.worker.part_size = dcbackup_agent::protocol::MIN_PART_SIZE;
+    lab.worker.part_urls_ahead = ahead;
+    lab
+}
+
+#[tokio::test]
+async fn a_backup_larger_than_the_part_size_goes_up_in_parts_and_restores_byte_identical() {
+    // Two URLs ahead: the other parts' URLs are signed at polls, as the upload gets to them.
+    let lab = small_parts_lab(2).await;
+    let agent = lab.agent("mp1").await;
+    std::fs::write(agent.data.join("large.bin"), incompressible(17 << 20)).unwrap();
+    let id = lab.register("mp1", &agent.url).await;
+    let original = tree(&agent.data);
+    create(&lab, json!({"subcloud": "mp1"})).await;
+
+    // While it runs, the subcloud's operation shows its progress in bytes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = None;
+    let done = loop {
+        lab.pump_once().await;
+        let shown = lab
+            .stack
+            .call(Route::SubcloudsShow, "/v1.0/subclouds/mp1", None)
+            .await;
+        if shown.body["operation"].is_null() {
+            break shown.body;
+        }
+        if shown.body["operation"]["bytes"]["total"].as_u64() > Some(0) {
+            seen = Some(shown.body["operation"]["bytes"].clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mp1 did not finish: {}",
+            shown.body
+        );
+    };
+    assert_eq!(done["backup-status"], "complete-central", "{done}");
+    let seen = seen.expect("the subcloud's operation showed its bytes while it ran");
+    assert_eq!(
+        seen["total"].as_u64(),
+        Some(data_size(&agent.data)),
+        "{seen}"
+    );
+
+    let objects = central_objects(&lab, "mp1/24.09/").await;
+    assert_eq!(objects.len(), 1, "one archive: {objects:?}");
+    let head = lab
+        .stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&lab.stack.resources.backup_bucket)
+        .key(&objects[0])
+        .send()
+        .await
+        .unwrap();
+    // A multipart object's ETag ends in its part count.
+    let etag = head
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned();
+    let parts: u32 = etag
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(parts, 4, "17 MiB in parts of 5 MiB: {etag}");
+    let backups = lab.stack.app.inventory.backups(id).await.unwrap();
+    assert_eq!(
+        head.content_length().and_then(|n| u64::try_from(n).ok()),
+        Some(backups[0].size)
+    );
+    let op_id = lab.stack.operations().await[0]["op_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let upload_id = lab.upload_id(&op_id).await;
+    assert!(
+        !lab.upload_existed(&objects[0], &upload_id).await,
+        "completed, not left incomplete"
+    );
+
+    disturb(&agent.data);
+    unmanage(&lab, "mp1").await;
+    restore(&lab, json!({"subcloud": "mp1"})).await;
+    let done = lab.run_to_end("mp1").await;
+    assert_eq!(done["deploy-status"], "complete", "{done}");
+    assert_eq!(tree(&agent.data), original, "every byte came back");
+}
+
+#[tokio::test]
+async fn an_upload_that_fails_midway_is_aborted() {
+    // One URL ahead: the agent uploads part 1 and waits for the worker's next poll.
+    let lab = small_parts_lab(1).await;
+    let agent = lab.agent("mp2").await;
+    let large = agent.data.join("large.bin");
+    std::fs::write(&large, incompressible(40 << 20)).unwrap();
+    lab.register("mp2", &agent.url).await;
+    let reply = create(&lab, json!({"subcloud": "mp2"})).await;
+    let op_id = reply["subclouds"][0]["operation"]["id"]
+        .as_str()
+        .expect("the operation")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.stack.operations().await[0]["state"] != "running" {
+        lab.pump_once().await;
+        assert!(Instant::now() < deadline, "the backup never started");
+    }
+    // No more polls for now: once part 1 is up the agent waits for part 2's URL, with the
+    // large file read part-way.
+    let agent_url = dcbackup::domain::AgentUrl::parse("agent-url", &agent.url).unwrap();
+    loop {
+        let view = lab
+            .worker
+            .agents
+            .job(&agent_url, "mp2", &op_id)
+            .await
+            .unwrap()
+            .expect("the agent's job");
+        let upload = view.upload.expect("an upload");
+        if upload.waiting_for_url {
+            assert_eq!(upload.parts_uploaded, 1, "{upload:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never waited: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The file shrinks under the backup: the archive fails mid-way.
+    std::fs::File::create(&large).unwrap();
+
+    let done = lab.run_to_end("mp2").await;
+    assert_eq!(done["backup-status"], "failed", "{done}");
+    let why = done["error-description"].as_str().unwrap();
+    assert!(
+        why.contains("changed while it was being backed up"),
+        "{why}"
+    );
+    let key = format!("mp2/24.09/{op_id}.tar.gz");
+    let upload_id = lab.upload_id(&op_id).await;
+    assert!(
+        !lab.upload_existed(&key, &upload_id).await,
+        "the worker aborted the incomplete upload"
+    );
+    assert!(central_objects(&lab, "mp2/").await.is_empty());
+}

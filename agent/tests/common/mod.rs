@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
+use base64::Engine as _;
 use dcbackup_agent::protocol::{JobState, JobView};
 use dcbackup_agent::{mint_worker_token, serve, Agent, Config};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -19,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use md5::Digest as _;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -257,13 +259,17 @@ pub async fn send(
 #[derive(Debug, Clone)]
 pub struct Put {
     pub path: String,
-    pub content_type: Option<String>,
+    /// UploadPart's `partNumber`.
+    pub part_number: Option<u32>,
     pub content_length: Option<u64>,
+    pub content_md5: Option<String>,
     pub chunked: bool,
 }
 
-/// A stand-in for pre-signed S3 URLs: PUT stores the body under the URL's path, GET serves it;
-/// the query (the "signature") is ignored. PUTs wait for `gate` permits, so a test can hold
+/// A stand-in for pre-signed S3 URLs: PUT stores the body under the URL's path (an UploadPart,
+/// with `partNumber` in the query, as that part of it), GET serves it; the signature is
+/// ignored. Like S3, a part whose `Content-MD5` does not match its bytes is refused (400
+/// BadDigest) and a part's ETag is its MD5. PUTs wait for `gate` permits, so a test can hold
 /// an upload — and the job doing it — open.
 pub struct ObjectServer {
     pub url: String,
@@ -318,12 +324,31 @@ impl ObjectServer {
         format!("{}/bucket/{key}?X-Amz-Signature=not-to-be-logged", self.url)
     }
 
+    /// A backup request's `upload`: S3's smallest part size, with URLs for parts 1 to `parts`.
+    pub fn upload(&self, key: &str, parts: u32) -> Value {
+        serde_json::json!({
+            "part_size": dcbackup_agent::protocol::MIN_PART_SIZE,
+            "parts": (1..=parts).map(|n| self.part(key, n)).collect::<Vec<_>>(),
+        })
+    }
+
+    /// A part URL, as `{"part_number", "url"}`.
+    pub fn part(&self, key: &str, number: u32) -> Value {
+        serde_json::json!({
+            "part_number": number,
+            "url": format!(
+                "{}/bucket/{key}?partNumber={number}&uploadId=u1&X-Amz-Signature=not-to-be-logged",
+                self.url
+            ),
+        })
+    }
+
+    /// The object at `key`: as PUT whole, or its uploaded parts in order.
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        self.objects
-            .lock()
-            .expect("objects")
-            .get(&format!("/bucket/{key}"))
-            .cloned()
+        stored(
+            &self.objects.lock().expect("objects"),
+            &format!("/bucket/{key}"),
+        )
     }
 
     pub fn put_object(&self, key: &str, bytes: Vec<u8>) {
@@ -332,6 +357,22 @@ impl ObjectServer {
             .expect("objects")
             .insert(format!("/bucket/{key}"), bytes);
     }
+}
+
+/// The object at `path`: as PUT whole, or its uploaded parts in order (as if completed).
+fn stored(objects: &HashMap<String, Vec<u8>>, path: &str) -> Option<Vec<u8>> {
+    if let Some(whole) = objects.get(path) {
+        return Some(whole.clone());
+    }
+    let mut parts: Vec<(u32, &Vec<u8>)> = objects
+        .iter()
+        .filter_map(|(k, v)| {
+            let number = k.strip_prefix(&format!("{path}#part"))?.parse().ok()?;
+            Some((number, v))
+        })
+        .collect();
+    parts.sort();
+    (!parts.is_empty()).then(|| parts.into_iter().flat_map(|(_, v)| v.clone()).collect())
 }
 
 type ObjectState = (
@@ -358,10 +399,17 @@ async fn object(state: ObjectState, request: Request<Incoming>) -> Response<Full
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
+            let part_number: Option<u32> = request.uri().query().and_then(|query| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("partNumber="))
+                    .and_then(|n| n.parse().ok())
+            });
             let put = Put {
                 path: path.clone(),
-                content_type: header("content-type"),
+                part_number,
                 content_length: header("content-length").and_then(|v| v.parse().ok()),
+                content_md5: header("content-md5"),
                 chunked: header("transfer-encoding").is_some(),
             };
             let body = request
@@ -371,12 +419,33 @@ async fn object(state: ObjectState, request: Request<Incoming>) -> Response<Full
                 .expect("body")
                 .to_bytes();
             let _permit = gate.acquire().await.expect("gate");
+            let md5: [u8; 16] = md5::Md5::digest(&body).into();
+            let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
+            if put
+                .content_md5
+                .as_ref()
+                .is_some_and(|sent| *sent != content_md5)
+            {
+                return respond(StatusCode::BAD_REQUEST, b"BadDigest".to_vec());
+            }
             puts.lock().expect("puts").push(put);
-            objects.lock().expect("objects").insert(path, body.to_vec());
-            respond(StatusCode::OK, Vec::new())
+            let key = match part_number {
+                Some(n) => format!("{path}#part{n}"),
+                None => path,
+            };
+            objects.lock().expect("objects").insert(key, body.to_vec());
+            let mut response = respond(StatusCode::OK, Vec::new());
+            let etag = format!(
+                "\"{}\"",
+                md5.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            response
+                .headers_mut()
+                .insert(http::header::ETAG, etag.parse().expect("etag"));
+            response
         }
-        Method::GET => match objects.lock().expect("objects").get(&path) {
-            Some(bytes) => respond(StatusCode::OK, bytes.clone()),
+        Method::GET => match stored(&objects.lock().expect("objects"), &path) {
+            Some(bytes) => respond(StatusCode::OK, bytes),
             None => respond(StatusCode::NOT_FOUND, b"NoSuchKey".to_vec()),
         },
         _ => respond(StatusCode::METHOD_NOT_ALLOWED, Vec::new()),

@@ -234,10 +234,19 @@ pub async fn execute(
     )
 }
 
+/// The body of an answer that took some subclouds, written straight from the subclouds (keys
+/// in the order a `Value` object would print them).
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    failed: &'a [SubcloudReason],
+    skipped: &'a [SubcloudReason],
+    subclouds: Vec<wire::SubcloudView<'a>>,
+}
+
 /// The answer, as dcmanager gives it: `subclouds` lists every subcloud of the target as it
 /// stands after the request (SPEC §3); `skipped` and `failed` say why the others were not
 /// taken. A request that took none is an error listing each one's reason.
-fn answer(
+pub fn answer(
     command: &Command,
     group: Option<&str>,
     accepted_any: bool,
@@ -285,11 +294,11 @@ fn answer(
     let (failed, skipped): (Vec<_>, Vec<_>) = refused
         .into_iter()
         .partition(|r| r.status == ReasonStatus::Failed);
-    let body = json!({
-        "subclouds": standing.iter().map(wire::subcloud).collect::<Vec<_>>(),
-        "skipped": skipped,
-        "failed": failed,
-    });
+    let body = Answer {
+        failed: &failed,
+        skipped: &skipped,
+        subclouds: standing.iter().map(wire::SubcloudView::of).collect(),
+    };
     match command.kind {
         OpKind::Delete if skipped.is_empty() && failed.is_empty() => {
             Ok(empty_response(StatusCode::NO_CONTENT))

@@ -11,7 +11,7 @@ mod operations;
 mod schedules;
 mod subclouds;
 
-pub use backup::{Command, Target};
+pub use backup::{answer as backup_answer, Command, Target};
 pub use error::{ApiError, ReasonStatus, SubcloudReason};
 pub use fields::Fields;
 
@@ -21,7 +21,6 @@ use crate::jobs::JobQueue;
 use crate::store::{Begin, Inventory};
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::Value;
 use std::sync::Arc;
 
 /// Everything a handler needs, built once per cold start.
@@ -272,11 +271,12 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    let text = serde_json::to_string(body).expect("answers are plain JSON: string keys only");
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(body.to_string()))
+        .body(Body::Text(text))
         .expect("status and header are valid")
 }
 
@@ -338,7 +338,13 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     response
 }
 
-async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, ApiError> {
+/// Every route's first step: the request's method is the route's, its token is good and the
+/// caller it names may use the route.
+pub async fn caller(
+    auth: &Authenticator,
+    route: Route,
+    req: &Request,
+) -> Result<Principal, ApiError> {
     if req.method() != route.method() {
         return Err(
             method_not_allowed(req.method(), &Route::for_path(req.uri().path())).unwrap_or_else(
@@ -346,12 +352,16 @@ async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, 
             ),
         );
     }
-    let principal = app
-        .auth
+    let principal = auth
         .authenticate(req.headers())
         .await
         .map_err(ApiError::Unauthorized)?;
-    authorize_route(app, route, &principal)?;
+    authorize_route(auth, route, &principal)?;
+    Ok(principal)
+}
+
+async fn serve(app: &App, route: Route, req: Request) -> Result<Response<Body>, ApiError> {
+    let principal = caller(&app.auth, route, &req).await?;
     let param = route.path_param(req.uri().path())?;
     let param = param.as_deref();
     let body: &[u8] = req.body().as_ref();
@@ -405,12 +415,22 @@ async fn backup_route(
     principal: &Principal,
     param: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
+    let command = backup_command(kind, req, param)?;
+    idempotent(app, route, req, principal, &command).await
+}
+
+/// A subcloud-backup request as a command: the delete route's path parameter (`param`) is
+/// the release, the body gives the target and options.
+pub fn backup_command(
+    kind: OpKind,
+    req: &Request,
+    param: Option<&str>,
+) -> Result<Command, ApiError> {
     let release = match param {
         Some(release) => Some(Release::parse("release_version", release)?),
         None => None,
     };
-    let command = Command::parse(kind, release, request_fields(req)?)?;
-    idempotent(app, route, req, principal, &command).await
+    Command::parse(kind, release, request_fields(req)?)
 }
 
 /// A body's fields: `multipart/form-data` (every part as text; value files are parsed as
@@ -519,14 +539,17 @@ async fn idempotent(
 
 /// Checks the route's rule before anything is read. A subcloud update may instead pass on
 /// `manage_unmanage` alone; the handler then checks the rule its parsed command needs.
-fn authorize_route(app: &App, route: Route, principal: &Principal) -> Result<(), ApiError> {
-    let denied = match app.auth.authorize(route.policy_rule(), principal) {
+fn authorize_route(
+    auth: &Authenticator,
+    route: Route,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    let denied = match auth.authorize(route.policy_rule(), principal) {
         Ok(()) => return Ok(()),
         Err(denied) => denied,
     };
     if route == Route::SubcloudsUpdate
-        && app
-            .auth
+        && auth
             .authorize(rules::SUBCLOUDS_MANAGE_UNMANAGE, principal)
             .is_ok()
     {

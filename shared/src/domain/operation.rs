@@ -292,6 +292,10 @@ pub struct Operation {
     /// polls while the backup runs, and once more when it succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<ByteProgress>,
+    /// A central backup's S3 multipart upload, recorded by the worker when it creates it, so
+    /// whoever ends the operation (worker or sweeper) can complete or abort it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 /// A central backup removed by a schedule's retention: its record id and S3 object.

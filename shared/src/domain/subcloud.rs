@@ -69,6 +69,13 @@ pub struct Subcloud {
     /// behind before any worker started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_key: Option<String>,
+    /// A create recovered after its lease expired whose upload (or archive) may still be in
+    /// central storage: the sweeper or the next worker on this subcloud discards it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphan_upload: Option<OpId>,
+    /// The running backup's progress in bytes, as its last poll found it (part of the slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_bytes: Option<crate::domain::ByteProgress>,
     /// Raised by every claim; every later write of an operation is conditional on it.
     #[serde(default)]
     pub fence: u64,

@@ -82,6 +82,8 @@ impl Kind {
     }
 }
 
+const SECONDS_PER_DAY: u64 = 24 * 3600;
+
 /// How many times a write that lost a race with another writer is re-read and re-tried.
 const ATTEMPTS: usize = 3;
 
@@ -91,6 +93,9 @@ pub struct Inventory {
     pub(super) res: Resources,
     /// Shared by the clones of this instance's inventory.
     names: Arc<NameCache>,
+    /// How long an operation record is kept after it is written: its `expires_at`, which
+    /// the operations table's TTL acts on.
+    pub(super) operation_history: std::time::Duration,
 }
 
 /// The ids this instance resolved names to, so a request naming a subcloud or group it saw
@@ -127,12 +132,24 @@ impl NameCache {
 }
 
 impl Inventory {
+    /// Keeps operation records for `Config::DEFAULT_OPERATION_HISTORY_DAYS`.
     pub fn new(ddb: aws_sdk_dynamodb::Client, res: Resources) -> Self {
         Inventory {
             ddb,
             res,
             names: Arc::default(),
+            operation_history: std::time::Duration::from_secs(
+                crate::config::Config::DEFAULT_OPERATION_HISTORY_DAYS * SECONDS_PER_DAY,
+            ),
         }
+    }
+
+    /// Keeps operation records for `days` days after they are written (`Config::from_env`'s
+    /// `DCBACKUP_OPERATION_HISTORY_DAYS`).
+    pub fn with_operation_history_days(mut self, days: u64) -> Self {
+        self.operation_history =
+            std::time::Duration::from_secs(days.saturating_mul(SECONDS_PER_DAY));
+        self
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -316,9 +333,8 @@ impl Inventory {
 
     // ---- ids and seeding ---------------------------------------------------------------
 
-    /// The next id of a kind, from an atomic counter (ids are never reused).
-    /// The next id of `counter`: subclouds from 1, groups from 2 (1 is always `Default`'s,
-    /// whether or not it was created yet).
+    /// The next id of `counter`, from an atomic counter (ids are never reused): subclouds
+    /// from 1, groups from 2 (1 is always `Default`'s, whether or not it was created yet).
     pub(super) async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
         let base = if counter == "group" {
             DEFAULT_GROUP_ID
@@ -445,6 +461,8 @@ impl Inventory {
             poll_seq: None,
             poll_token: None,
             op_key: None,
+            orphan_upload: None,
+            op_bytes: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),

@@ -16,7 +16,7 @@ pub use backups::{BackupLocation, BackupRecord};
 pub use expr::Updates;
 pub use idempotency::Begin;
 pub use inventory::{Inventory, InventoryError};
-pub use progress::{BackupSet, HandOff, Holder, Outcome};
+pub use progress::{BackupSet, HandOff, Holder, Outcome, UploadRecord};
 pub use seats::Seat;
 pub use slot::{
     ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, MAX_CLAIMS_PER_TRANSACTION,

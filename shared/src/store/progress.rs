@@ -409,3 +409,78 @@ fn state_name(state: OpState) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
+
+/// What became of recording an operation's upload id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadRecord {
+    /// Recorded: the operation's upload is the one given.
+    Recorded,
+    /// Another delivery recorded one first: the operation's upload is this one.
+    Existing(String),
+    /// The operation has no record to keep it on.
+    NoRecord,
+}
+
+impl super::Inventory {
+    /// Records a central backup's multipart upload on its operation record, once: of two
+    /// deliveries that each created one, the first to record it wins.
+    pub async fn record_upload(
+        &self,
+        op_id: &OpId,
+        upload_id: &str,
+    ) -> Result<UploadRecord, StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.operations_table)
+            .key("op_id", s(op_id.as_str()))
+            .update_expression("SET upload_id = :upload, updated_at = :now")
+            .condition_expression("attribute_exists(op_id) AND attribute_not_exists(upload_id)")
+            .expression_attribute_values(":upload", s(upload_id))
+            .expression_attribute_values(":now", s(timestamp_now()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(UploadRecord::Recorded),
+            Err(e) => match e.as_service_error() {
+                Some(
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                        failed,
+                    ),
+                ) => Ok(failed
+                    .item()
+                    .and_then(|old| old.get("upload_id"))
+                    .and_then(|v| v.as_s().ok())
+                    .map_or(UploadRecord::NoRecord, |id| UploadRecord::Existing(id.clone()))),
+                _ => Err(StoreError::from_sdk("UpdateItem operations upload", e)),
+            },
+        }
+    }
+
+    /// Shows a running backup's progress in bytes on its subcloud (`operation.bytes`), while
+    /// the operation still holds the slot.
+    pub async fn set_slot_bytes(
+        &self,
+        holder: &Holder,
+        bytes: &ByteProgress,
+    ) -> Result<bool, StoreError> {
+        let value = serde_dynamo::to_attribute_value(bytes)
+            .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))?;
+        let mut values = still_ours(holder, epoch_now());
+        values.insert(":bytes".into(), value);
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(holder.subcloud_id))
+            .update_expression("SET op_bytes = :bytes")
+            .condition_expression(STILL_OURS)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        conditional(result, "UpdateItem subcloud bytes")
+    }
+}

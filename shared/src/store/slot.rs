@@ -11,6 +11,7 @@ use crate::domain::{
     ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, Subcloud,
     NO_ERRORS,
 };
+use crate::resources::OPERATION_EXPIRES_AT;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -81,7 +82,7 @@ pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
 pub const SLOT_ATTRIBUTES: &str =
-    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token, op_key";
+    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token, op_key, op_bytes";
 pub const LEASE_HELD: &str = "held";
 
 /// The most claims `claim_together` writes in one transaction (two items each; DynamoDB
@@ -564,9 +565,15 @@ impl super::Inventory {
             finished_at: None,
             ..record.clone()
         };
+        let mut item = to_item("operation", &record)?;
+        // The table's TTL deletes the record once the operation history period has passed.
+        item.insert(
+            OPERATION_EXPIRES_AT.to_owned(),
+            n(req.now.saturating_add(self.operation_history.as_secs())),
+        );
         let put = Put::builder()
             .table_name(&self.res.operations_table)
-            .set_item(Some(to_item("operation", &record)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(op_id)")
             .build()
             .map_err(|e| StoreError::Failed(e.to_string()))?;
@@ -727,6 +734,12 @@ impl super::Inventory {
             FailWhen::LeaseExpiredBy(now) => {
                 values.insert(":now".into(), n(now));
                 conditions.push("lease_expires_at <= :now".into());
+                // Its agent may have uploaded something meanwhile: whoever comes next (the
+                // sweeper, or the next worker on the subcloud after a claim recovered it)
+                // discards it.
+                if sc.op_kind == Some(OpKind::Create) {
+                    sets.push("orphan_upload = :op".into());
+                }
             }
             // No worker wrote since the claim (every worker step does), took a seat or handed
             // a poll on: nothing ran on the agent.
@@ -775,4 +788,26 @@ pub enum FailWhen {
     /// No worker ever started its job: nothing written since the claim, no seat taken, no
     /// poll handed on.
     NeverStarted,
+}
+
+impl super::Inventory {
+    /// Forgets the orphaned upload of `op_id` once it is discarded (unless another took its
+    /// place meanwhile).
+    pub async fn clear_orphan_upload(
+        &self,
+        subcloud_id: u64,
+        op_id: &OpId,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key("id", n(subcloud_id))
+            .update_expression("REMOVE orphan_upload")
+            .condition_expression("orphan_upload = :op")
+            .expression_attribute_values(":op", s(op_id.as_str()))
+            .send()
+            .await;
+        super::conditional(result, "UpdateItem orphan upload").map(drop)
+    }
 }

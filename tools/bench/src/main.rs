@@ -1,8 +1,20 @@
-//! `make bench`: what the subcloud-backup create handler costs next to the least any
-//! implementation must do — the same conditional writes and batch sends, made directly
-//! with the SDK at the same concurrency, in the same run against the same local engines.
-//! Prints a markdown table (copied into BENCHMARKS.md). AWS calls are counted by an SDK
-//! interceptor on both sides.
+//! `make bench` (issue #17): each performance target next to its baseline, in one run on this
+//! machine, printed and written into BENCHMARKS.md.
+//!
+//! - P1: group create, delete and restore through the real handler (`dcbackup::api::handle`,
+//!   token check included) against a bare-SDK loop doing the same conditional claims and
+//!   10-message batch sends at the same concurrency, at 100, 1,000 and 5,000 subclouds.
+//! - P2: single-subcloud create against a bare UpdateItem + SendMessage, one at a time.
+//! - P3: cold start (exec → first `/next` of a local Runtime API stand-in) of the release
+//!   function against Python 3.11 + boto3 + PyJWT through awslambdaric, and the zipped size.
+//! - P4: own CPU per request, from the criterion benchmark `benches/own_cpu.rs` (run first by
+//!   `make bench`).
+//!
+//! Every measurement is repeated; tables give the minimum and the median. AWS calls are
+//! counted by an SDK interceptor on both sides.
+
+mod coldstart;
+mod report;
 
 use anyhow::{ensure, Context};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
@@ -14,20 +26,28 @@ use dcbackup::api::{self, App, Route};
 use dcbackup::auth::{AuthConfig, Authenticator, SigningAlgorithm};
 use dcbackup::config::Config;
 use dcbackup::domain::{
-    epoch_now, AvailabilityStatus, ManagementState, Name, NewGroup, NewSubcloud, Ref, Release,
+    epoch_now, timestamp_now, AgentUrl, AvailabilityStatus, BackupStatus, DeployStatus,
+    ManagementState, Name, NewGroup, NewSubcloud, OpKind, Ref, Release,
 };
 use dcbackup::resources::Resources;
 use dcbackup::runtime::Clients;
-use dcbackup::store::Inventory;
+use dcbackup::store::{Inventory, LEASE_HELD, SLOT_ATTRIBUTES};
 use futures::StreamExt;
+use report::{Sample, Samples};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const GROUP_SIZES: [usize; 4] = [10, 100, 1_000, 5_000];
-const SINGLE_SAMPLES: usize = 300;
-/// Registrations in flight while seeding (not measured).
+/// P1's group sizes: the per-subcloud cost should not grow from the first to the last.
+const GROUP_SIZES: [usize; 3] = [100, 1_000, 5_000];
+const KINDS: [OpKind; 3] = [OpKind::Create, OpKind::Delete, OpKind::Restore];
+/// P2: single creates per round; each round gives one p50.
+const SINGLES_PER_ROUND: usize = 100;
+/// Registrations and slot resets in flight (not measured).
 const SEED_CONCURRENCY: usize = 64;
+/// The release every seeded subcloud runs and has a central backup of.
+const RELEASE: &str = "24.09";
 
 /// Counts every AWS call (one per operation, retries not included).
 #[derive(Debug, Clone, Default)]
@@ -65,50 +85,40 @@ struct Bench {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let settings = report::Settings::from_env()?;
+    let own_cpu = report::own_cpu(&settings.criterion_dir)?;
+    let cold = coldstart::measure(&settings).await?;
     let bench = Bench::new().await?;
-    println!("| group size | handler | handler calls | bare SDK | bare calls | handler / bare |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut groups = Vec::new();
     for size in GROUP_SIZES {
-        let (handler, handler_calls) = bench.handler_group(size).await?;
-        let (bare, bare_calls) = bench.bare_group(size).await?;
-        println!(
-            "| {size} | {} | {handler_calls} | {} | {bare_calls} | {:.2} |",
-            ms(handler),
-            ms(bare),
-            handler.as_secs_f64() / bare.as_secs_f64()
-        );
+        let handler_group = bench.seed_group(&format!("handler-{size}"), size).await?;
+        let bare_group = bench.seed_group(&format!("bare-{size}"), size).await?;
+        for kind in KINDS {
+            let row = bench
+                .group_row(kind, &handler_group, &bare_group, settings.repeats)
+                .await?;
+            println!("{}", row.line());
+            groups.push(row);
+        }
     }
-    let handler = bench.handler_singles().await?;
-    let bare = bench.bare_singles().await?;
-    println!();
-    println!("| single-subcloud create ({SINGLE_SAMPLES} samples) | p50 | p99 |");
-    println!("|---|---:|---:|");
-    println!(
-        "| handler | {} | {} |",
-        ms(percentile(&handler, 50)),
-        ms(percentile(&handler, 99))
-    );
-    println!(
-        "| bare SDK (UpdateItem + SendMessage) | {} | {} |",
-        ms(percentile(&bare, 50)),
-        ms(percentile(&bare, 99))
-    );
-    println!(
-        "| ratio | {:.2} | {:.2} |",
-        percentile(&handler, 50).as_secs_f64() / percentile(&bare, 50).as_secs_f64(),
-        percentile(&handler, 99).as_secs_f64() / percentile(&bare, 99).as_secs_f64()
-    );
+    let singles = bench.singles(settings.repeats).await?;
+    let results = report::Results {
+        groups,
+        singles,
+        cold,
+        own_cpu,
+    };
+    let text = results.markdown(&settings);
+    println!("\n{text}");
+    report::write(&settings.report, &text)?;
+    println!("written to {}", settings.report.display());
     Ok(())
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+/// A seeded group: its name and its members' ids.
+struct Group {
+    name: String,
+    ids: Vec<u64>,
 }
 
 impl Bench {
@@ -162,8 +172,9 @@ impl Bench {
         &self.app.inventory
     }
 
-    /// A group of `size` subclouds, each valid for create; returns their ids.
-    async fn seed_group(&self, name: &str, size: usize) -> anyhow::Result<Vec<u64>> {
+    /// A group of `size` subclouds, each valid for a create and a delete, and for a restore
+    /// once [`Bench::reset`] unmanages it.
+    async fn seed_group(&self, name: &str, size: usize) -> anyhow::Result<Group> {
         let group = NewGroup {
             name: Name::parse("name", name)?,
             description: String::new(),
@@ -178,9 +189,11 @@ impl Bench {
             .await
             .into_iter()
             .collect::<anyhow::Result<Vec<u64>>>()?;
-        self.drain_queue().await?;
         self.calls.take();
-        Ok(ids)
+        Ok(Group {
+            name: name.to_owned(),
+            ids,
+        })
     }
 
     async fn seed_subcloud(&self, name: String, group: Option<&str>) -> anyhow::Result<u64> {
@@ -190,82 +203,209 @@ impl Bench {
                 .transpose()?,
             management_state: Some(ManagementState::Managed),
             availability_status: Some(AvailabilityStatus::Online),
+            agent_url: Some(AgentUrl::parse("agent_url", "https://127.0.0.1:8443")?),
             ..NewSubcloud::new(
                 Name::parse("name", &name)?,
-                Release::parse("release", "24.09")?,
+                Release::parse("release", RELEASE)?,
             )
         };
         Ok(self.inventory().register(new).await?.id)
     }
 
-    fn request(&self, body: serde_json::Value) -> lambda_http::Request {
-        http::Request::builder()
-            .method("POST")
-            .uri("/v1.0/subcloud-backup")
+    /// Frees every member's slot and makes it valid for `kind` (unmanaged for a restore,
+    /// managed otherwise, deployed, with a central backup of [`RELEASE`]); not measured.
+    async fn reset(&self, group: &Group, kind: OpKind) -> anyhow::Result<()> {
+        let management = match kind {
+            OpKind::Restore => ManagementState::Unmanaged,
+            _ => ManagementState::Managed,
+        };
+        futures::stream::iter(&group.ids)
+            .map(|&id| {
+                self.clients
+                    .dynamodb
+                    .update_item()
+                    .table_name(&self.resources.subclouds_table)
+                    .key("id", AttributeValue::N(id.to_string()))
+                    .update_expression(format!(
+                        "REMOVE {SLOT_ATTRIBUTES} SET management_state = :m, deploy_status = :d \
+                         ADD central_backups :r"
+                    ))
+                    .expression_attribute_values(":m", s(management.as_str()))
+                    .expression_attribute_values(":d", s(DeployStatus::COMPLETE))
+                    .expression_attribute_values(":r", AttributeValue::Ss(vec![RELEASE.into()]))
+                    .send()
+            })
+            .buffer_unordered(SEED_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.drain_queue().await?;
+        self.calls.take();
+        Ok(())
+    }
+
+    fn request(&self, kind: OpKind, body: serde_json::Value) -> (Route, lambda_http::Request) {
+        let (route, method, uri) = match kind {
+            OpKind::Create => (Route::BackupCreate, "POST", "/v1.0/subcloud-backup".into()),
+            OpKind::Delete => (
+                Route::BackupDelete,
+                "PATCH",
+                format!("/v1.0/subcloud-backup/delete/{RELEASE}"),
+            ),
+            OpKind::Restore => (
+                Route::BackupRestore,
+                "PATCH",
+                "/v1.0/subcloud-backup/restore".into(),
+            ),
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
             .header("content-type", "application/json")
             .header("x-auth-token", &self.token)
             .body(lambda_http::Body::Text(body.to_string()))
-            .expect("a valid request")
+            .expect("a valid request");
+        (route, request)
     }
 
-    async fn handler_group(&self, size: usize) -> anyhow::Result<(Duration, usize)> {
-        let name = format!("handler-{size}");
-        self.seed_group(&name, size).await?;
-        let request = self.request(serde_json::json!({ "group": name }));
+    /// One P1 row: `repeats` handler runs and bare runs, interleaved, each on freshly reset
+    /// groups of the same size.
+    async fn group_row(
+        &self,
+        kind: OpKind,
+        handler_group: &Group,
+        bare_group: &Group,
+        repeats: usize,
+    ) -> anyhow::Result<report::GroupRow> {
+        let mut handler = Samples::default();
+        let mut bare = Samples::default();
+        for _ in 0..repeats {
+            self.reset(handler_group, kind).await?;
+            self.reset(bare_group, kind).await?;
+            handler.push(self.handler_group(kind, handler_group).await?);
+            bare.push(self.bare_group(kind, bare_group).await?);
+        }
+        Ok(report::GroupRow {
+            kind,
+            size: handler_group.ids.len(),
+            handler,
+            bare,
+        })
+    }
+
+    async fn handler_group(&self, kind: OpKind, group: &Group) -> anyhow::Result<Sample> {
+        let (route, request) = self.request(kind, serde_json::json!({ "group": group.name }));
         let started = Instant::now();
-        let response = api::handle(&self.app, Route::BackupCreate, request).await;
+        let response = api::handle(&self.app, route, request).await;
         let elapsed = started.elapsed();
         let calls = self.calls.take();
-        ensure!(
-            response.status() == 200,
-            "group create answered {}",
-            response.status()
-        );
-        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
-        ensure!(
-            body["subclouds"].as_array().map(Vec::len) == Some(size),
-            "not every member started"
-        );
-        Ok((elapsed, calls))
+        match response.status().as_u16() {
+            // A delete that took every member answers without a body.
+            204 if kind == OpKind::Delete => {}
+            200 => {
+                let body: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+                ensure!(
+                    body["subclouds"].as_array().map(Vec::len) == Some(group.ids.len())
+                        && body["skipped"].as_array().is_some_and(Vec::is_empty),
+                    "not every member started: {body}"
+                );
+            }
+            status => anyhow::bail!(
+                "group {kind} answered {status}: {}",
+                String::from_utf8_lossy(response.body().as_ref())
+            ),
+        }
+        Ok(Sample { elapsed, calls })
     }
 
-    /// The claim as a hand-written UpdateItem: the same condition, the same SET.
-    async fn bare_claim(&self, id: u64) -> anyhow::Result<()> {
+    /// The claim as a hand-written UpdateItem: the handler's condition for `kind` and its
+    /// SET, nothing returned.
+    async fn bare_claim(&self, kind: OpKind, id: u64, group: Option<u64>) -> anyhow::Result<()> {
         let now = epoch_now();
+        let since = timestamp_now();
+        let mut values: HashMap<String, AttributeValue> = HashMap::from([
+            (":op".into(), s(&uuid::Uuid::new_v4().to_string())),
+            (":kind".into(), s(kind.as_str())),
+            (":since".into(), s(&since)),
+            (":lease".into(), n(now + 900)),
+            (":held".into(), s(LEASE_HELD)),
+            (":zero".into(), n(0)),
+            (":one".into(), n(1)),
+        ]);
+        let mut condition = vec![
+            "attribute_exists(id)".to_owned(),
+            "attribute_not_exists(op_id)".to_owned(),
+            "(attribute_not_exists(updated_at) OR updated_at < :since)".to_owned(),
+        ];
+        if let Some(group) = group {
+            values.insert(":group".into(), n(group));
+            condition.push("group_id = :group".into());
+        }
+        let state = match kind {
+            OpKind::Create => {
+                values.insert(":managed".into(), s(ManagementState::Managed.as_str()));
+                values.insert(":online".into(), s(AvailabilityStatus::Online.as_str()));
+                values.insert(":complete".into(), s(DeployStatus::COMPLETE));
+                condition.push(
+                    "management_state = :managed AND availability_status = :online \
+                     AND deploy_status = :complete"
+                        .into(),
+                );
+                values.insert(":state".into(), s(BackupStatus::Validating.as_str()));
+                "backup_status"
+            }
+            OpKind::Delete => {
+                values.insert(":state".into(), s(BackupStatus::DeletingBackup.as_str()));
+                "backup_status"
+            }
+            OpKind::Restore => {
+                values.insert(":unmanaged".into(), s(ManagementState::Unmanaged.as_str()));
+                let forbidden: Vec<String> = DeployStatus::forbidding_restore()
+                    .enumerate()
+                    .map(|(i, state)| {
+                        values.insert(format!(":f{i}"), s(state));
+                        format!(":f{i}")
+                    })
+                    .collect();
+                values.insert(":release".into(), s(RELEASE));
+                condition.push(format!(
+                    "management_state = :unmanaged AND NOT deploy_status IN ({}) \
+                     AND software_version = :release AND contains(central_backups, :release) \
+                     AND attribute_exists(agent_url)",
+                    forbidden.join(", ")
+                ));
+                values.insert(":state".into(), s(DeployStatus::PRE_RESTORE));
+                "deploy_status"
+            }
+        };
         self.clients
             .dynamodb
             .update_item()
             .table_name(&self.resources.subclouds_table)
-            .key("id", AttributeValue::N(id.to_string()))
-            .update_expression(
+            .key("id", n(id))
+            .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
-                 fence = if_not_exists(fence, :zero) + :one, updated_at = :since, backup_status = :state",
-            )
-            .condition_expression(
-                "attribute_exists(id) AND (attribute_not_exists(op_id) OR lease_expires_at <= :now) \
-                 AND management_state = :managed AND availability_status = :online AND deploy_status = :complete",
-            )
-            .expression_attribute_values(":op", AttributeValue::S(uuid::Uuid::new_v4().to_string()))
-            .expression_attribute_values(":kind", AttributeValue::S("create".into()))
-            .expression_attribute_values(":since", AttributeValue::S(dcbackup::domain::timestamp_now()))
-            .expression_attribute_values(":lease", AttributeValue::N((now + 900).to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":state", AttributeValue::S("validating".into()))
-            .expression_attribute_values(":managed", AttributeValue::S("managed".into()))
-            .expression_attribute_values(":online", AttributeValue::S("online".into()))
-            .expression_attribute_values(":complete", AttributeValue::S("complete".into()))
+                 lease_held = :held, fence = if_not_exists(fence, :zero) + :one, \
+                 updated_at = :since, {state} = :state"
+            ))
+            .condition_expression(condition.join(" AND "))
+            .set_expression_attribute_values(Some(values))
             .send()
             .await?;
         Ok(())
     }
 
-    async fn bare_group(&self, size: usize) -> anyhow::Result<(Duration, usize)> {
-        let ids = self.seed_group(&format!("bare-{size}"), size).await?;
+    async fn bare_group(&self, kind: OpKind, group: &Group) -> anyhow::Result<Sample> {
+        let group_id = self
+            .inventory()
+            .group(&Ref::Name(Name::parse("group", &group.name)?))
+            .await?
+            .id;
+        self.calls.take();
         let started = Instant::now();
-        let claimed: Vec<u64> = futures::stream::iter(ids)
-            .map(|id| async move { self.bare_claim(id).await.map(|_| id) })
+        let claimed: Vec<u64> = futures::stream::iter(group.ids.iter().copied())
+            .map(|id| async move { self.bare_claim(kind, id, Some(group_id)).await.map(|_| id) })
             .buffer_unordered(self.app.claim_concurrency)
             .collect::<Vec<_>>()
             .await
@@ -291,11 +431,26 @@ impl Bench {
                 .await?;
         }
         let elapsed = started.elapsed();
-        Ok((elapsed, self.calls.take()))
+        Ok(Sample {
+            elapsed,
+            calls: self.calls.take(),
+        })
     }
 
-    async fn singles(&self, label: &str) -> anyhow::Result<Vec<u64>> {
-        let ids = futures::stream::iter(0..SINGLE_SAMPLES)
+    /// P2: `rounds` rounds of single creates, the handler's and the bare ones interleaved by
+    /// round, each on fresh subclouds.
+    async fn singles(&self, rounds: usize) -> anyhow::Result<report::Singles> {
+        let mut handler = Vec::new();
+        let mut bare = Vec::new();
+        for round in 0..rounds {
+            handler.push(self.handler_singles(round).await?);
+            bare.push(self.bare_singles(round).await?);
+        }
+        Ok(report::Singles { handler, bare })
+    }
+
+    async fn fresh_subclouds(&self, label: &str) -> anyhow::Result<Vec<u64>> {
+        let ids = futures::stream::iter(0..SINGLES_PER_ROUND)
             .map(|i| self.seed_subcloud(format!("{label}-{i}"), None))
             .buffer_unordered(SEED_CONCURRENCY)
             .collect::<Vec<_>>()
@@ -306,13 +461,14 @@ impl Bench {
         Ok(ids)
     }
 
-    async fn handler_singles(&self) -> anyhow::Result<Vec<Duration>> {
-        let ids = self.singles("hsingle").await?;
+    async fn handler_singles(&self, round: usize) -> anyhow::Result<Vec<Duration>> {
+        let ids = self.fresh_subclouds(&format!("hsingle{round}")).await?;
         let mut samples = Vec::with_capacity(ids.len());
         for id in ids {
-            let request = self.request(serde_json::json!({ "subcloud": id }));
+            let (route, request) =
+                self.request(OpKind::Create, serde_json::json!({ "subcloud": id }));
             let started = Instant::now();
-            let response = api::handle(&self.app, Route::BackupCreate, request).await;
+            let response = api::handle(&self.app, route, request).await;
             samples.push(started.elapsed());
             ensure!(
                 response.status() == 200,
@@ -324,12 +480,12 @@ impl Bench {
         Ok(samples)
     }
 
-    async fn bare_singles(&self) -> anyhow::Result<Vec<Duration>> {
-        let ids = self.singles("bsingle").await?;
+    async fn bare_singles(&self, round: usize) -> anyhow::Result<Vec<Duration>> {
+        let ids = self.fresh_subclouds(&format!("bsingle{round}")).await?;
         let mut samples = Vec::with_capacity(ids.len());
         for id in ids {
             let started = Instant::now();
-            self.bare_claim(id).await?;
+            self.bare_claim(OpKind::Create, id, None).await?;
             self.clients
                 .sqs
                 .send_message()
@@ -353,4 +509,12 @@ impl Bench {
             .await?;
         Ok(())
     }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }

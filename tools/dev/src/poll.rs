@@ -8,15 +8,15 @@
 //! every-minute tick's event: the scheduler fires what is due by then).
 
 use anyhow::{bail, Context};
-use base64::Engine as _;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use dcbackup::config::Config;
+use dcbackup::jobs;
 use dcbackup::runtime::Clients;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
@@ -344,14 +344,8 @@ async fn deliver(
     messages: Vec<aws_sdk_sqs::types::Message>,
 ) {
     let started = Instant::now();
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| record(m, queue_arn, region))
-        .collect();
-    let ids: Vec<String> = messages
-        .iter()
-        .map(|m| m.message_id.clone().unwrap_or_default())
-        .collect();
+    let event = serde_json::to_value(jobs::sqs_event(&messages, queue_arn, region))
+        .expect("an SQS event is JSON");
     let receives: Vec<String> = messages
         .iter()
         .map(|m| {
@@ -366,17 +360,14 @@ async fn deliver(
         .collect();
     let kinds = summary(&messages);
     let answer = invoker
-        .invoke_patiently(
-            "worker",
-            &json!({"Records": records}),
-            Duration::from_secs(60),
-        )
+        .invoke_patiently("worker", &event, Duration::from_secs(60))
         .await;
-    let failed = match answer
+    let handled = match answer
         .map_err(|e| e.to_string())
-        .and_then(|a| failures(&a, &ids))
+        .and_then(batch_response)
+        .and_then(|response| jobs::handled(&messages, &response).map_err(|e| e.to_string()))
     {
-        Ok(failed) => failed,
+        Ok(handled) => handled,
         Err(why) => {
             log(&format!(
                 "batch of {} [{kinds}] (receive count {}) failed after {:.1?}: {why}; none deleted, they come back after the visibility timeout",
@@ -388,11 +379,8 @@ async fn deliver(
         }
     };
     let mut deleted = 0;
-    for m in &messages {
+    for m in &handled {
         let id = m.message_id.as_deref().unwrap_or_default();
-        if failed.contains(id) {
-            continue;
-        }
         match sqs
             .delete_message()
             .queue_url(queue_url)
@@ -411,74 +399,18 @@ async fn deliver(
         "batch of {} [{kinds}] -> worker in {:.1?}: {deleted} done, {} to retry",
         messages.len(),
         started.elapsed(),
-        failed.len()
+        messages.len() - handled.len()
     ));
 }
 
-/// The SQS record of one message, as Lambda puts it in the event.
-fn record(m: &aws_sdk_sqs::types::Message, queue_arn: &str, region: &str) -> Value {
-    let attributes: Map<String, Value> = m
-        .attributes
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-        .collect();
-    let b64 = |blob: &aws_sdk_sqs::primitives::Blob| {
-        Value::String(base64::engine::general_purpose::STANDARD.encode(blob.as_ref()))
-    };
-    let message_attributes: Map<String, Value> = m
-        .message_attributes
-        .iter()
-        .flatten()
-        .map(|(name, a)| {
-            let mut v = Map::new();
-            if let Some(s) = &a.string_value {
-                v.insert("stringValue".into(), Value::String(s.clone()));
-            }
-            if let Some(b) = &a.binary_value {
-                v.insert("binaryValue".into(), b64(b));
-            }
-            v.insert(
-                "stringListValues".into(),
-                json!(a.string_list_values.clone().unwrap_or_default()),
-            );
-            v.insert(
-                "binaryListValues".into(),
-                Value::Array(a.binary_list_values.iter().flatten().map(&b64).collect()),
-            );
-            v.insert("dataType".into(), Value::String(a.data_type.clone()));
-            (name.clone(), Value::Object(v))
-        })
-        .collect();
-    json!({
-        "messageId": m.message_id,
-        "receiptHandle": m.receipt_handle,
-        "body": m.body,
-        "attributes": attributes,
-        "messageAttributes": message_attributes,
-        "md5OfBody": m.md5_of_body,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    })
-}
-
-/// The messages to keep from a partial batch response. As Lambda: an answer that is not a
-/// batch response, or that names a message not in the batch, fails the whole batch.
-fn failures(answer: &Value, ids: &[String]) -> Result<HashSet<String>, String> {
-    let list = match answer.get("batchItemFailures") {
-        None | Some(Value::Null) => return Ok(HashSet::new()),
-        Some(Value::Array(list)) => list,
-        Some(other) => return Err(format!("batchItemFailures is not a list: {other}")),
-    };
-    list.iter()
-        .map(|f| match f.get("itemIdentifier").and_then(Value::as_str) {
-            Some(id) if ids.iter().any(|known| known == id) => Ok(id.to_owned()),
-            _ => Err(format!(
-                "batchItemFailures names no message of the batch: {f}"
-            )),
-        })
-        .collect()
+/// The worker's answer as Lambda reads a partial batch response: none, `null` or an empty
+/// list reports no failure; anything that is not a list of `itemIdentifier`s fails the batch.
+fn batch_response(answer: Value) -> Result<SqsBatchResponse, String> {
+    match answer.get("batchItemFailures") {
+        None | Some(Value::Null) => Ok(SqsBatchResponse::default()),
+        Some(_) => serde_json::from_value(answer)
+            .map_err(|e| format!("the worker's answer is no partial batch response: {e}")),
+    }
 }
 
 /// "create subcloud1, poll subcloud2": what a batch carries, from the job bodies.
@@ -565,25 +497,36 @@ mod tests {
     use super::*;
     use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 
-    fn ids() -> Vec<String> {
-        vec!["a".to_owned(), "b".to_owned()]
+    fn batch() -> Vec<Message> {
+        ["a", "b"]
+            .map(|id| Message::builder().message_id(id).build())
+            .to_vec()
+    }
+
+    /// The ids of the messages deleted after `answer`, or why the whole batch failed.
+    fn deleted(answer: Value) -> Result<Vec<String>, String> {
+        let messages = batch();
+        let response = batch_response(answer)?;
+        let handled = jobs::handled(&messages, &response).map_err(|e| e.to_string())?;
+        Ok(handled
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect())
     }
 
     #[test]
     fn partial_batch_responses_as_lambda_reads_them() {
-        assert!(failures(&json!({"batchItemFailures": []}), &ids())
-            .unwrap()
-            .is_empty());
-        assert!(failures(&json!({}), &ids()).unwrap().is_empty());
-        assert!(failures(&json!({"batchItemFailures": null}), &ids())
-            .unwrap()
-            .is_empty());
-        let kept = failures(
-            &json!({"batchItemFailures": [{"itemIdentifier": "b"}]}),
-            &ids(),
-        )
-        .unwrap();
-        assert_eq!(kept, HashSet::from(["b".to_owned()]));
+        for none in [
+            json!({"batchItemFailures": []}),
+            json!({}),
+            json!({"batchItemFailures": null}),
+        ] {
+            assert_eq!(deleted(none.clone()).unwrap(), ["a", "b"], "{none}");
+        }
+        assert_eq!(
+            deleted(json!({"batchItemFailures": [{"itemIdentifier": "b"}]})).unwrap(),
+            ["a"]
+        );
         // An identifier not in the batch, empty or missing fails the whole batch.
         for bad in [
             json!({"batchItemFailures": [{"itemIdentifier": "c"}]}),
@@ -591,12 +534,12 @@ mod tests {
             json!({"batchItemFailures": [{}]}),
             json!({"batchItemFailures": "a"}),
         ] {
-            assert!(failures(&bad, &ids()).is_err(), "{bad}");
+            assert!(deleted(bad.clone()).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn records_have_lambdas_shape() {
+    fn events_have_lambdas_shape() {
         let message = Message::builder()
             .message_id("m1")
             .receipt_handle("r1")
@@ -613,11 +556,18 @@ mod tests {
                     .unwrap(),
             )
             .build();
-        let record = record(
-            &message,
+        let event = jobs::sqs_event(
+            &[message],
             "arn:aws:sqs:us-east-1:000000000000:q",
             "us-east-1",
         );
+        let mut record = serde_json::to_value(&event).unwrap()["Records"][0].take();
+        // Absent values may be null or left out: Lambda's runtime reads them alike.
+        record.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+        record["messageAttributes"]["trace"]
+            .as_object_mut()
+            .unwrap()
+            .retain(|_, v| !v.is_null());
         assert_eq!(
             record,
             json!({
@@ -632,14 +582,6 @@ mod tests {
                 "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q",
                 "awsRegion": "us-east-1",
             })
-        );
-        // What the worker's runtime deserialises the event into.
-        let event: aws_lambda_events::event::sqs::SqsEvent =
-            serde_json::from_value(json!({"Records": [record]})).unwrap();
-        assert_eq!(event.records[0].message_id.as_deref(), Some("m1"));
-        assert_eq!(
-            event.records[0].attributes.get("ApproximateReceiveCount"),
-            Some(&"2".to_owned())
         );
     }
 }

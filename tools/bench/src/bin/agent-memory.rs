@@ -1,9 +1,10 @@
 //! `make bench` (second part): the subcloud agent's peak memory while it backs up a 1 GiB
 //! directory. Runs the real `dcbackup-agent` binary given as the only argument, else the one
-//! built beside this one (same profile),
-//! has it make a local backup of 64 files of 16 MiB of incompressible data, and reads the
-//! process's peak resident set (`VmHWM` in `/proc/<pid>/status`) once the job is done.
-//! Fails if the peak reaches 64 MiB.
+//! built beside this one (same profile), has it back up 64 files of 16 MiB of incompressible
+//! data twice, each time in a fresh process: a local backup, and a central one streamed in
+//! 16 MiB parts to a local stand-in for S3's UploadPart URLs (which takes and drops the
+//! bytes). Reads the process's peak resident set (`VmHWM` in `/proc/<pid>/status`) once the
+//! job is done. Fails if either peak reaches 64 MiB.
 
 use anyhow::{bail, ensure, Context};
 use dcbackup_agent::mint_worker_token;
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 const FILES: usize = 64;
 const FILE_BYTES: usize = 16 << 20;
 const LIMIT_MIB: u64 = 64;
+/// The worker's default part size.
+const PART_BYTES: usize = 16 << 20;
 const SECRET: &str = "agent memory bench secret, 32+ bytes";
 
 #[tokio::main]
@@ -55,10 +58,33 @@ async fn run(agent_bin: &std::path::Path, root: &std::path::Path) -> anyhow::Res
     }
     drop(block);
     std::fs::write(root.join("secret"), SECRET)?;
+    let sink = sink().await?;
+    let parts = (FILES * FILE_BYTES / PART_BYTES + 2) as u32;
+    let central = json!({
+        "part_size": PART_BYTES,
+        "parts": (1..=parts)
+            .map(|n| json!({"part_number": n, "url": format!("{sink}/bucket/bench?partNumber={n}&uploadId=b")}))
+            .collect::<Vec<_>>(),
+    });
+    for (what, upload) in [("local backup", Value::Null), ("central backup", central)] {
+        measure(agent_bin, root, &data, what, upload).await?;
+        let _ = std::fs::remove_dir_all(root.join("store"));
+    }
+    Ok(())
+}
 
+/// Backs `data` up in a fresh agent process (`upload`: null for local, else the multipart
+/// upload) and checks its peak memory.
+async fn measure(
+    agent_bin: &std::path::Path,
+    root: &std::path::Path,
+    data: &std::path::Path,
+    what: &str,
+    upload: Value,
+) -> anyhow::Result<()> {
     let mut child = Command::new(agent_bin)
         .args(["--name", "bench", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
+        .arg(data)
         .arg("--store")
         .arg(root.join("store"))
         .arg("--secret-file")
@@ -67,13 +93,13 @@ async fn run(agent_bin: &std::path::Path, root: &std::path::Path) -> anyhow::Res
         .stderr(Stdio::null())
         .spawn()
         .context("starting the agent")?;
-    let outcome = drive(&mut child).await;
+    let outcome = drive(&mut child, upload).await;
     let _ = child.kill();
     let _ = child.wait();
     let (peak_kib, size, took) = outcome?;
     let data_mib = (FILES * FILE_BYTES) >> 20;
     println!(
-        "agent peak RSS backing up {data_mib} MiB ({FILES} files, local backup): {:.1} MiB \
+        "agent peak RSS backing up {data_mib} MiB ({FILES} files, {what}): {:.1} MiB \
          (archive {size} bytes, {took:.1?})",
         peak_kib as f64 / 1024.0
     );
@@ -84,8 +110,41 @@ async fn run(agent_bin: &std::path::Path, root: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
+/// A stand-in for S3's UploadPart URLs on 127.0.0.1: reads each PUT's body, keeps nothing,
+/// answers 200 with an ETag. Returns its base URL.
+async fn sink() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let mut body = request.into_body();
+                        while let Some(frame) = body.frame().await {
+                            frame?;
+                        }
+                        let response = http::Response::builder()
+                            .header("etag", "\"bench\"")
+                            .body(Full::new(Bytes::new()))
+                            .unwrap_or_default();
+                        Ok::<_, hyper::Error>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(url)
+}
+
 /// Runs the backup; returns the agent's peak RSS in KiB, the archive's size and the time.
-async fn drive(child: &mut std::process::Child) -> anyhow::Result<(u64, u64, Duration)> {
+async fn drive(
+    child: &mut std::process::Child,
+    upload: Value,
+) -> anyhow::Result<(u64, u64, Duration)> {
     let stdout = child.stdout.take().context("agent stdout")?;
     let mut first = String::new();
     BufReader::new(stdout).read_line(&mut first)?;
@@ -118,7 +177,7 @@ async fn drive(child: &mut std::process::Child) -> anyhow::Result<(u64, u64, Dur
     call(
         http::Method::POST,
         "/v1/backups".into(),
-        Some(json!({"op_id": op_id, "release": "24.09"})),
+        Some(json!({"op_id": op_id, "release": "24.09", "upload": upload})),
     )
     .await?;
     let job = loop {
