@@ -18,6 +18,10 @@ pub struct Config {
     pub lease_seconds: u64,
     /// How many members of a group are claimed at once.
     pub claim_concurrency: usize,
+    /// The API functions' own timeout (infra/template.yaml, Globals `Timeout`): no request
+    /// runs longer, so an `Idempotency-Key` held by a request that died is free again soon
+    /// after (`idempotency_hold_seconds`).
+    pub function_timeout_seconds: u64,
     /// The jobs queue's URL as deployed; looked up by name on first use when absent.
     pub jobs_queue_url: Option<String>,
     /// The dead-letter queue's URL as deployed; looked up by name on first use when absent.
@@ -40,6 +44,11 @@ impl Config {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
     pub const DEFAULT_LEASE_SECONDS: u64 = 900;
     pub const DEFAULT_CLAIM_CONCURRENCY: usize = 32;
+    /// infra/template.yaml's Globals `Timeout`.
+    pub const DEFAULT_FUNCTION_TIMEOUT_SECONDS: u64 = 10;
+    /// How long after the function's timeout a key stays held: covers the clock skew between
+    /// the instance that took it and the one retrying.
+    pub const IDEMPOTENCY_MARGIN_SECONDS: u64 = 5;
     pub const DEFAULT_POLL_MAX_SECONDS: u64 = 30;
     pub const DEFAULT_MAX_RUNNING: u64 = 500;
     pub const DEFAULT_OPERATION_HISTORY_DAYS: u64 = 90;
@@ -52,6 +61,7 @@ impl Config {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             lease_seconds: Self::DEFAULT_LEASE_SECONDS,
             claim_concurrency: Self::DEFAULT_CLAIM_CONCURRENCY,
+            function_timeout_seconds: Self::DEFAULT_FUNCTION_TIMEOUT_SECONDS,
             jobs_queue_url: None,
             jobs_dead_letter_queue_url: None,
             poll_cap: std::time::Duration::from_secs(Self::DEFAULT_POLL_MAX_SECONDS),
@@ -60,6 +70,12 @@ impl Config {
             agent_tls: AgentTls::default(),
             part_size: Self::DEFAULT_PART_SIZE_MIB << 20,
         }
+    }
+
+    /// How long a request holds its `Idempotency-Key` before a retry may take it over: the
+    /// function's timeout (a live request is never overtaken) and a small margin.
+    pub fn idempotency_hold_seconds(&self) -> u64 {
+        self.function_timeout_seconds + Self::IDEMPOTENCY_MARGIN_SECONDS
     }
 
     /// Reads `DCBACKUP_*` variables; each unset or empty one takes its default. The backup
@@ -90,6 +106,10 @@ impl Config {
                 "DCBACKUP_CLAIM_CONCURRENCY",
                 Self::DEFAULT_CLAIM_CONCURRENCY as u64,
             )? as usize,
+            function_timeout_seconds: positive(
+                "DCBACKUP_FUNCTION_TIMEOUT_SECONDS",
+                Self::DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+            )?,
             jobs_queue_url: var("DCBACKUP_JOBS_QUEUE_URL"),
             jobs_dead_letter_queue_url: var("DCBACKUP_JOBS_DLQ_URL"),
             poll_cap: std::time::Duration::from_secs(positive(

@@ -1,16 +1,18 @@
-//! The one way to start operations (SPEC §3, §5): each target subcloud's slot is claimed with
-//! one conditional write (a group's members in parallel, bounded); each claim gets an
-//! operation record and a job on the queue, and a claim whose record or job cannot be written
-//! is rolled back at once. The API handlers and the scheduler both call `start`; nothing else
+//! The one way to start operations (SPEC §3, §5): each target subcloud's slot is claimed
+//! together with its operation record in one transaction (a group's members up to ten to a
+//! transaction, several transactions at once, bounded); each batch of claims then gets its
+//! jobs on the queue, and a claim whose job cannot be sent is rolled back at once. The API handlers and the scheduler both call `start`; nothing else
 //! claims a slot.
 
 use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
 use crate::domain::{
-    epoch_now, timestamp_now, ClaimedState, Group, OpId, OpKind, OpState, Operation, SlotHolder,
-    Subcloud,
+    epoch_now, ClaimedState, Group, OpId, OpKind, OpState, Operation, SlotHolder, Subcloud,
 };
 use crate::jobs::{JobMessage, JobQueue};
-use crate::store::{ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState};
+use crate::store::{
+    ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState, StoreError,
+    MAX_CLAIMS_PER_TRANSACTION,
+};
 use futures::StreamExt;
 use std::collections::HashMap;
 
@@ -21,7 +23,8 @@ pub struct Starter<'a> {
     pub jobs: &'a JobQueue,
     /// How long a claimed slot is held before it may be recovered.
     pub lease_seconds: u64,
-    /// How many members of a group are claimed at once.
+    /// About how many members of a group are claimed at once (rounded up to whole
+    /// transactions of `MAX_CLAIMS_PER_TRANSACTION`).
     pub claim_concurrency: usize,
 }
 
@@ -32,6 +35,10 @@ pub struct Origin {
     pub requested_by: String,
     /// The schedule that fired it, if any (its backups are subject to its retention).
     pub schedule_id: Option<u64>,
+    /// The request's scoped `Idempotency-Key` (or inline event id) digest, if it has one: a
+    /// retry under the same key takes over the claims its dead first attempt left unqueued
+    /// (`ClaimRequest::key`).
+    pub key: Option<String>,
 }
 
 /// What `start` did with each subcloud of the target.
@@ -69,17 +76,60 @@ enum Verdict {
     Accepted {
         subcloud: Box<Subcloud>,
         prior: PriorState,
-        op_id: OpId,
+        /// The operation record the claim wrote with it.
+        record: Box<Operation>,
     },
     /// Not taken; the subcloud as it stands, unless it is gone.
     Refused(SubcloudReason, Option<Box<Subcloud>>),
 }
 
-/// A claimed subcloud on its way to the queue.
+/// What became of one batch of claims.
+struct Handed {
+    /// Claimed, recorded and queued.
+    accepted: Vec<Subcloud>,
+    /// Claimed but rolled back: the job could not be queued.
+    failed: Vec<SubcloudReason>,
+    /// Not claimed, and the subcloud as the claim found it (unless gone).
+    refused: Vec<SubcloudReason>,
+    standing: Vec<Subcloud>,
+}
+
+/// Hands one batch of claim verdicts over: the claimed get their jobs.
+async fn hand_over_batch(starter: Starter<'_>, verdicts: Vec<Verdict>) -> Handed {
+    let mut claimed = Vec::new();
+    let mut refused = Vec::new();
+    let mut standing = Vec::new();
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Accepted {
+                subcloud,
+                prior,
+                record,
+            } => claimed.push(Claimed {
+                subcloud: *subcloud,
+                prior,
+                record: *record,
+            }),
+            Verdict::Refused(r, sc) => {
+                refused.push(r);
+                standing.extend(sc.map(|sc| *sc));
+            }
+        }
+    }
+    let (accepted, failed) = hand_over(starter, claimed).await;
+    Handed {
+        accepted,
+        failed,
+        refused,
+        standing,
+    }
+}
+
+/// A claimed and recorded subcloud on its way to the queue.
 struct Claimed {
     subcloud: Subcloud,
     prior: PriorState,
-    op_id: OpId,
+    record: Operation,
 }
 
 fn reason(sc: &Subcloud, status: ReasonStatus, reason: String) -> SubcloudReason {
@@ -113,35 +163,54 @@ pub async fn start(
     let as_read: HashMap<u64, Subcloud> = members.iter().map(|sc| (sc.id, sc.clone())).collect();
     let now = epoch_now();
     let group_id = group.as_ref().map(|g| g.id);
-    let verdicts: Vec<Verdict> = futures::stream::iter(members)
-        .map(|sc| claim_one(starter, command, sc, group_id, now))
-        .buffer_unordered(starter.claim_concurrency)
+    let group_name = group.as_ref().map(|g| g.name.to_string());
+    // Members are claimed ten to a transaction (fewer when their records are large), and
+    // each batch's jobs go out as soon as its claims complete, so the queue's calls overlap
+    // the claims instead of following them all. About `claim_concurrency` members at once.
+    let per_transaction = claims_per_transaction(command);
+    let in_flight = starter.claim_concurrency.div_ceil(per_transaction).max(1);
+    let batches: Vec<Handed> = futures::stream::iter(members)
+        .chunks(per_transaction)
+        .map(|batch| {
+            let claims: Vec<(Subcloud, ClaimRequest, Operation)> = batch
+                .into_iter()
+                .map(|sc| {
+                    let (request, record) = prepare(
+                        starter,
+                        command,
+                        origin,
+                        &sc,
+                        group_name.as_deref(),
+                        group_id,
+                        now,
+                    );
+                    (sc, request, record)
+                })
+                .collect();
+            async move {
+                let outcomes = starter.inventory.claim_together(&claims).await;
+                let verdicts = claims
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|((sc, _, record), outcome)| verdict(command, sc, record, outcome))
+                    .collect();
+                hand_over_batch(starter, verdicts).await
+            }
+        })
+        .buffer_unordered(in_flight)
         .collect()
         .await;
-
-    let mut claimed = Vec::new();
+    let mut accepted = Vec::new();
+    let mut failed = Vec::new();
     let mut refused = Vec::new();
     let mut standing = Vec::new();
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Accepted {
-                subcloud,
-                prior,
-                op_id,
-            } => claimed.push(Claimed {
-                subcloud: *subcloud,
-                prior,
-                op_id,
-            }),
-            Verdict::Refused(r, sc) => {
-                refused.push(r);
-                standing.extend(sc.map(|sc| *sc));
-            }
-        }
+    for batch in batches {
+        accepted.extend(batch.accepted);
+        failed.extend(batch.failed);
+        refused.extend(batch.refused);
+        standing.extend(batch.standing);
     }
-    let group_name = group.as_ref().map(|g| g.name.to_string());
-    let (accepted, failed) =
-        hand_over(starter, origin, command, group_name.as_deref(), claimed).await;
+    accepted.sort_by_key(|sc| sc.id);
     standing.extend(failed.iter().filter_map(|r| as_read.get(&r.id).cloned()));
     refused.extend(failed);
     refused.sort_by_key(|r| r.id);
@@ -162,31 +231,82 @@ pub async fn start(
     })
 }
 
-async fn claim_one(
+/// The claims one transaction takes: `MAX_CLAIMS_PER_TRANSACTION`, fewer when large values
+/// would take the records past DynamoDB's 4 MB a transaction.
+fn claims_per_transaction(command: &Command) -> usize {
+    const TRANSACTION_BUDGET: usize = 3 * 1024 * 1024;
+    // A record's own attributes, and the subcloud update beside it.
+    const PER_CLAIM: usize = 8 * 1024;
+    let options = serde_json::to_vec(&command.options).map_or(0, |v| v.len());
+    (TRANSACTION_BUDGET / (options + PER_CLAIM)).clamp(1, MAX_CLAIMS_PER_TRANSACTION)
+}
+
+/// The claim of one target subcloud and the operation record it writes (the claim sets the
+/// record's fence, state and times).
+fn prepare(
     starter: Starter<'_>,
     command: &Command,
-    sc: Subcloud,
+    origin: &Origin,
+    sc: &Subcloud,
+    group: Option<&str>,
     group_id: Option<u64>,
     now: u64,
-) -> Verdict {
+) -> (ClaimRequest, Operation) {
     let request = ClaimRequest {
         op_id: OpId::new(),
         kind: command.kind,
         local_only: command.options.local_only,
-        release: command.release_for(&sc),
+        release: command.release_for(sc),
         group_id,
         has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
         now,
         lease_seconds: starter.lease_seconds,
+        key: origin.key.clone(),
     };
+    let record = Operation {
+        op_id: request.op_id.clone(),
+        kind: command.kind,
+        subcloud_id: sc.id,
+        subcloud_name: sc.name.to_string(),
+        release: request.release.clone(),
+        fence: 0,
+        options: command.options.clone(),
+        requested_by: origin.requested_by.clone(),
+        group: group.map(str::to_owned),
+        schedule_id: origin.schedule_id,
+        state: OpState::Queued,
+        error: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+        started_at: None,
+        finished_at: None,
+        retention: Vec::new(),
+        bytes: None,
+        upload_id: None,
+    };
+    (request, record)
+}
+
+/// One target subcloud's fate, from its claim's outcome.
+fn verdict(
+    command: &Command,
+    sc: Subcloud,
+    record: Operation,
+    outcome: Result<ClaimOutcome, StoreError>,
+) -> Verdict {
     let refused = |status, why, standing: Option<Box<Subcloud>>| {
         Verdict::Refused(reason(&sc, status, why), standing)
     };
-    match starter.inventory.claim(sc.id, &request).await {
+    match outcome {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
+            record: Box::new(Operation {
+                fence: subcloud.fence,
+                created_at: subcloud.op_since.clone().unwrap_or_default(),
+                updated_at: subcloud.op_since.clone().unwrap_or_default(),
+                ..record
+            }),
             subcloud,
             prior,
-            op_id: request.op_id,
         },
         Ok(ClaimOutcome::Busy { subcloud, holder }) => {
             let why = busy_reason(command.kind, &subcloud, &holder);
@@ -234,97 +354,45 @@ fn busy_reason(requested: OpKind, sc: &Subcloud, holder: &SlotHolder) -> String 
     )
 }
 
-/// Writes the operation records and sends the jobs of the claimed subclouds. A claim whose
-/// record or job could not be written is rolled back and reported as failed.
+/// Sends the jobs of the claimed (and recorded) subclouds. A claim whose job could not be
+/// sent is rolled back and reported as failed.
 async fn hand_over(
     starter: Starter<'_>,
-    origin: &Origin,
-    command: &Command,
-    group: Option<&str>,
     claimed: Vec<Claimed>,
 ) -> (Vec<Subcloud>, Vec<SubcloudReason>) {
     if claimed.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let now = timestamp_now();
-    let operations: Vec<Operation> = claimed
+    let jobs: Vec<JobMessage> = claimed
         .iter()
-        .map(|c| Operation {
-            op_id: c.op_id.clone(),
-            kind: command.kind,
-            subcloud_id: c.subcloud.id,
-            subcloud_name: c.subcloud.name.to_string(),
-            release: command.release_for(&c.subcloud),
-            fence: c.subcloud.fence,
-            options: command.options.clone(),
-            requested_by: origin.requested_by.clone(),
-            group: group.map(str::to_owned),
-            schedule_id: origin.schedule_id,
-            state: OpState::Queued,
-            error: None,
-            // The claim's own time, which the claim made later than the subcloud's last write.
-            created_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
-            updated_at: c.subcloud.op_since.clone().unwrap_or_else(|| now.clone()),
-            started_at: None,
-            finished_at: None,
-            retention: Vec::new(),
-            bytes: None,
-            upload_id: None,
-        })
-        .collect();
-
-    let unrecorded = match starter.inventory.put_operations(&operations).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::error!(error = %e, "operation records could not be written");
-            operations.iter().map(|op| op.op_id.clone()).collect()
-        }
-    };
-    let (unrecorded, recorded): (Vec<_>, Vec<_>) = claimed
-        .into_iter()
-        .zip(operations)
-        .partition(|(c, _)| unrecorded.contains(&c.op_id));
-    let mut failed = undo(
-        starter,
-        unrecorded,
-        "the operation could not be recorded; try again",
-    )
-    .await;
-
-    let jobs: Vec<JobMessage> = recorded
-        .iter()
-        .map(|(_, op)| JobMessage::for_operation(op))
+        .map(|c| JobMessage::for_operation(&c.record))
         .collect();
     let sent = starter.jobs.send_all(&jobs).await;
     let mut accepted = Vec::new();
     let mut unsent = Vec::new();
-    for ((c, op), result) in recorded.into_iter().zip(sent) {
+    for (c, result) in claimed.into_iter().zip(sent) {
         match result {
             Ok(()) => {
-                tracing::info!(op_id = %op.op_id, subcloud = %c.subcloud.name, kind = op.kind.as_str(), "operation queued");
+                tracing::info!(op_id = %c.record.op_id, subcloud = %c.subcloud.name, kind = c.record.kind.as_str(), "operation queued");
                 accepted.push(c.subcloud);
             }
             Err(why) => {
-                tracing::error!(op_id = %op.op_id, subcloud = %c.subcloud.name, error = %why, "job not queued");
-                unsent.push((c, op));
+                tracing::error!(op_id = %c.record.op_id, subcloud = %c.subcloud.name, error = %why, "job not queued");
+                unsent.push(c);
             }
         }
     }
-    failed.extend(undo(starter, unsent, "the job could not be queued; try again").await);
-    accepted.sort_by_key(|sc| sc.id);
+    let failed = undo(starter, unsent, "the job could not be queued; try again").await;
     (accepted, failed)
 }
 
 /// Undoes claims whose jobs will never run, all at once: each claim is released and its
-/// record (if written) marked failed. If a release fails too, the lease expires and the
-/// slot is recovered by the next claim.
-async fn undo(
-    starter: Starter<'_>,
-    claims: Vec<(Claimed, Operation)>,
-    why: &str,
-) -> Vec<SubcloudReason> {
+/// record marked failed. If a release fails too, the lease expires and the slot is
+/// recovered by the next claim (or the sweeper), which fails the record then.
+async fn undo(starter: Starter<'_>, claims: Vec<Claimed>, why: &str) -> Vec<SubcloudReason> {
     futures::stream::iter(claims)
-        .map(|(c, op)| async move {
+        .map(|c| async move {
+            let op = &c.record;
             match starter.inventory.release_claim(&c.subcloud, &c.prior).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(op_id = %op.op_id, "claim was already gone when rolled back"),

@@ -122,6 +122,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             lease_seconds: config.lease_seconds,
             claim_concurrency: config.claim_concurrency,
+            idempotency_hold_seconds: config.idempotency_hold_seconds(),
         }
     }
 }

@@ -23,6 +23,10 @@ use std::collections::HashMap;
 
 /// Schedules fired at once by one run.
 const FIRING_CONCURRENCY: usize = 8;
+/// How long an inline event's id is held while it is handled: the scheduler's Timeout
+/// (60 s, infra/template.yaml) and the same margin as the API's keys, so an event whose run
+/// died can be handled by EventBridge's next delivery soon after.
+const INLINE_EVENT_HOLD_SECONDS: u64 = 60 + crate::config::Config::IDEMPOTENCY_MARGIN_SECONDS;
 
 #[derive(Debug)]
 pub struct Scheduler {
@@ -171,6 +175,7 @@ impl Scheduler {
             let origin = Origin {
                 requested_by: format!("schedule:{}", schedule.name),
                 schedule_id: Some(schedule.id),
+                key: None,
             };
             match operations::start(self.starter(), &command, &origin).await {
                 Ok(started) => record_started(&mut run, &started),
@@ -198,7 +203,7 @@ impl Scheduler {
         let fingerprint = digest_hex(&detail.to_string());
         match self
             .inventory
-            .begin_idempotent(&key, &fingerprint, epoch_now())
+            .begin_idempotent(&key, &fingerprint, epoch_now(), INLINE_EVENT_HOLD_SECONDS)
             .await?
         {
             Begin::Replay { body, .. } => {
@@ -229,7 +234,7 @@ impl Scheduler {
             skipped: Vec::new(),
             error: None,
         };
-        match self.start_inline(&detail).await {
+        match self.start_inline(&detail, &key).await {
             Ok(started) => {
                 let mut run = LastRun {
                     due_at: 0,
@@ -256,12 +261,15 @@ impl Scheduler {
     }
 
     /// Parses an inline detail as a subcloud-backup create body and starts it.
-    async fn start_inline(&self, detail: &Value) -> Result<Started, ApiError> {
+    /// `key` is the event's idempotency key: a redelivery takes over what a dead attempt
+    /// claimed and did not queue.
+    async fn start_inline(&self, detail: &Value, key: &str) -> Result<Started, ApiError> {
         let map = detail.as_object().cloned().unwrap_or_default();
         let command = Command::parse(OpKind::Create, None, Fields::from_map(map)?)?;
         let origin = Origin {
             requested_by: "eventbridge-scheduler".into(),
             schedule_id: None,
+            key: Some(key.to_owned()),
         };
         Ok(operations::start(self.starter(), &command, &origin).await?)
     }

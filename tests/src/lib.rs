@@ -136,6 +136,26 @@ impl Stack {
         dcbackup::runtime::scheduler(&self.clients, &Config::new(self.resources.clone()))
     }
 
+    /// Claims subcloud `id` directly, as `operations::start` does (with its record, in one
+    /// transaction), for tests that need a claim no job follows: a worker that died.
+    pub async fn claim(
+        &self,
+        id: u64,
+        req: &dcbackup::store::ClaimRequest,
+    ) -> dcbackup::store::ClaimOutcome {
+        let seen = self
+            .app
+            .inventory
+            .subcloud(&dcbackup::domain::Ref::Id(id))
+            .await
+            .expect("subcloud");
+        self.app
+            .inventory
+            .claim(&seen, req, &record_for(&seen, req))
+            .await
+            .expect("claim")
+    }
+
     /// Runs a request through the route's handler, exactly as its Lambda would.
     pub async fn request(&self, route: Route, request: Request) -> Reply {
         let response = api::handle(&self.app, route, request).await;
@@ -344,6 +364,38 @@ impl Stack {
             reply.body
         );
         reply.body
+    }
+}
+
+/// The operation record a claim of `seen` writes, as `operations::start` builds it (the
+/// claim sets its fence, state and times).
+pub fn record_for(
+    seen: &dcbackup::domain::Subcloud,
+    req: &dcbackup::store::ClaimRequest,
+) -> dcbackup::domain::Operation {
+    dcbackup::domain::Operation {
+        op_id: req.op_id.clone(),
+        kind: req.kind,
+        subcloud_id: seen.id,
+        subcloud_name: seen.name.to_string(),
+        release: req.release.clone(),
+        fence: 0,
+        options: dcbackup::domain::OpOptions {
+            local_only: req.local_only,
+            ..Default::default()
+        },
+        requested_by: "test".into(),
+        group: None,
+        schedule_id: None,
+        state: dcbackup::domain::OpState::Queued,
+        error: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+        started_at: None,
+        finished_at: None,
+        retention: Vec::new(),
+        bytes: None,
+        upload_id: None,
     }
 }
 

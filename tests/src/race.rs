@@ -62,6 +62,9 @@ pub struct Outcome {
     pub listed: Vec<String>,
     /// The names in `skipped` and `failed`.
     pub refused: Vec<String>,
+    /// An error answer's message and each subcloud's reason, so a failing round says why.
+    #[serde(default)]
+    pub error: Value,
 }
 
 fn names(body: &Value, key: &str) -> Vec<String> {
@@ -150,6 +153,7 @@ async fn send(stack: &Stack, request: &Request) -> Outcome {
         accepted,
         listed,
         refused,
+        error: reply.body["error"].clone(),
     }
 }
 

@@ -4,9 +4,11 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
-use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Release};
+use dcbackup::config::Config;
+use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release};
 use dcbackup::jobs::JobQueue;
-use dcbackup::store::{ClaimOutcome, ClaimRequest, PriorState};
+use dcbackup::resources::Resources;
+use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Inventory, PriorState};
 use dcbackup_tests::{token, Stack};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -456,6 +458,7 @@ fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
         has_bootstrap_address: false,
         now,
         lease_seconds,
+        key: None,
     }
 }
 
@@ -468,7 +471,7 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     let ClaimOutcome::Claimed {
         subcloud: stale,
         prior,
-    } = stack.app.inventory.claim(id, &old).await.unwrap()
+    } = stack.claim(id, &old).await
     else {
         panic!("the first claim succeeds");
     };
@@ -519,7 +522,7 @@ async fn an_expired_operation_leaves_no_in_progress_state_behind() {
         .await;
     let old = claim_request(OpKind::Create, epoch_now() - 3600, 60);
     assert!(matches!(
-        stack.app.inventory.claim(id, &old).await.unwrap(),
+        stack.claim(id, &old).await,
         ClaimOutcome::Claimed { .. }
     ));
     // Unmanaging first recovers the expired slot: the dead create falls to validate-failed.
@@ -538,6 +541,276 @@ async fn an_expired_operation_leaves_no_in_progress_state_behind() {
     let item = stack.item(id).await;
     assert_eq!(item["backup_status"].as_s().unwrap(), "validate-failed");
     assert_eq!(item["deploy_status"].as_s().unwrap(), "pre-restore");
+}
+
+/// A create request with an `Idempotency-Key`, as an admin.
+fn keyed(stack: &Stack, body: Value, key: &str) -> lambda_http::Request {
+    let mut request = dcbackup_tests::json_request(Method::POST, CREATE, Some(body));
+    request
+        .headers_mut()
+        .insert("x-auth-token", stack.admin_token.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+/// Returns once subcloud `id`'s slot is held (the claim was written).
+async fn until_claimed(stack: &Stack, id: u64) {
+    for _ in 0..2000 {
+        if stack.item(id).await.contains_key("op_id") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("subcloud {id} was never claimed");
+}
+
+#[tokio::test]
+async fn a_request_killed_after_its_claim_leaves_no_slot_without_its_record() {
+    let mut stack = Stack::new().await;
+    let id = backup_ready(&stack, "k1", "Default").await;
+    // A queue endpoint that takes connections and never answers: the request stops right
+    // after its claim, and is killed there (its future dropped, as an instance that dies).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        stack
+            .clients
+            .sqs
+            .config()
+            .to_builder()
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let url = format!("{endpoint}/000000000000/silent");
+    let listener = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let queue = JobQueue::new(sqs, "silent".into(), Some(url));
+    let jobs = std::mem::replace(&mut stack.app.jobs, queue);
+    let before = epoch_now();
+    tokio::select! {
+        reply = stack.request(Route::BackupCreate, keyed(&stack, json!({"subcloud": "k1"}), "k-dead")) => {
+            panic!("the request cannot end without its queue: {:?}", reply.body)
+        }
+        () = until_claimed(&stack, id) => {}
+    }
+    let after = epoch_now();
+    listener.abort();
+    stack.app.jobs = jobs;
+
+    // The slot is held by an operation whose record exists: same id, same fence, queued.
+    let item = stack.item(id).await;
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["op_id"], item["op_id"].as_s().unwrap().as_str());
+    assert_eq!(
+        records[0]["fence"].to_string(),
+        item["fence"].as_n().unwrap().as_str()
+    );
+    assert_eq!(records[0]["state"], "queued");
+    assert_eq!(
+        records[0]["created_at"],
+        item["op_since"].as_s().unwrap().as_str()
+    );
+
+    // The key is held for the function's timeout and a margin, not for minutes.
+    let hold = stack.app.idempotency_hold_seconds;
+    assert_eq!(
+        hold,
+        Config::DEFAULT_FUNCTION_TIMEOUT_SECONDS + Config::IDEMPOTENCY_MARGIN_SECONDS
+    );
+    let markers = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.idempotency_table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    let expires: u64 = markers[0]["expires_at"].as_n().unwrap().parse().unwrap();
+    assert!(
+        (before + hold..=after + hold).contains(&expires),
+        "held until {expires}, requested between {before} and {after}"
+    );
+    let retry = stack
+        .request(
+            Route::BackupCreate,
+            keyed(&stack, json!({"subcloud": "k1"}), "k-dead"),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CONFLICT, "{:?}", retry.body);
+    assert!(
+        retry.message().contains("still being processed"),
+        "{}",
+        retry.message()
+    );
+
+    // Another request finds the subcloud busy: the dead claim is only its own key's.
+    let other = stack
+        .request(
+            Route::BackupCreate,
+            keyed(&stack, json!({"subcloud": "k1"}), "k-other"),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{:?}", other.body);
+    assert!(
+        other.message().contains("Please wait until it finishes"),
+        "{}",
+        other.message()
+    );
+    // The hold runs out (its time moved into the past, as the clock would move on): the
+    // retry with the same key takes the dead claim over and starts the backup.
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&stack.resources.idempotency_table)
+        .key("idem_key", markers[0]["idem_key"].clone())
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N((before - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let retry = stack
+        .request(
+            Route::BackupCreate,
+            keyed(&stack, json!({"subcloud": "k1"}), "k-dead"),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::OK, "{:?}", retry.body);
+    let item = stack.item(id).await;
+    let live = item["op_id"].as_s().unwrap().clone();
+    assert_eq!(item["fence"].as_n().unwrap(), "2");
+    let records = records_of(&stack, id).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let dead = records
+        .iter()
+        .find(|r| r["op_id"] != live.as_str())
+        .unwrap();
+    assert_eq!(dead["state"], "failed");
+    assert!(
+        dead["error"].as_str().unwrap().contains("was not queued"),
+        "{dead:?}"
+    );
+    let jobs = stack.drain_jobs().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["op_id"], live.as_str());
+}
+
+#[tokio::test]
+async fn a_dead_requests_key_and_claim_are_taken_over_once_their_time_is_up() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "k2", "Default").await;
+    let inventory = &stack.app.inventory;
+    let hold = Config::new(stack.resources.clone()).idempotency_hold_seconds();
+    let t0 = epoch_now();
+    assert_eq!(
+        inventory
+            .begin_idempotent("k2-key", "fp", t0, hold)
+            .await
+            .unwrap(),
+        Begin::New
+    );
+    // The request claims (with its record and its key), then its instance dies before
+    // queueing the job. Its lease is the full default: only the key frees the slot early.
+    let dead = ClaimRequest {
+        key: Some("k2-key".into()),
+        ..claim_request(OpKind::Create, t0, Config::DEFAULT_LEASE_SECONDS)
+    };
+    assert!(matches!(
+        stack.claim(id, &dead).await,
+        ClaimOutcome::Claimed { .. }
+    ));
+    for now in [t0 + 1, t0 + hold] {
+        assert_eq!(
+            inventory
+                .begin_idempotent("k2-key", "fp", now, hold)
+                .await
+                .unwrap(),
+            Begin::InProgress,
+            "held at {now}, {} s after it was taken",
+            now - t0
+        );
+    }
+    let retry_at = t0 + hold + 1;
+    assert_eq!(
+        inventory
+            .begin_idempotent("k2-key", "fp", retry_at, hold)
+            .await
+            .unwrap(),
+        Begin::New,
+        "free {} s after it was taken",
+        hold + 1
+    );
+    // Another request (no key, another key) finds the subcloud busy.
+    for key in [None, Some("k2-other".to_owned())] {
+        let other = ClaimRequest {
+            key,
+            ..claim_request(OpKind::Create, retry_at, 60)
+        };
+        assert!(matches!(
+            stack.claim(id, &other).await,
+            ClaimOutcome::Busy { .. }
+        ));
+    }
+    let retry = ClaimRequest {
+        key: Some("k2-key".into()),
+        ..claim_request(OpKind::Create, retry_at, 60)
+    };
+    let ClaimOutcome::Claimed { subcloud, .. } = stack.claim(id, &retry).await else {
+        panic!("the retry claims the slot");
+    };
+    assert_eq!(subcloud.op_id.as_ref(), Some(&retry.op_id));
+    assert_eq!(subcloud.fence, 2);
+    let records = records_of(&stack, id).await;
+    let state = |op: &OpId| {
+        records
+            .iter()
+            .find(|r| r["op_id"] == op.as_str())
+            .map(|r| r["state"].clone())
+    };
+    assert_eq!(state(&dead.op_id), Some(json!("failed")));
+    assert_eq!(state(&retry.op_id), Some(json!("queued")));
+}
+
+#[tokio::test]
+async fn a_claim_whose_record_cannot_be_written_does_not_happen() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "k3", "Default").await;
+    // The failure injected at the record: its table is not there.
+    let resources = Resources {
+        operations_table: format!("{}-no-operations", stack.prefix),
+        ..stack.resources.clone()
+    };
+    let broken = Inventory::new(stack.clients.dynamodb.clone(), resources);
+    let seen = stack.app.inventory.subcloud(&Ref::Id(id)).await.unwrap();
+    let request = claim_request(OpKind::Create, epoch_now(), 60);
+    let record = dcbackup_tests::record_for(&seen, &request);
+    assert!(broken.claim(&seen, &request, &record).await.is_err());
+    let item = stack.item(id).await;
+    assert!(!item.contains_key("op_id"), "no claim without its record");
+    assert!(!item.contains_key("backup_status"));
+    assert_eq!(item["fence"].as_n().map(String::as_str).unwrap_or("0"), "0");
+    assert!(records_of(&stack, id).await.is_empty());
+    // The same claim with its record's table there goes through.
+    assert!(matches!(
+        stack
+            .app
+            .inventory
+            .claim(&seen, &request, &record)
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed { .. }
+    ));
+    assert_eq!(records_of(&stack, id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -1281,24 +1554,26 @@ async fn operation_records_expire_after_the_history_period() {
         "expires_at {expires}, not {history} s after the request ({before}..={after})"
     );
 
-    let mut op: dcbackup::domain::Operation =
-        serde_json::from_value(records[0].clone()).expect("an operation");
-    op.op_id = OpId::new();
-    let inventory =
-        dcbackup::store::Inventory::new(stack.clients.dynamodb.clone(), stack.resources.clone())
-            .with_operation_history_days(20);
+    // The record written inside the claim's transaction expires as the inventory is told.
+    let id2 = backup_ready(&stack, "ttl2", "Default").await;
+    let inventory = Inventory::new(stack.clients.dynamodb.clone(), stack.resources.clone())
+        .with_operation_history_days(20);
+    let seen = inventory.subcloud(&Ref::Id(id2)).await.expect("subcloud");
     let before = epoch_now();
-    assert!(inventory
-        .put_operations(&[op.clone()])
-        .await
-        .unwrap()
-        .is_empty());
+    let req = claim_request(OpKind::Create, before, Config::DEFAULT_LEASE_SECONDS);
+    assert!(matches!(
+        inventory
+            .claim(&seen, &req, &dcbackup_tests::record_for(&seen, &req))
+            .await
+            .expect("claim"),
+        ClaimOutcome::Claimed { .. }
+    ));
     let after = epoch_now();
     let written = stack
         .operations()
         .await
         .into_iter()
-        .find(|record| record["op_id"] == op.op_id.as_str())
+        .find(|record| record["op_id"] == req.op_id.as_str())
         .expect("the second record");
     let expires = written["expires_at"].as_u64().expect("expires_at");
     assert!(

@@ -275,8 +275,9 @@ async fn error_description_starts_as_no_errors_and_a_new_operation_resets_it() {
         has_bootstrap_address: false,
         now: dcbackup::domain::epoch_now() - 10,
         lease_seconds: 1,
+        key: None,
     };
-    stack.app.inventory.claim(id, &expired).await.unwrap();
+    stack.claim(id, &expired).await;
     let sc = stack.app.inventory.subcloud(&subcloud4).await.unwrap();
     assert!(stack
         .app

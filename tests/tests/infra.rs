@@ -1077,6 +1077,23 @@ fn functions_get_the_stack_settings() {
             drift.note(format!("{parameter}: no such parameter"));
         }
     }
+    // An Idempotency-Key is held for the API functions' own timeout (and a margin).
+    let globals = ["Globals", "Function"]
+        .iter()
+        .fold(&template.0, |value, key| field(value, key, "the template"));
+    let timeout = globals.get("Timeout").map(|t| number(t, "Globals"));
+    drift.compare(
+        "Globals DCBACKUP_FUNCTION_TIMEOUT_SECONDS",
+        variables
+            .get("DCBACKUP_FUNCTION_TIMEOUT_SECONDS")
+            .map(|t| number(t, "Globals")),
+        timeout,
+    );
+    drift.compare(
+        "Globals Timeout",
+        timeout,
+        Some(Config::DEFAULT_FUNCTION_TIMEOUT_SECONDS),
+    );
     // Set on the functions that need them only: the secret above all.
     let own = background()
         .into_iter()

@@ -206,14 +206,18 @@ fn bootstrap_addresses(values: &Map<String, Value>) -> Result<HashMap<String, Ip
 }
 
 /// Runs a command for a caller: starts it through `operations::start`, answers.
+/// Starts a parsed command and answers it. `key` is the request's scoped `Idempotency-Key`
+/// digest, if it has one (`Origin::key`).
 pub async fn execute(
     app: &App,
     principal: &Principal,
     command: &Command,
+    key: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let origin = Origin {
         requested_by: principal.subject.clone(),
         schedule_id: None,
+        key: key.map(str::to_owned),
     };
     let started = operations::start(app.starter(), command, &origin).await?;
     let group_name = started.group.map(|g| g.name.to_string());

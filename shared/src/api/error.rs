@@ -121,6 +121,10 @@ impl From<StoreError> for ApiError {
         tracing::error!(error = %e, "store request failed");
         match e {
             StoreError::Unavailable(_) => ApiError::Unavailable,
+            // The caller raced another request on the same item and lost every retry.
+            StoreError::Conflict(_) => ApiError::Conflict(
+                "The item changed while this request was writing it; try again".into(),
+            ),
             StoreError::Failed(_) => ApiError::Internal,
         }
     }

@@ -32,6 +32,8 @@ pub struct App {
     pub max_body_bytes: usize,
     pub lease_seconds: u64,
     pub claim_concurrency: usize,
+    /// How long a request holds its `Idempotency-Key` (`Config::idempotency_hold_seconds`).
+    pub idempotency_hold_seconds: u64,
 }
 
 impl App {
@@ -458,7 +460,7 @@ async fn idempotent(
     command: &Command,
 ) -> Result<Response<Body>, ApiError> {
     let Some(key) = req.headers().get("idempotency-key") else {
-        return backup::execute(app, principal, command).await;
+        return backup::execute(app, principal, command, None).await;
     };
     let key = key
         .to_str()
@@ -478,7 +480,12 @@ async fn idempotent(
     let fingerprint = command.fingerprint();
     match app
         .inventory
-        .begin_idempotent(&scoped, &fingerprint, epoch_now())
+        .begin_idempotent(
+            &scoped,
+            &fingerprint,
+            epoch_now(),
+            app.idempotency_hold_seconds,
+        )
         .await?
     {
         Begin::Replay { status, body } => {
@@ -506,7 +513,7 @@ async fn idempotent(
         }
         Begin::New => {}
     }
-    let response = match backup::execute(app, principal, command).await {
+    let response = match backup::execute(app, principal, command, Some(&scoped)).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };

@@ -64,6 +64,11 @@ pub struct Subcloud {
     pub poll_seq: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_token: Option<String>,
+    /// The (scoped, hashed) `Idempotency-Key` of the request that claimed the slot, if it
+    /// had one: a retry with the same key may take over a claim its dead first attempt left
+    /// behind before any worker started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_key: Option<String>,
     /// A create recovered after its lease expired whose upload (or archive) may still be in
     /// central storage: the sweeper or the next worker on this subcloud discards it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,10 +10,6 @@ use std::collections::HashMap;
 
 /// How long a kept answer is returned again.
 pub const ANSWER_TTL_SECONDS: u64 = 24 * 3600;
-/// How long a request may hold its key before another may take it over: the longest a
-/// function may run, so a live request is never overtaken, while one that died mid-way
-/// does not block its retries for a day.
-const IN_PROGRESS_TTL_SECONDS: u64 = 900;
 /// Answers are kept in chunks below DynamoDB's 400 KB item limit.
 const CHUNK_BYTES: usize = 300 * 1024;
 
@@ -30,11 +26,17 @@ pub enum Begin {
 }
 
 impl super::Inventory {
+    /// Takes `key` for a request with this fingerprint at `now` (Unix seconds), for
+    /// `hold_seconds`: the function's own timeout and a margin
+    /// (`Config::idempotency_hold_seconds`), so a live request is never overtaken while one
+    /// whose instance died frees its key for a retry soon after. A key whose hold expired
+    /// without an answer is taken over.
     pub async fn begin_idempotent(
         &self,
         key: &str,
         fingerprint: &str,
         now: u64,
+        hold_seconds: u64,
     ) -> Result<Begin, StoreError> {
         let result = self
             .ddb
@@ -42,7 +44,7 @@ impl super::Inventory {
             .table_name(&self.res.idempotency_table)
             .item("idem_key", s(key))
             .item("fingerprint", s(fingerprint))
-            .item("expires_at", n(now + IN_PROGRESS_TTL_SECONDS))
+            .item("expires_at", n(now + hold_seconds))
             .condition_expression("attribute_not_exists(idem_key) OR expires_at < :now")
             .expression_attribute_values(":now", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

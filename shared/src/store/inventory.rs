@@ -14,6 +14,8 @@ use crate::domain::{
 };
 use crate::resources::{Resources, GROUP_MEMBERS_INDEX};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// What can go wrong with an inventory request, each variant something the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +69,16 @@ pub(super) enum Kind {
 
 impl Kind {
     fn name_key(self, name: &Name) -> AttributeValue {
+        s(self.cache_key(name))
+    }
+
+    fn cache_key(self, name: &Name) -> String {
         let kind = match self {
             Kind::Subcloud => "subcloud",
             Kind::Group => "group",
             Kind::Schedule => "schedule",
         };
-        s(format!("{kind}#{name}"))
+        format!("{kind}#{name}")
     }
 }
 
@@ -85,9 +91,44 @@ const ATTEMPTS: usize = 3;
 pub struct Inventory {
     pub(super) ddb: aws_sdk_dynamodb::Client,
     pub(super) res: Resources,
+    /// Shared by the clones of this instance's inventory.
+    names: Arc<NameCache>,
     /// How long an operation record is kept after it is written: its `expires_at`, which
     /// the operations table's TTL acts on.
     pub(super) operation_history: std::time::Duration,
+}
+
+/// The ids this instance resolved names to, so a request naming a subcloud or group it saw
+/// before reads the item at once instead of the name reservation first. An entry is only a
+/// hint: the item read by it must still carry the name (ids are never reused; a group can be
+/// renamed, a subcloud deleted and its name registered again), else the name is resolved
+/// again — a stale entry costs one read and is never acted on.
+#[derive(Debug, Default)]
+struct NameCache(Mutex<HashMap<String, u64>>);
+
+/// Entries kept before the cache starts over (a few hundred KiB at most).
+const NAME_CACHE_ENTRIES: usize = 16_384;
+
+impl NameCache {
+    fn get(&self, kind: Kind, name: &Name) -> Option<u64> {
+        let key = kind.cache_key(name);
+        self.0.lock().ok()?.get(&key).copied()
+    }
+
+    fn put(&self, kind: Kind, name: &Name, id: u64) {
+        if let Ok(mut names) = self.0.lock() {
+            if names.len() >= NAME_CACHE_ENTRIES {
+                names.clear();
+            }
+            names.insert(kind.cache_key(name), id);
+        }
+    }
+
+    fn forget(&self, kind: Kind, name: &Name) {
+        if let Ok(mut names) = self.0.lock() {
+            names.remove(&kind.cache_key(name));
+        }
+    }
 }
 
 impl Inventory {
@@ -96,6 +137,7 @@ impl Inventory {
         Inventory {
             ddb,
             res,
+            names: Arc::default(),
             operation_history: std::time::Duration::from_secs(
                 crate::config::Config::DEFAULT_OPERATION_HISTORY_DAYS * SECONDS_PER_DAY,
             ),
@@ -158,12 +200,47 @@ impl Inventory {
         }
     }
 
+    /// The item `r` names in `table`: by the cached id of a name when the item read still
+    /// carries that name, else through the name reservation (whose id is then cached).
+    async fn by_ref<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        table: &str,
+        what: &str,
+        r: &Ref,
+        name_of: fn(&T) -> &Name,
+    ) -> Result<Option<T>, StoreError> {
+        if let Ref::Name(name) = r {
+            if let Some(id) = self.names.get(kind, name) {
+                match self.get::<T>(table, what, id).await? {
+                    Some(item) if name_of(&item) == name => return Ok(Some(item)),
+                    _ => self.names.forget(kind, name),
+                }
+            }
+        }
+        match self.resolve(kind, r).await? {
+            Some(id) => {
+                let found = self.get::<T>(table, what, id).await?;
+                // The reservation and the item are written in one transaction: they agree.
+                if let (Ref::Name(name), Some(_)) = (r, &found) {
+                    self.names.put(kind, name, id);
+                }
+                Ok(found)
+            }
+            None => Ok(None),
+        }
+    }
+
     pub async fn subcloud(&self, r: &Ref) -> Result<Subcloud, InventoryError> {
-        let id = self.resolve(Kind::Subcloud, r).await?;
-        let found = match id {
-            Some(id) => self.get(&self.res.subclouds_table, "subcloud", id).await?,
-            None => None,
-        };
+        let found = self
+            .by_ref(
+                Kind::Subcloud,
+                &self.res.subclouds_table,
+                "subcloud",
+                r,
+                |sc: &Subcloud| &sc.name,
+            )
+            .await?;
         found.ok_or_else(|| InventoryError::SubcloudNotFound(r.clone()))
     }
 
@@ -171,11 +248,15 @@ impl Inventory {
     /// fresh deployment holds no items): it always exists for the API (SPEC §1).
     pub async fn group(&self, r: &Ref) -> Result<Group, InventoryError> {
         for _ in 0..2 {
-            let id = self.resolve(Kind::Group, r).await?;
-            let found = match id {
-                Some(id) => self.get(&self.res.groups_table, "group", id).await?,
-                None => None,
-            };
+            let found = self
+                .by_ref(
+                    Kind::Group,
+                    &self.res.groups_table,
+                    "group",
+                    r,
+                    |g: &Group| &g.name,
+                )
+                .await?;
             match found {
                 Some(group) => return Ok(group),
                 None if names_default(r) => self.ensure_default_group().await?,
@@ -379,6 +460,7 @@ impl Inventory {
             seat: None,
             poll_seq: None,
             poll_token: None,
+            op_key: None,
             orphan_upload: None,
             op_bytes: None,
             fence: 0,
@@ -414,7 +496,7 @@ impl Inventory {
             None => None,
         };
         let guards_slot = patch.touches_operation_state();
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
             let current = self.subcloud(r).await?;
             let epoch = crate::domain::epoch_now();
             if guards_slot && !self.slot_is_free(&current, epoch).await? {
@@ -467,7 +549,14 @@ impl Inventory {
                     .transact_items(self.count_member(current.group_id, -1, &now)?)
                     .transact_items(self.count_member(to, 1, &now)?);
             }
-            match failed_conditions(tx.send().await)? {
+            let failed = match failed_conditions(tx.send().await) {
+                Err(StoreError::Conflict(_)) => {
+                    super::conflict_backoff(attempt).await;
+                    continue;
+                }
+                other => other?,
+            };
+            match failed {
                 None => return self.subcloud(&Ref::Id(current.id)).await,
                 Some(failed) if failed.get(2).copied().unwrap_or(false) => {
                     return Err(InventoryError::UnknownGroup(Ref::Id(
@@ -492,14 +581,17 @@ impl Inventory {
             });
         }
         if sc.op_id.is_some() {
-            self.recover_expired(sc, now).await?;
-            return Ok(false);
+            // Recovered here or by a racing writer: either way, read it again.
+            match self.recover_expired(sc, now).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(true)
     }
 
     pub async fn delete_subcloud(&self, r: &Ref) -> Result<Subcloud, InventoryError> {
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
             let current = self.subcloud(r).await?;
             let epoch = crate::domain::epoch_now();
             if !self.slot_is_free(&current, epoch).await? {
@@ -541,9 +633,11 @@ impl Inventory {
                 .transact_items(self.count_member(current.group_id, -1, &now)?)
                 .send()
                 .await;
-            match failed_conditions(result)? {
-                None => return Ok(current),
-                Some(_) => continue,
+            match failed_conditions(result) {
+                Ok(None) => return Ok(current),
+                Ok(Some(_)) => continue,
+                Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
+                Err(e) => return Err(e.into()),
             }
         }
         Err(InventoryError::Contended(format!("Subcloud {r}")))

@@ -19,7 +19,8 @@ pub use inventory::{Inventory, InventoryError};
 pub use progress::{BackupSet, HandOff, Holder, Outcome, UploadRecord};
 pub use seats::Seat;
 pub use slot::{
-    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, SLOT_ATTRIBUTES, SLOT_FREE,
+    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, MAX_CLAIMS_PER_TRANSACTION,
+    SLOT_ATTRIBUTES, SLOT_FREE,
 };
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -34,6 +35,11 @@ pub enum StoreError {
     /// Throttled, unreachable or timed out: worth retrying later (503).
     #[error("the database is unavailable ({0})")]
     Unavailable(String),
+    /// A concurrent transaction on the same item cancelled this one (TransactionConflict):
+    /// nothing was written; trying again meets the other writer's result. Callers with a
+    /// retry loop retry; left over, it is the caller's race with another request (409).
+    #[error("the item changed concurrently ({0})")]
+    Conflict(String),
     /// Anything else: a defect or a misconfiguration (500, details logged only).
     #[error("database request failed ({0})")]
     Failed(String),
@@ -150,7 +156,7 @@ pub(crate) fn failed_conditions<R: std::fmt::Debug>(
                     .iter()
                     .any(|r| r.code() == Some("TransactionConflict")) =>
             {
-                Err(StoreError::Unavailable("TransactWriteItems: transaction conflict".into()))
+                Err(StoreError::Conflict("TransactWriteItems: transaction conflict".into()))
             }
             _ => Err(StoreError::from_sdk(
                 "TransactWriteItems",
@@ -159,6 +165,14 @@ pub(crate) fn failed_conditions<R: std::fmt::Debug>(
         },
         Err(e) => Err(StoreError::from_sdk("TransactWriteItems", e)),
     }
+}
+
+/// Waits before retrying a write that a concurrent transaction cancelled: a random time up
+/// to 5 ms doubled per attempt, at most 200 ms ("full jitter"), so writers that collided
+/// once do not collide again in step.
+pub(crate) async fn conflict_backoff(attempt: usize) {
+    let ceiling = (5u64 << attempt.min(6)).min(200);
+    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=ceiling))).await;
 }
 
 /// `Ok(true)` if the conditional write applied, `Ok(false)` if its condition failed.

@@ -84,8 +84,9 @@ impl super::Inventory {
             .send()
             .await;
         let outcome = match failed_conditions(result) {
-            // Another operation took or gave back a seat at the same moment: wait a poll.
-            Err(StoreError::Unavailable(_)) => return Ok(Seat::Full),
+            // Another operation took or gave back a seat at the same moment, or the store is
+            // unavailable: wait a poll.
+            Err(StoreError::Conflict(_) | StoreError::Unavailable(_)) => return Ok(Seat::Full),
             other => other?,
         };
         Ok(match outcome {

@@ -1,17 +1,21 @@
-//! The operation slot (SPEC §3): the one conditional write that claims a subcloud for an
-//! operation, the conditional write that gives it back, and the recovery of a slot whose
+//! The operation slot (SPEC §3): the one transaction that claims a subcloud for an
+//! operation and writes its record, the conditional write that gives it back, and the recovery of a slot whose
 //! lease expired. Whether the subcloud is free *and* valid for the operation is decided
 //! inside the claim's condition; when it fails, the item as it was
 //! (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a second read.
 //! `explain` mirrors each validity condition in Rust for that purpose only.
 
-use super::{from_item, n, s, Item, StoreError};
+use super::{from_item, n, s, to_item, Item, StoreError};
 use crate::domain::{
     timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpState, Release, SlotHolder, Subcloud, NO_ERRORS,
+    ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, Subcloud,
+    NO_ERRORS,
 };
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
+use crate::resources::OPERATION_EXPIRES_AT;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use std::collections::HashMap;
 
 /// What a claim asks for, beyond the operation kind.
@@ -33,6 +37,11 @@ pub struct ClaimRequest {
     /// Unix seconds the claim is made at, and how long its lease lasts.
     pub now: u64,
     pub lease_seconds: u64,
+    /// The request's scoped `Idempotency-Key` (a digest), if it has one. It is recorded on
+    /// the slot; a slot held under the same key by an operation no worker started is taken
+    /// over: it was claimed by an earlier attempt of this request, which is dead, because
+    /// this one holds the key now (held for the function's timeout and more).
+    pub key: Option<String>,
 }
 
 /// The state a claim replaced, so a claim whose job cannot be queued can be undone exactly.
@@ -61,7 +70,8 @@ pub enum ClaimOutcome {
     },
     /// The subcloud was deleted meanwhile.
     Gone,
-    /// The subcloud kept changing under the claim (another writer won each attempt).
+    /// The subcloud kept changing under the claim (another writer won each attempt) and is
+    /// free and valid as it stands.
     Contended { name: Name },
 }
 
@@ -72,19 +82,67 @@ pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
 pub const SLOT_ATTRIBUTES: &str =
-    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token, op_bytes";
+    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token, op_key, op_bytes";
 pub const LEASE_HELD: &str = "held";
 
-/// How many times a claim recovers an expired lease and tries again.
-const CLAIM_ATTEMPTS: usize = 3;
+/// The most claims `claim_together` writes in one transaction (two items each; DynamoDB
+/// takes 100 items and 4 MB a transaction).
+pub const MAX_CLAIMS_PER_TRANSACTION: usize = 10;
+
+/// How many times a claim tries: after recovering an expired lease, after finding the
+/// subcloud changed since it was read, after a concurrent transaction (with a random
+/// backoff: about 0.4 s in all at most, far inside the function's timeout).
+const CLAIM_ATTEMPTS: usize = 8;
 
 enum Attempt {
     Done(ClaimOutcome),
     /// The slot is held by an operation whose lease has expired.
     Expired(Box<Subcloud>),
-    /// The subcloud was last written at this time, not before the claim's: another writer's
-    /// clock is ahead of ours.
-    Behind(String),
+    /// The slot is held under this request's own key by an operation no worker started.
+    Abandoned(Box<Subcloud>),
+    /// The subcloud is free and valid but not as seen: written since (by a writer whose
+    /// clock may be ahead of ours), or its fence or claimed state moved on.
+    Changed(Box<Subcloud>),
+    /// A concurrent transaction on the same item cancelled ours.
+    Conflict,
+}
+
+/// Why a claim conditional on `seen` (at time `since`) failed, from the item as it stands.
+fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Attempt {
+    let never_started = old.op_since.as_ref() == Some(&old.updated_at)
+        && old.seat.is_none()
+        && old.poll_seq.is_none();
+    if req.key.is_some() && old.op_key == req.key && never_started {
+        return Attempt::Abandoned(Box::new(old));
+    }
+    if let Some(holder) = old.slot_holder(req.now) {
+        return Attempt::Done(ClaimOutcome::Busy {
+            subcloud: Box::new(old),
+            holder,
+        });
+    }
+    if old.op_id.is_some() {
+        return Attempt::Expired(Box::new(old));
+    }
+    if let Some(reason) = explain(req, &old) {
+        return Attempt::Done(ClaimOutcome::Invalid {
+            subcloud: Box::new(old),
+            reason,
+        });
+    }
+    let claimed_state = |sc: &Subcloud| match req.kind.claimed_state() {
+        ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
+        ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
+    };
+    // Valid and free: what failed was the fence, the state seen or the order of times.
+    if old.fence != seen.fence
+        || claimed_state(&old) != claimed_state(seen)
+        || old.updated_at.as_str() >= since
+    {
+        Attempt::Changed(Box::new(old))
+    } else {
+        Attempt::Done(ClaimOutcome::Contended { name: old.name })
+    }
 }
 
 /// The condition under which a subcloud may be claimed: it exists, its slot is free, and it
@@ -199,123 +257,345 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
     }
 }
 
+/// One claim as transaction items, and the subcloud as it leaves it.
+struct ClaimWrites {
+    update: TransactWriteItem,
+    put: TransactWriteItem,
+    claimed: Subcloud,
+    prior: PriorState,
+}
+
+/// A cancellation reason's code ("" when there is none).
+fn code(reason: Option<&CancellationReason>) -> &str {
+    reason
+        .and_then(CancellationReason::code)
+        .unwrap_or_default()
+}
+
+/// What a cancelled claim's reasons (its subcloud update's and its record put's) say.
+fn cancelled(
+    req: &ClaimRequest,
+    seen: &Subcloud,
+    since: &str,
+    update: Option<&CancellationReason>,
+    put: Option<&CancellationReason>,
+) -> Result<Attempt, StoreError> {
+    if code(update) == "TransactionConflict" || code(put) == "TransactionConflict" {
+        return Ok(Attempt::Conflict);
+    }
+    if code(update) != "ConditionalCheckFailed" {
+        let detail = format!("TransactWriteItems claim cancelled: {update:?}, {put:?}");
+        let throttled = ["ThrottlingError", "ProvisionedThroughputExceeded"];
+        return Err(
+            if throttled.contains(&code(update)) || throttled.contains(&code(put)) {
+                StoreError::Unavailable(detail)
+            } else {
+                StoreError::Failed(detail)
+            },
+        );
+    }
+    let old = update
+        .and_then(|r| r.item())
+        .cloned()
+        .filter(|item| !item.is_empty());
+    let Some(old) = old else {
+        return Ok(Attempt::Done(ClaimOutcome::Gone));
+    };
+    let old: Subcloud = from_item("subcloud", old)?;
+    Ok(judge(req, seen, old, since))
+}
+
 impl super::Inventory {
-    /// Claims the slot of subcloud `id` for an operation: one conditional UpdateItem, which
-    /// also resets `error-description` to "No errors present" (SPEC §1). A slot held under
-    /// an expired lease is first recovered, then claimed.
+    /// Claims the slot of subcloud `seen` for an operation and writes its record, in one
+    /// transaction: a claim never exists without its record, nor a record without its claim
+    /// (SPEC §3). The claim also resets `error-description` to "No errors present" (SPEC §1).
+    /// `seen` is the subcloud as last read; the claim is conditional on its fence and
+    /// claimed-state attribute being unchanged, so the record's fence and the state the claim
+    /// replaced are known without reading the item back. When they changed, the item as it
+    /// was (ALL_OLD) is the next attempt's `seen`. A slot held under an expired lease is first
+    /// recovered, then claimed. `record` is the operation as it is kept; the claim sets its
+    /// fence, state (queued) and times.
     /// The claim's time (`op_since`) is after every earlier write to the subcloud, the end
     /// of the previous operation included, even when that writer's clock was ahead.
-    pub async fn claim(&self, id: u64, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        let mut last = None;
-        let mut since = timestamp_now();
-        for _ in 0..CLAIM_ATTEMPTS {
-            match self.try_claim(id, req, &since).await? {
+    pub async fn claim(
+        &self,
+        seen: &Subcloud,
+        req: &ClaimRequest,
+        record: &Operation,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut seen = seen.clone();
+        let mut since = timestamp_after(&seen.updated_at);
+        for attempt in 0..CLAIM_ATTEMPTS {
+            match self.try_claim(&seen, req, record, &since).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::Expired(old) => {
-                    self.recover_expired(&old, req.now).await?;
+                    match self.recover_expired(&old, req.now).await {
+                        // Recovered, by this call or by a racing claim: the next attempt's
+                        // failure says how the item stands now.
+                        Ok(_) => {}
+                        Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
+                        Err(e) => return Err(e),
+                    }
+                    seen = *old;
                     since = timestamp_now();
-                    last = Some(old.name);
                 }
-                Attempt::Behind(last_write) => since = timestamp_after(&last_write),
+                Attempt::Abandoned(old) => {
+                    let why = format!(
+                        "{} operation {} was not queued: the request that claimed it ended \
+                         first; a retry of that request took the subcloud over",
+                        req.kind,
+                        old.op_id.as_ref().map_or("", |op| op.as_str())
+                    );
+                    match self.fail_held(&old, &why, FailWhen::NeverStarted).await {
+                        Ok(_) => {}
+                        Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
+                        Err(e) => return Err(e),
+                    }
+                    seen = *old;
+                    since = timestamp_now();
+                }
+                Attempt::Changed(old) => {
+                    since = timestamp_after(&old.updated_at);
+                    seen = *old;
+                }
+                // Another transaction on the same item at the same moment: let it land.
+                Attempt::Conflict => super::conflict_backoff(attempt).await,
             }
         }
-        Ok(match last {
-            Some(name) => ClaimOutcome::Contended { name },
+        // Every attempt lost a race: as the item stands now, which is most often held by
+        // the winner (busy, in dcmanager's words).
+        let now: Option<Subcloud> = self
+            .get(&self.res.subclouds_table, "subcloud", seen.id)
+            .await?;
+        Ok(match now.map(|now| judge(req, &seen, now, &since)) {
             None => ClaimOutcome::Gone,
+            Some(Attempt::Done(outcome)) => outcome,
+            Some(_) => ClaimOutcome::Contended { name: seen.name },
         })
     }
 
     async fn try_claim(
         &self,
-        id: u64,
+        seen: &Subcloud,
         req: &ClaimRequest,
+        record: &Operation,
         since: &str,
     ) -> Result<Attempt, StoreError> {
+        let writes = self.claim_writes(seen, req, record, since)?;
+        let result = self
+            .ddb
+            .transact_write_items()
+            .transact_items(writes.update)
+            .transact_items(writes.put)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Attempt::Done(ClaimOutcome::Claimed {
+                subcloud: Box::new(writes.claimed),
+                prior: writes.prior,
+            })),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    let reasons = c.cancellation_reasons();
+                    cancelled(req, seen, since, reasons.first(), reasons.get(1))
+                }
+                _ => Err(StoreError::from_sdk("TransactWriteItems claim", e)),
+            },
+        }
+    }
+
+    /// Claims several subclouds of one request, each with its record, in one transaction:
+    /// a group whose members are free costs one write per batch instead of one per member
+    /// (#17). Every claim keeps its own condition; when one fails, the whole transaction is
+    /// cancelled and each member's reasons say what became of it: judged from its ALL_OLD
+    /// (busy, not valid, gone), or claimed again alone through `claim`. One result per
+    /// member, in order. At most `MAX_CLAIMS_PER_TRANSACTION` members.
+    pub async fn claim_together(
+        &self,
+        claims: &[(Subcloud, ClaimRequest, Operation)],
+    ) -> Vec<Result<ClaimOutcome, StoreError>> {
+        let alone = || {
+            futures::future::join_all(
+                claims
+                    .iter()
+                    .map(|(seen, req, record)| self.claim(seen, req, record)),
+            )
+        };
+        if claims.len() < 2 || claims.len() > MAX_CLAIMS_PER_TRANSACTION {
+            return alone().await;
+        }
+        let mut writes = Vec::with_capacity(claims.len());
+        for (seen, req, record) in claims {
+            let since = timestamp_after(&seen.updated_at);
+            match self.claim_writes(seen, req, record, &since) {
+                Ok(w) => writes.push((w, since)),
+                Err(_) => return alone().await,
+            }
+        }
+        let mut tx = self.ddb.transact_write_items();
+        for (w, _) in &writes {
+            tx = tx
+                .transact_items(w.update.clone())
+                .transact_items(w.put.clone());
+        }
+        let reasons = match tx.send().await {
+            Ok(_) => {
+                return writes
+                    .into_iter()
+                    .map(|(w, _)| {
+                        Ok(ClaimOutcome::Claimed {
+                            subcloud: Box::new(w.claimed),
+                            prior: w.prior,
+                        })
+                    })
+                    .collect()
+            }
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                // Whatever it was (a size limit, a failure), each claim alone says.
+                _ => return alone().await,
+            },
+        };
+        let each =
+            claims
+                .iter()
+                .zip(&writes)
+                .enumerate()
+                .map(|(i, ((seen, req, record), (_, since)))| {
+                    let (update, put) = (reasons.get(2 * i), reasons.get(2 * i + 1));
+                    let judged = if code(update) == "ConditionalCheckFailed" {
+                        cancelled(req, seen, since, update, put)
+                    } else {
+                        // Cancelled for the others' sake, or by a concurrent writer: alone.
+                        Ok(Attempt::Conflict)
+                    };
+                    async move {
+                        match judged {
+                            Ok(Attempt::Done(outcome)) => Ok(outcome),
+                            Ok(_) => self.claim(seen, req, record).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                });
+        futures::future::join_all(each).await
+    }
+
+    /// A claim of `seen` at `since` as transaction items: the subcloud's conditional update
+    /// (ALL_OLD when its condition fails) and the operation record's put, and what the
+    /// subcloud is once they are written.
+    fn claim_writes(
+        &self,
+        seen: &Subcloud,
+        req: &ClaimRequest,
+        record: &Operation,
+        since: &str,
+    ) -> Result<ClaimWrites, StoreError> {
         let condition = ClaimCondition::for_request(req);
         let lease = req.now + req.lease_seconds;
+        let fence = seen.fence + 1;
         let (state_attr, state_value) = match req.kind.claimed_state() {
             ClaimedState::Backup(b) => ("backup_status", b.as_str().to_owned()),
             ClaimedState::Deploy(d) => ("deploy_status", d.as_str().to_owned()),
         };
         let mut values = condition.values;
+        let mut expression = condition.expression;
+        // The fence and the state replaced are those seen, so the record and a rollback can
+        // name them without a read.
+        values.insert(":seen_fence".into(), n(seen.fence));
+        expression.push_str(if seen.fence == 0 {
+            " AND (attribute_not_exists(fence) OR fence = :seen_fence)"
+        } else {
+            " AND fence = :seen_fence"
+        });
+        let prior = match req.kind.claimed_state() {
+            ClaimedState::Backup(_) => PriorState::Backup(seen.backup_status),
+            ClaimedState::Deploy(_) => PriorState::Deploy(seen.deploy_status.clone()),
+        };
+        match &prior {
+            PriorState::Backup(None) => {
+                expression.push_str(" AND attribute_not_exists(backup_status)");
+            }
+            PriorState::Backup(Some(b)) => {
+                values.insert(":prior".into(), s(b.as_str()));
+                expression.push_str(" AND backup_status = :prior");
+            }
+            PriorState::Deploy(d) => {
+                values.insert(":prior".into(), s(d.as_str()));
+                expression.push_str(" AND deploy_status = :prior");
+            }
+        }
         values.insert(":op".into(), s(req.op_id.as_str()));
         values.insert(":kind".into(), s(req.kind.as_str()));
         values.insert(":since".into(), s(since));
         values.insert(":lease".into(), n(lease));
-        values.insert(":zero".into(), n(0));
-        values.insert(":one".into(), n(1));
+        values.insert(":fence".into(), n(fence));
         values.insert(":state".into(), s(&state_value));
         values.insert(":held".into(), s(LEASE_HELD));
         values.insert(":no_errors".into(), s(NO_ERRORS));
-        let result = self
-            .ddb
-            .update_item()
+        let key = match &req.key {
+            Some(key) => {
+                values.insert(":key".into(), s(key));
+                ", op_key = :key"
+            }
+            None => "",
+        };
+        let claim = Update::builder()
             .table_name(&self.res.subclouds_table)
-            .key("id", n(id))
+            .key("id", n(seen.id))
             .update_expression(format!(
                 "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
-                 lease_held = :held, fence = if_not_exists(fence, :zero) + :one, updated_at = :since, \
-                 error_description = :no_errors, {state_attr} = :state"
+                 lease_held = :held, fence = :fence, updated_at = :since, \
+                 error_description = :no_errors, {state_attr} = :state{key}"
             ))
-            .condition_expression(condition.expression)
+            .condition_expression(expression)
             .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                // The condition held, so the write applied to exactly this item: the state
-                // it left follows from the old one without another read.
-                let mut sc: Subcloud = from_item("subcloud", out.attributes.unwrap_or_default())?;
-                let prior = match req.kind.claimed_state() {
-                    ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
-                    ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
-                };
-                sc.op_id = Some(req.op_id.clone());
-                sc.op_kind = Some(req.kind);
-                sc.op_since = Some(since.to_owned());
-                sc.lease_expires_at = Some(lease);
-                sc.fence += 1;
-                sc.updated_at = since.to_owned();
-                sc.error_description = NO_ERRORS.to_owned();
-                match req.kind.claimed_state() {
-                    ClaimedState::Backup(b) => sc.backup_status = Some(b),
-                    ClaimedState::Deploy(d) => sc.deploy_status = d,
-                }
-                Ok(Attempt::Done(ClaimOutcome::Claimed {
-                    subcloud: Box::new(sc),
-                    prior,
-                }))
-            }
-            Err(e) => {
-                let old = match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
-                    _ => return Err(StoreError::from_sdk("UpdateItem claim", e)),
-                };
-                let Some(old) = old.filter(|item| !item.is_empty()) else {
-                    return Ok(Attempt::Done(ClaimOutcome::Gone));
-                };
-                let old: Subcloud = from_item("subcloud", old)?;
-                if let Some(holder) = old.slot_holder(req.now) {
-                    return Ok(Attempt::Done(ClaimOutcome::Busy {
-                        subcloud: Box::new(old),
-                        holder,
-                    }));
-                }
-                if old.op_id.is_some() {
-                    return Ok(Attempt::Expired(Box::new(old)));
-                }
-                Ok(match explain(req, &old) {
-                    Some(reason) => Attempt::Done(ClaimOutcome::Invalid {
-                        subcloud: Box::new(old),
-                        reason,
-                    }),
-                    None if old.updated_at.as_str() >= since => Attempt::Behind(old.updated_at),
-                    None => Attempt::Done(ClaimOutcome::Contended { name: old.name }),
-                })
-            }
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let record = Operation {
+            fence,
+            state: OpState::Queued,
+            error: None,
+            // The claim's own time, which the claim made later than the subcloud's last write.
+            created_at: since.to_owned(),
+            updated_at: since.to_owned(),
+            started_at: None,
+            finished_at: None,
+            ..record.clone()
+        };
+        let mut item = to_item("operation", &record)?;
+        // The table's TTL deletes the record once the operation history period has passed.
+        item.insert(
+            OPERATION_EXPIRES_AT.to_owned(),
+            n(req.now.saturating_add(self.operation_history.as_secs())),
+        );
+        let put = Put::builder()
+            .table_name(&self.res.operations_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(op_id)")
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let mut sc = seen.clone();
+        sc.op_id = Some(req.op_id.clone());
+        sc.op_kind = Some(req.kind);
+        sc.op_since = Some(since.to_owned());
+        sc.lease_expires_at = Some(lease);
+        sc.fence = fence;
+        sc.updated_at = since.to_owned();
+        sc.error_description = NO_ERRORS.to_owned();
+        sc.op_key = req.key.clone();
+        match req.kind.claimed_state() {
+            ClaimedState::Backup(b) => sc.backup_status = Some(b),
+            ClaimedState::Deploy(d) => sc.deploy_status = d,
         }
+        Ok(ClaimWrites {
+            update: TransactWriteItem::builder().update(claim).build(),
+            put: TransactWriteItem::builder().put(put).build(),
+            claimed: sc,
+            prior,
+        })
     }
 
     /// Gives a claimed slot back, restoring the state the claim replaced. Conditional on the
