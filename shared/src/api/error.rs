@@ -8,13 +8,14 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 use serde_json::json;
 
-/// Why one subcloud of a request was not taken.
+/// Why one subcloud of a request was not taken. Fields in key order: answers serialize it
+/// straight, and must print it as a `Value` object would (keys sorted), as everywhere else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SubcloudReason {
     pub id: u64,
     pub name: String,
-    pub status: ReasonStatus,
     pub reason: String,
+    pub status: ReasonStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,5 +176,23 @@ impl From<crate::operations::StartError> for ApiError {
             E::Inventory(e) => e.into(),
             E::EmptyGroup(_) => ApiError::BadRequest("No subclouds present in group".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_prints_as_a_value_object_would() {
+        let reason = SubcloudReason {
+            id: 1,
+            name: "subcloud1".into(),
+            reason: "busy elsewhere".into(),
+            status: ReasonStatus::Busy,
+        };
+        let straight = serde_json::to_string(&reason).unwrap();
+        let as_value = serde_json::to_value(&reason).unwrap().to_string();
+        assert_eq!(straight, as_value);
     }
 }
