@@ -2,6 +2,10 @@
 //! and bucket under a unique prefix, provisioned on the local engines that `make test`
 //! starts — so tests run in parallel without seeing each other's data.
 
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::types::AttributeValue;
 pub mod lab;
 pub mod pki;
@@ -115,8 +119,11 @@ impl Stack {
     }
 
     async fn build(prefix: &str, policy_file: Option<&Path>) -> Stack {
+        Stack::over(prefix, policy_file, Clients::from_env().await)
+    }
+
+    fn over(prefix: &str, policy_file: Option<&Path>, clients: Clients) -> Stack {
         let resources = Resources::with_prefix(prefix).expect("test prefix is valid");
-        let clients = Clients::from_env().await;
         let config = Config {
             max_body_bytes: 64 * 1024,
             ..Config::new(resources.clone())
@@ -129,6 +136,18 @@ impl Stack {
             resources,
             prefix: prefix.to_owned(),
         }
+    }
+
+    /// Another process's view of this stack whose DynamoDB calls pass `interceptor` first.
+    pub async fn intercepted(&self, interceptor: impl Intercept + 'static) -> Stack {
+        let mut clients = Clients::from_env().await;
+        let dynamodb = clients
+            .dynamodb
+            .config()
+            .to_builder()
+            .interceptor(interceptor);
+        clients.dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamodb.build());
+        Stack::over(&self.prefix, None, clients)
     }
 
     /// The scheduler function's handler over this stack, as its Lambda builds it.
@@ -473,4 +492,77 @@ pub fn jwts_in(text: &str) -> Vec<&str> {
         rest = &candidate[end.max(3)..];
     }
     found
+}
+
+/// Holds the first `TransactWriteItems` of the stack it intercepts (see
+/// [`Stack::intercepted`]) until the test resumes it: a handler's write after its reads,
+/// so that a test can land another request between them, where a race only lands by chance.
+#[derive(Debug)]
+pub struct PauseFirstWrite {
+    reached: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    resume: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+/// The test's side of a [`PauseFirstWrite`].
+pub struct Paused {
+    reached: tokio::sync::oneshot::Receiver<()>,
+    resume: std::sync::mpsc::Sender<()>,
+}
+
+/// A [`PauseFirstWrite`] and its [`Paused`] handle.
+pub fn pause_first_write() -> (PauseFirstWrite, Paused) {
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (resume, resume_rx) = std::sync::mpsc::channel();
+    (
+        PauseFirstWrite {
+            reached: std::sync::Mutex::new(Some(reached_tx)),
+            resume: std::sync::Mutex::new(Some(resume_rx)),
+        },
+        Paused { reached, resume },
+    )
+}
+
+impl Paused {
+    /// Waits until the intercepted stack is about to send its first write.
+    pub async fn reached(&mut self) {
+        (&mut self.reached)
+            .await
+            .expect("the intercepted request reached its write");
+    }
+
+    /// Lets the held write go.
+    pub fn resume(self) {
+        self.resume.send(()).expect("the held write is waiting");
+    }
+}
+
+impl Intercept for PauseFirstWrite {
+    fn name(&self) -> &'static str {
+        "PauseFirstWrite"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if context
+            .input()
+            .downcast_ref::<TransactWriteItemsInput>()
+            .is_none()
+        {
+            return Ok(());
+        }
+        let Some(reached) = self.reached.lock().expect("not poisoned").take() else {
+            return Ok(());
+        };
+        let resume = self.resume.lock().expect("not poisoned").take();
+        let _ = reached.send(());
+        // Blocks this worker thread (the interceptor is synchronous); block_in_place hands
+        // its other tasks to the runtime's other workers meanwhile.
+        if let Some(resume) = resume {
+            tokio::task::block_in_place(|| resume.recv()).expect("the test resumes the write");
+        }
+        Ok(())
+    }
 }

@@ -6,12 +6,14 @@
 //! - creates on subclouds whose slot is held under an expired lease (each claim recovers it
 //!   first, then claims), by group and by member;
 //! - restores, and deletes of a release, by group and by member;
-//! - inventory writes against claims: `PATCH management-state=unmanaged` against creates, and
-//!   `DELETE` of the subcloud against restores.
+//! - inventory writes against claims: `PATCH` of each field an operation drives (one per
+//!   subcloud and round, in turn) against creates, and `DELETE` of the subcloud against
+//!   restores.
 //!
 //! Exactly one operation may start per subcloud, and an inventory write wins only where no
-//! claim did; checked in the answers (whose `subclouds` list every subcloud of the target),
-//! then in the table and the operation records.
+//! claim did or before it (SPEC §3); checked in the answers (whose `subclouds` list every
+//! subcloud of the target), then in the table and the operation records: no claimed subcloud
+//! was written after its claim (its `updated-at` is still the claim's `since`).
 
 use dcbackup::api::Route;
 use dcbackup_tests::race::{fire, Outcome, Request, Spec, Target, GO, READY};
@@ -44,10 +46,68 @@ struct Round {
     expired: (String, Vec<String>),
     restore: (String, Vec<String>),
     delete: (String, Vec<String>),
-    /// Managed subclouds: creates against PATCH management-state.
-    patched: Vec<String>,
+    /// Managed subclouds, each with the field a PATCH races creates with.
+    patched: Vec<(String, &'static Guarded)>,
+    /// The empty group the `group_id` PATCH moves its subcloud to.
+    moved_to: String,
     /// Unmanaged subclouds with a backup: restores against DELETE.
     removed: Vec<String>,
+}
+
+/// A PATCH of one field an operation drives (`SubcloudPatch::touches_operation_state`), so
+/// it must lose to a claim that holds the slot: one per field, each raced in turn.
+struct Guarded {
+    field: &'static str,
+    /// The value written; `None`: the round's `moved_to` group.
+    value: Option<&'static str>,
+    /// Whether the written value makes a create invalid: then the PATCH and a create never
+    /// both win. Otherwise both may, the PATCH first.
+    refuses_create: bool,
+}
+
+const GUARDED: [Guarded; 7] = [
+    Guarded {
+        field: "management-state",
+        value: Some("unmanaged"),
+        refuses_create: true,
+    },
+    Guarded {
+        field: "availability-status",
+        value: Some("offline"),
+        refuses_create: true,
+    },
+    Guarded {
+        field: "deploy-status",
+        value: Some("install-failed"),
+        refuses_create: true,
+    },
+    Guarded {
+        field: "backup-status",
+        value: Some("failed"),
+        refuses_create: false,
+    },
+    Guarded {
+        field: "group_id",
+        value: None,
+        refuses_create: false,
+    },
+    Guarded {
+        field: "agent-url",
+        value: Some("https://127.0.0.3:8443"),
+        refuses_create: false,
+    },
+    Guarded {
+        field: "bootstrap-address",
+        value: Some("127.0.0.4"),
+        refuses_create: false,
+    },
+];
+
+impl Guarded {
+    fn body(&self, round: &Round) -> Value {
+        let value = self.value.unwrap_or(&round.moved_to);
+        json!({ self.field: value })
+    }
 }
 
 fn ready(group: &str) -> Value {
@@ -110,10 +170,16 @@ async fn seed(stack: &mut Stack, r: usize) -> Round {
             .add_backup(sc.body["id"].as_u64().expect("an id"), RELEASE, false)
             .await;
     }
-    let patched: Vec<String> = (0..MEMBERS).map(|i| format!("p{r}x{i}")).collect();
-    for name in &patched {
-        stack.register(name, ready("Default")).await;
+    let mut patched = Vec::new();
+    for i in 0..MEMBERS {
+        let name = format!("p{r}x{i}");
+        let mut extra = ready("Default");
+        extra["agent-url"] = json!("https://127.0.0.2:8443");
+        stack.register(&name, extra).await;
+        patched.push((name, &GUARDED[(r * MEMBERS + i) % GUARDED.len()]));
     }
+    let moved_to = format!("m{r}");
+    stack.create_group(&moved_to).await;
     let removed: Vec<String> = (0..MEMBERS).map(|i| format!("x{r}x{i}")).collect();
     for name in &removed {
         with_backup(stack, name, unmanaged("Default")).await;
@@ -125,6 +191,7 @@ async fn seed(stack: &mut Stack, r: usize) -> Round {
         restore,
         delete,
         patched,
+        moved_to,
         removed,
     }
 }
@@ -169,16 +236,19 @@ fn requests(round: &Round) -> Vec<Request> {
                 release: RELEASE.into(),
             }
         }));
-        let p = &round.patched[i % MEMBERS];
+        // Every third request to each subcloud is the inventory write: the subcloud is picked
+        // by i / 3, so that each one gets writes and claims (picked by i, the writes would
+        // all land on one subcloud and the claims on the others, which then never race).
+        let (p, guarded) = &round.patched[(i / 3) % MEMBERS];
         all.push(if i.is_multiple_of(3) {
             Request::Patch {
                 subcloud: p.clone(),
-                body: json!({"management-state": "unmanaged"}),
+                body: guarded.body(round),
             }
         } else {
             Request::Create(Target::Subcloud(p.clone()))
         });
-        let x = &round.removed[i % MEMBERS];
+        let x = &round.removed[(i / 3) % MEMBERS];
         all.push(if i.is_multiple_of(3) {
             Request::Remove(x.clone())
         } else {
@@ -301,9 +371,13 @@ fn check_answers(
                         }
                     }
                     // Every member busy (409), or not valid any more: restored subclouds
-                    // deleted meanwhile (404), or a subcloud unmanaged before the create (400).
+                    // deleted meanwhile (404), or a subcloud a PATCH made invalid for a
+                    // create before it (400).
                     409 => {}
-                    400 if round.patched.contains(&members[0]) => {}
+                    400 if round
+                        .patched
+                        .iter()
+                        .any(|(p, g)| *p == members[0] && g.refuses_create) => {}
                     404 if round.removed.contains(&members[0]) => {}
                     _ => panic!("{ctx}: {o:?}"),
                 }
@@ -328,8 +402,10 @@ async fn exactly_one_operation_per_subcloud_under_racing_requests() {
     // What each subcloud must end as: claimed once (with how many records, the expired one
     // included), or written by the inventory and never claimed.
     let mut claimed: Vec<(String, usize)> = Vec::new();
-    let mut unclaimed: Vec<String> = Vec::new();
+    let mut unclaimed: Vec<(String, Value)> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
+    // PATCHes refused because a claim held the slot: the scenario really raced them.
+    let mut refused_writes = 0;
     let rounds = if on_localstack() {
         ROUNDS_ON_LOCALSTACK
     } else {
@@ -368,6 +444,10 @@ async fn exactly_one_operation_per_subcloud_under_racing_requests() {
         );
 
         let (accepted, written) = check_answers(r, &round, &outcomes);
+        refused_writes += outcomes
+            .iter()
+            .filter(|o| matches!(o.request, Request::Patch { .. }) && o.status == 409)
+            .count();
         let once = |name: &String| {
             assert_eq!(
                 accepted.get(name),
@@ -388,17 +468,25 @@ async fn exactly_one_operation_per_subcloud_under_racing_requests() {
             claimed.extend(members.iter().map(|m| (m.clone(), 1)));
         }
         // An inventory write and a claim never both win.
-        for name in round.patched.iter().chain(&round.removed) {
+        for (name, guarded) in &round.patched {
+            let won = accepted.get(name).copied().unwrap_or(0);
+            if written.contains(name) && guarded.refuses_create {
+                assert_eq!(won, 0, "round {r}: {name} written and claimed");
+                unclaimed.push((name.clone(), guarded.body(&round)));
+            } else {
+                // A PATCH that leaves the create valid may also win, before the claim: the
+                // table shows it did not come after (below).
+                assert_eq!(won, 1, "round {r}: {name} not claimed once");
+                claimed.push((name.clone(), 1));
+            }
+        }
+        for name in &round.removed {
             let won = accepted.get(name).copied().unwrap_or(0);
             if written.contains(name) {
-                assert_eq!(won, 0, "round {r}: {name} written and claimed");
-                if round.removed.contains(name) {
-                    removed.push(name.clone());
-                } else {
-                    unclaimed.push(name.clone());
-                }
+                assert_eq!(won, 0, "round {r}: {name} deleted and claimed");
+                removed.push(name.clone());
             } else {
-                assert_eq!(won, 1, "round {r}: {name} neither written nor claimed once");
+                assert_eq!(won, 1, "round {r}: {name} neither deleted nor claimed once");
                 claimed.push((name.clone(), 1));
             }
         }
@@ -409,6 +497,8 @@ async fn exactly_one_operation_per_subcloud_under_racing_requests() {
             "round {r}: one job per claim on the queue"
         );
     }
+
+    assert!(refused_writes > 0, "no PATCH ever met a held slot");
 
     // The table and the records, not the answers, are the proof.
     let records = stack.operations().await;
@@ -437,6 +527,12 @@ async fn exactly_one_operation_per_subcloud_under_racing_requests() {
             sc["operation"]["id"], live[0]["op_id"],
             "{name}: the slot holds it"
         );
+        // Every write sets updated-at, the claim to its `since`: a PATCH that won after the
+        // claim would have moved it.
+        assert_eq!(
+            sc["updated-at"], sc["operation"]["since"],
+            "{name}: not written after its claim"
+        );
         assert_eq!(
             live[0]["fence"], *count,
             "{name}: claimed once after the expired one"
@@ -452,9 +548,11 @@ async fn exactly_one_operation_per_subcloud_under_racing_requests() {
             );
         }
     }
-    for name in &unclaimed {
+    for (name, written) in &unclaimed {
         assert!(of(name).is_empty(), "{name}: written, never claimed");
-        assert_eq!(subclouds[name]["management-state"], "unmanaged");
+        for (field, value) in written.as_object().expect("a PATCH body") {
+            assert_eq!(subclouds[name][field], *value, "{name}: written");
+        }
         assert!(subclouds[name]["operation"].is_null(), "{name}: slot free");
     }
     for name in &removed {

@@ -451,3 +451,84 @@ async fn concurrent_registrations_of_one_name_admit_exactly_one() {
         .count();
     assert_eq!((ok, conflicts), (1, 19));
 }
+
+/// Sends `request` through a stack view whose first write is held, lands `claim` on the
+/// same subcloud meanwhile, then lets the write go: the write's own condition must refuse it
+/// (SPEC §3), as the read before it saw the slot free. Returns the write's answer.
+async fn write_after_a_claim_landed(
+    stack: &Stack,
+    route: Route,
+    path: &'static str,
+    body: Option<serde_json::Value>,
+    claim: (Route, &str, serde_json::Value),
+) -> dcbackup_tests::Reply {
+    let (pause, mut paused) = dcbackup_tests::pause_first_write();
+    let writer = stack.intercepted(pause).await;
+    let write = tokio::spawn(async move { writer.call(route, path, body).await });
+    paused.reached().await;
+    let (claim_route, claim_path, claim_body) = claim;
+    let claimed = stack.call(claim_route, claim_path, Some(claim_body)).await;
+    assert!(claimed.status.is_success(), "the claim: {:?}", claimed.body);
+    paused.resume();
+    write.await.expect("the write's task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_landing_between_a_patch_read_and_its_write_refuses_the_write() {
+    let stack = Stack::new().await;
+    stack
+        .register(
+            "held",
+            json!({"management-state": "managed", "availability-status": "online",
+                   "agent-url": "https://127.0.0.2:8443"}),
+        )
+        .await;
+    // agent-url leaves a create valid: only the write's slot condition stops it.
+    let reply = write_after_a_claim_landed(
+        &stack,
+        Route::SubcloudsUpdate,
+        "/v1.0/subclouds/held",
+        Some(json!({"agent-url": "https://127.0.0.3:8443"})),
+        (
+            Route::BackupCreate,
+            "/v1.0/subcloud-backup",
+            json!({"subcloud": "held"}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    let shown = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/held", None)
+        .await;
+    assert_eq!(shown.body["agent-url"], "https://127.0.0.2:8443");
+    assert_eq!(shown.body["updated-at"], shown.body["operation"]["since"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_landing_between_a_delete_read_and_its_write_refuses_the_delete() {
+    let stack = Stack::new().await;
+    let id = stack
+        .register("kept", json!({"agent-url": "https://127.0.0.2:8443"}))
+        .await["id"]
+        .as_u64()
+        .expect("an id");
+    stack.add_backup(id, "24.09", false).await;
+    let reply = write_after_a_claim_landed(
+        &stack,
+        Route::SubcloudsDelete,
+        "/v1.0/subclouds/kept",
+        None,
+        (
+            Route::BackupDelete,
+            "/v1.0/subcloud-backup/delete/24.09",
+            json!({"subcloud": "kept"}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    let shown = stack
+        .call(Route::SubcloudsShow, "/v1.0/subclouds/kept", None)
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "not deleted");
+    assert_eq!(shown.body["operation"]["kind"], "delete");
+}
