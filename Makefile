@@ -100,8 +100,15 @@ lint: lint-tools
 package: cargo-lambda
 	@tools/package
 
+# With cargo-nextest (on the CI machines), test binaries run side by side as .config/nextest.toml
+# orders them; without it, cargo test runs them one after another.
 test: $(ENGINE_DEPS) cargo-lambda lint
-	@tools/with-engines cargo test --workspace --locked
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		tools/with-engines cargo nextest run --workspace --locked; \
+	else \
+		echo "cargo-nextest is not installed: cargo test runs the test binaries one at a time (slower)"; \
+		tools/with-engines cargo test --workspace --locked; \
+	fi
 
 # P3's baseline (make bench): the same cold start in Python 3.11 + boto3 + PyJWT through the
 # Lambda runtime interface client, pinned, in its own venv.
@@ -142,6 +149,7 @@ FN ?= subclouds-list
 invoke: cargo-lambda
 	@[ -f "events/$(FN).json" ] || { echo "no events/$(FN).json; FN is one of: $$(ls events | sed -n 's/\.json$$//p' | paste -sd' ')" >&2; exit 2; }
 	@token=$$($(MAKE) -s token ROLES=admin PROJECT=admin) && \
+	event=$$(mktemp "$(RUN_DIR)/event.XXXXXX") && trap 'rm -f "$$event"' EXIT && \
 	python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); "headers" in e and e["headers"].update({"x-auth-token": sys.argv[2]}); json.dump(e, sys.stdout)' \
-		"events/$(FN).json" "$$token" > "$(RUN_DIR)/event.json" && \
-	cargo lambda invoke $(firstword $(subst ., ,$(FN))) -A 127.0.0.1 -P $(API_PORT) --data-file "$(RUN_DIR)/event.json"
+		"events/$(FN).json" "$$token" > "$$event" && \
+	cargo lambda invoke $(firstword $(subst ., ,$(FN))) -A 127.0.0.1 -P $(API_PORT) --data-file "$$event"

@@ -2,7 +2,8 @@
 //! against a real `make run` stack (`tools/run-local`: engines, demo inventory, agents, every
 //! function behind `cargo lambda watch`, the poller) on free ports, checking the outcome each
 //! block documents. "Using the API" and the walkthrough each get a fresh stack, as a reader
-//! starting `make run` for either would. Everything started is stopped, also on failure.
+//! starting `make run` for either would; the two run side by side, as two checkouts' would.
+//! Everything started is stopped, also on failure.
 //!
 //! What the test changes in the blocks, and only this: the documented ports (9000 for the API,
 //! 9324 for the bucket) become the free ones, `.local/run/` becomes this run's `RUN_DIR`, and the
@@ -230,7 +231,8 @@ impl Stack {
         statuses
     }
 
-    /// `make invoke FN=<name>` for every sample in `events/`: (name, exit status, output).
+    /// `make invoke FN=<name>` for every sample in `events/`, a few at a time as a user's
+    /// script might: (name, exit status, output), by name.
     fn invoke_every_sample(&self) -> Vec<(String, bool, String)> {
         let repo = repo();
         let mut names: Vec<String> = std::fs::read_dir(repo.join("events"))
@@ -246,31 +248,44 @@ impl Stack {
             repo.join(".tools/venv/bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        names
-            .into_iter()
-            .map(|name| {
-                let out = Command::new("make")
-                    .args([
-                        "--no-print-directory",
-                        "-s",
-                        "invoke",
-                        &format!("FN={name}"),
-                    ])
-                    .current_dir(&repo)
-                    .env("PATH", &path)
-                    .env("RUN_DIR", &self.run_dir)
-                    .env("API_PORT", self.api_port.to_string())
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("make runs");
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                (name, out.status.success(), text)
-            })
-            .collect()
+        let invoke = |name: String| {
+            let out = Command::new("make")
+                .args([
+                    "--no-print-directory",
+                    "-s",
+                    "invoke",
+                    &format!("FN={name}"),
+                ])
+                .current_dir(&repo)
+                .env("PATH", &path)
+                .env("RUN_DIR", &self.run_dir)
+                .env("API_PORT", self.api_port.to_string())
+                .stdin(Stdio::null())
+                .output()
+                .expect("make runs");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (name, out.status.success(), text)
+        };
+        let lanes = 4;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..lanes)
+                .map(|lane| {
+                    let mine: Vec<String> =
+                        names.iter().skip(lane).step_by(lanes).cloned().collect();
+                    scope.spawn(move || mine.into_iter().map(invoke).collect::<Vec<_>>())
+                })
+                .collect();
+            let mut all: Vec<_> = handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("an invoke lane"))
+                .collect();
+            all.sort();
+            all
+        })
     }
 }
 
@@ -380,14 +395,29 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
     let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
 
     let api = &sections["Using the API"];
-    let (outputs, invoked, burst) = {
-        let stack = Stack::start(&logs.join("dcbackup-readme-api.log"));
+    let walkthrough = &sections["Walkthrough: a backup and a restore with curl"];
+    // A panic in either section's thread fails the test when the scope joins it; each
+    // stack's Drop stops what it started.
+    let ((outputs, invoked, burst), walked) = std::thread::scope(|scope| {
+        let api = scope.spawn(|| {
+            let stack = Stack::start(&logs.join("dcbackup-readme-api.log"));
+            (
+                stack.run_blocks(api),
+                stack.invoke_every_sample(),
+                stack.burst(300),
+            )
+        });
+        let walked = scope.spawn(|| {
+            let stack = Stack::start(&logs.join("dcbackup-readme-walkthrough.log"));
+            let outputs = stack.run_blocks(walkthrough);
+            stack.stop_with_make_stop();
+            outputs
+        });
         (
-            stack.run_blocks(api),
-            stack.invoke_every_sample(),
-            stack.burst(300),
+            api.join().expect("the API section"),
+            walked.join().expect("the walkthrough"),
         )
-    };
+    });
     assert_eq!(
         burst,
         BTreeMap::from([("200".to_owned(), 300)]),
@@ -432,16 +462,9 @@ fn the_readme_blocks_do_what_they_say_against_make_run() {
         ],
     );
 
-    let walkthrough = &sections["Walkthrough: a backup and a restore with curl"];
-    let outputs = {
-        let stack = Stack::start(&logs.join("dcbackup-readme-walkthrough.log"));
-        let outputs = stack.run_blocks(walkthrough);
-        stack.stop_with_make_stop();
-        outputs
-    };
     check(
         "Walkthrough",
-        &outputs,
+        &walked,
         &[
             &[],
             &[
