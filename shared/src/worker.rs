@@ -12,11 +12,12 @@
 //! and completes it with the parts the agent reports — or aborts it when the backup fails.
 
 use crate::agent_client::{AgentClient, AgentError};
-use crate::central::{CentralStore, CompleteError};
+use crate::central::{CentralError, CentralStore, CompleteError};
 use crate::domain::{
-    epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpKind, OpState, Ref, Subcloud,
+    epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpId, OpKind, OpState, Ref,
+    Subcloud,
 };
-use crate::jobs::{JobMessage, JobQueue};
+use crate::jobs::{JobMessage, JobQueue, QueueError};
 use crate::store::{
     BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome,
     Seat, StoreError, UploadRecord,
@@ -26,7 +27,7 @@ use dcbackup_agent::protocol::{
     self, BackupRequest, JobState, JobView, PartUrls, RestoreRequest, UploadPlan, UploadProgress,
     MAX_PARTS,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How many unanswered starts of an agent job are asked again before the operation fails.
@@ -40,19 +41,34 @@ const STARVED_POLL: Duration = Duration::from_secs(1);
 /// Why a message must be delivered again (the work is not lost: SQS redelivers it, and after
 /// too many tries it lands on the dead-letter queue).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Retry(String);
-
-impl From<StoreError> for Retry {
-    fn from(e: StoreError) -> Self {
-        Retry(e.to_string())
-    }
-}
-
-impl From<crate::central::CentralError> for Retry {
-    fn from(e: crate::central::CentralError) -> Self {
-        Retry(e.to_string())
-    }
+pub enum Retry {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The subcloud could not be read.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Central(#[from] CentralError),
+    /// The next poll could not be queued.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A poll delivered before the write that hands the chain to it, which may still land.
+    #[error("poll {attempt} of operation {op_id} is not handed on yet (the chain is at {live})")]
+    NotHandedOn {
+        op_id: OpId,
+        attempt: u32,
+        live: u32,
+    },
+    /// The job's operation id is not a UUID (the agent keys its jobs by one).
+    #[error("operation id {op_id} is not a UUID: {source}")]
+    OpId {
+        op_id: OpId,
+        #[source]
+        source: uuid::Error,
+    },
+    /// The presigned download URL is not one the agent takes.
+    #[error("the download URL of {key} is not one the agent takes: {reason}")]
+    DownloadUrl { key: String, reason: String },
 }
 
 #[derive(Debug)]
@@ -123,7 +139,7 @@ impl Worker {
                 tracing::info!(op_id = %job.op_id, "subcloud gone; job dropped");
                 return Ok(());
             }
-            Err(e) => return Err(Retry(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
         let ours = sc.op_id.as_ref() == Some(&job.op_id)
             && sc.fence == job.fence
@@ -136,10 +152,11 @@ impl Worker {
         if job.attempt != live || job.poll_token != sc.poll_token {
             // Sent before the write that hands the chain to it: that write may still land.
             if job.attempt > live {
-                return Err(Retry(format!(
-                    "poll {} of operation {} is not handed on yet (the chain is at {live})",
-                    job.attempt, job.op_id
-                )));
+                return Err(Retry::NotHandedOn {
+                    op_id: job.op_id.clone(),
+                    attempt: job.attempt,
+                    live,
+                });
             }
             tracing::info!(op_id = %job.op_id, attempt = job.attempt, live, "not the live message of the poll chain; dropped");
             return Ok(());
@@ -157,7 +174,7 @@ impl Worker {
                 fence: job.fence,
             },
             sc: &sc,
-            seat: AtomicU64::new(sc.seat.unwrap_or(0)),
+            seat: sc.seat.map(OnceLock::from).unwrap_or_default(),
         };
         match job.kind {
             OpKind::Create => step.create().await,
@@ -196,8 +213,8 @@ struct Step<'a> {
     job: &'a JobMessage,
     holder: Holder,
     sc: &'a Subcloud,
-    /// The group whose seat the operation holds (0: none; group ids start at 1).
-    seat: AtomicU64,
+    /// The group whose seat the operation holds, once it holds one.
+    seat: OnceLock<u64>,
 }
 
 impl Step<'_> {
@@ -270,7 +287,7 @@ impl Step<'_> {
 
     /// The group whose seat this operation holds, if any.
     fn seat(&self) -> Option<u64> {
-        Some(self.seat.load(Ordering::SeqCst)).filter(|g| *g != 0)
+        self.seat.get().copied()
     }
 
     /// Takes a seat (group cap and global cap) unless this operation holds one. Returns
@@ -293,7 +310,8 @@ impl Step<'_> {
             .await?;
         match seat {
             Seat::Taken => {
-                self.seat.store(self.sc.group_id, Ordering::SeqCst);
+                // Only taken while none is held (above), so it is never set twice.
+                let _ = self.seat.set(self.sc.group_id);
                 Ok(true)
             }
             Seat::Full => {
@@ -359,11 +377,7 @@ impl Step<'_> {
         };
         // Sent first: a delivery that dies before the write leaves the chain where it was,
         // so this message's redelivery carries it on.
-        self.worker
-            .jobs
-            .send_delayed(&next, delay)
-            .await
-            .map_err(Retry)?;
+        self.worker.jobs.send_delayed(&next, delay).await?;
         let hand_off = HandOff {
             from: self.job.attempt,
             token,
@@ -839,16 +853,11 @@ impl Step<'_> {
                 let why = format!("central backup {} has no object key", backup.backup_id);
                 return self.fail_restore("restore-prep-failed", why).await;
             };
-            let url = self
-                .worker
-                .central
-                .download_url(&key)
-                .await
-                .map_err(|e| Retry(e.to_string()))?;
-            (
-                Some(url.parse().map_err(Retry)?),
-                backup.sha256.parse().ok(),
-            )
+            let url = self.worker.central.download_url(&key).await?;
+            let url = url
+                .parse()
+                .map_err(|reason| Retry::DownloadUrl { key, reason })?;
+            (Some(url), backup.sha256.parse().ok())
         };
         let request = RestoreRequest {
             op_id: op_uuid(self.job)?,
@@ -938,5 +947,8 @@ impl Step<'_> {
 }
 
 fn op_uuid(job: &JobMessage) -> Result<uuid::Uuid, Retry> {
-    uuid::Uuid::parse_str(job.op_id.as_str()).map_err(|e| Retry(e.to_string()))
+    uuid::Uuid::parse_str(job.op_id.as_str()).map_err(|source| Retry::OpId {
+        op_id: job.op_id.clone(),
+        source,
+    })
 }
