@@ -6,6 +6,7 @@ use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
@@ -24,6 +25,12 @@ pub struct JobMessage {
     /// The fencing version the claim set: the worker may write only while it still holds.
     pub fence: u64,
     pub options: OpOptions,
+    /// Restore: the address its agent is reached at instead of the registered agent-url's
+    /// host, on the registered port (dcmanager's `restore_values.bootstrap_address` for this
+    /// subcloud, parsed by the API). A message with an address that does not parse is
+    /// unreadable, so none reaches the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_address: Option<IpAddr>,
     /// 0 for the job as queued by the API; n for the n-th delayed poll of its agent job.
     /// With `poll_token`, it names the one live message of the operation's poll chain: the
     /// subcloud item records both (`poll_seq`, `poll_token`) in the conditional write that
@@ -45,8 +52,8 @@ pub struct JobMessage {
 impl JobMessage {
     pub const VERSION: u32 = 1;
 
-    /// The job of a recorded operation.
-    pub fn for_operation(op: &Operation) -> JobMessage {
+    /// The job of a recorded operation, with the restore's bootstrap address if it has one.
+    pub fn for_operation(op: &Operation, bootstrap_address: Option<IpAddr>) -> JobMessage {
         JobMessage {
             version: Self::VERSION,
             op_id: op.op_id.clone(),
@@ -56,6 +63,7 @@ impl JobMessage {
             release: op.release.clone(),
             fence: op.fence,
             options: op.options.clone(),
+            bootstrap_address,
             attempt: 0,
             poll_token: None,
             start_tries: 0,
@@ -368,4 +376,40 @@ pub fn handled<'m>(
                 .any(|f| f.item_identifier == id(m))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobMessage;
+    use crate::domain::{OpId, OpKind, OpOptions, Release};
+
+    fn job() -> serde_json::Value {
+        let job = JobMessage {
+            version: JobMessage::VERSION,
+            op_id: OpId::new(),
+            kind: OpKind::Restore,
+            subcloud_id: 1,
+            subcloud_name: "sc1".into(),
+            release: Release::parse("release", "24.09").unwrap(),
+            fence: 1,
+            options: OpOptions::default(),
+            bootstrap_address: Some("10.0.0.7".parse().unwrap()),
+            attempt: 0,
+            poll_token: None,
+            start_tries: 0,
+            schedule_id: None,
+        };
+        serde_json::to_value(&job).unwrap()
+    }
+
+    #[test]
+    fn the_bootstrap_address_crosses_the_queue_parsed() {
+        let sent = job();
+        assert_eq!(sent["bootstrap_address"], "10.0.0.7");
+        let read: JobMessage = serde_json::from_value(sent).unwrap();
+        assert_eq!(read.bootstrap_address, Some("10.0.0.7".parse().unwrap()));
+        let mut bad = job();
+        bad["bootstrap_address"] = "10.0.0.999".into();
+        assert!(serde_json::from_value::<JobMessage>(bad).is_err());
+    }
 }

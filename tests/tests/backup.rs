@@ -5,10 +5,10 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
 use dcbackup::config::Config;
-use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release};
+use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release, SlotState};
 use dcbackup::jobs::JobQueue;
 use dcbackup::resources::Resources;
-use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Inventory, PriorState};
+use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Inventory};
 use dcbackup_tests::{token, Stack};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -475,7 +475,7 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     else {
         panic!("the first claim succeeds");
     };
-    assert_eq!(prior, PriorState::Backup(None));
+    assert_eq!(prior, SlotState::Backup(None));
 
     let reply = create(&stack, json!({"subcloud": "e1"})).await;
     assert_eq!(

@@ -2,6 +2,7 @@
 //! is stored is a conditional write or a transaction; nothing here reads and then writes
 //! unguarded.
 
+mod attributes;
 mod backups;
 mod expr;
 mod idempotency;
@@ -19,8 +20,8 @@ pub use inventory::{Inventory, InventoryError};
 pub use progress::{BackupSet, HandOff, Holder, Outcome, UploadRecord};
 pub use seats::Seat;
 pub use slot::{
-    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, MAX_CLAIMS_PER_TRANSACTION,
-    SLOT_ATTRIBUTES, SLOT_FREE,
+    ClaimOutcome, ClaimRequest, FailWhen, LEASE_HELD, MAX_CLAIMS_PER_TRANSACTION, SLOT_ATTRIBUTES,
+    SLOT_FREE,
 };
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};

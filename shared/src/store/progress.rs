@@ -3,8 +3,12 @@
 //! worker that lost its slot (lease expired, slot recovered or claimed again) changes
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
+use super::attributes::subcloud::BACKUP_DATETIME;
 use super::{conditional, failed_conditions, n, s, Item, StoreError};
-use crate::domain::{epoch_now, timestamp_now, ByteProgress, OpId, OpState, Release, Retired};
+use crate::domain::{
+    epoch_now, timestamp_now, ByteProgress, ClaimedState, OpId, OpState, Release, Retired,
+    SlotState,
+};
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
 
@@ -33,16 +37,29 @@ impl BackupSet {
 }
 
 /// How an operation ends, as written to the subcloud with the slot's release.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
-    /// New backup-status; `Some(None)` clears it.
-    pub backup_status: Option<Option<&'static str>>,
-    pub deploy_status: Option<String>,
+    /// The state the operation leaves: `Backup(None)` clears backup-status and
+    /// backup-datetime (no backup is left).
+    pub state: SlotState,
     pub backup_datetime: Option<String>,
     /// Set on failure; on success `error-description` goes back to "No errors present".
     pub error: Option<String>,
     pub add_release: Option<(BackupSet, Release)>,
     pub remove_release: Option<(BackupSet, Release)>,
+}
+
+impl Outcome {
+    /// An ending in `state` that changes nothing else but what every ending does.
+    pub fn ending(state: SlotState) -> Outcome {
+        Outcome {
+            state,
+            backup_datetime: None,
+            error: None,
+            add_release: None,
+            remove_release: None,
+        }
+    }
 }
 
 /// The poll chain handed from the live message `from` (its `attempt`) to the one sent with
@@ -69,7 +86,7 @@ impl super::Inventory {
     pub async fn advance(
         &self,
         holder: &Holder,
-        state: (&'static str, &str),
+        state: &ClaimedState,
         now: u64,
         lease_seconds: u64,
         hand_off: Option<&HandOff>,
@@ -92,7 +109,7 @@ impl super::Inventory {
     async fn progress(
         &self,
         holder: &Holder,
-        state_and_lease: Option<((&'static str, &str), u64)>,
+        state_and_lease: Option<(&ClaimedState, u64)>,
         now: u64,
         hand_off: Option<&HandOff>,
     ) -> Result<bool, StoreError> {
@@ -100,10 +117,10 @@ impl super::Inventory {
         values.insert(":at".into(), s(timestamp_now()));
         let mut sets = vec!["updated_at = :at".to_owned()];
         let mut condition = STILL_OURS.to_owned();
-        if let Some(((attribute, state), lease)) = state_and_lease {
-            values.insert(":state".into(), s(state));
+        if let Some((state, lease)) = state_and_lease {
+            values.insert(":state".into(), s(state.as_str()));
             values.insert(":lease".into(), n(lease));
-            sets.push(format!("{attribute} = :state"));
+            sets.push(format!("{} = :state", state.attribute()));
             sets.push("lease_expires_at = :lease".to_owned());
         }
         if let Some(hand_off) = hand_off {
@@ -203,17 +220,13 @@ impl super::Inventory {
         let mut removes = vec![super::SLOT_ATTRIBUTES];
         let mut adds = Vec::new();
         let mut deletes = Vec::new();
-        match outcome.backup_status {
-            Some(Some(status)) => {
-                values.insert(":backup".into(), s(status));
-                sets.push("backup_status = :backup".into());
+        let attribute = outcome.state.attribute();
+        match outcome.state.as_str() {
+            Some(state) => {
+                values.insert(":state".into(), s(state));
+                sets.push(format!("{attribute} = :state"));
             }
-            Some(None) => removes.extend(["backup_status", "backup_datetime"]),
-            None => {}
-        }
-        if let Some(deploy) = &outcome.deploy_status {
-            values.insert(":deploy".into(), s(deploy));
-            sets.push("deploy_status = :deploy".into());
+            None => removes.extend([attribute, BACKUP_DATETIME]),
         }
         if let Some(at) = &outcome.backup_datetime {
             values.insert(":datetime".into(), s(at));

@@ -7,9 +7,8 @@
 
 use super::{from_item, n, s, to_item, Item, StoreError};
 use crate::domain::{
-    timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, Subcloud,
-    NO_ERRORS,
+    timestamp_after, timestamp_now, AvailabilityStatus, DeployStatus, ManagementState, Name, OpId,
+    OpKind, OpState, Operation, Release, SlotHolder, SlotState, Subcloud, NO_ERRORS,
 };
 use crate::resources::OPERATION_EXPIRES_AT;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -44,19 +43,13 @@ pub struct ClaimRequest {
     pub key: Option<String>,
 }
 
-/// The state a claim replaced, so a claim whose job cannot be queued can be undone exactly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PriorState {
-    Backup(Option<BackupStatus>),
-    Deploy(DeployStatus),
-}
-
 #[derive(Debug)]
 pub enum ClaimOutcome {
-    /// The slot is ours; the subcloud as the claim left it, and the state it replaced.
+    /// The slot is ours; the subcloud as the claim left it, and the state it replaced (so
+    /// a claim whose job cannot be queued can be undone exactly).
     Claimed {
         subcloud: Box<Subcloud>,
-        prior: PriorState,
+        prior: SlotState,
     },
     /// Another operation holds the slot; the subcloud as it stands.
     Busy {
@@ -130,13 +123,10 @@ fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Att
             reason,
         });
     }
-    let claimed_state = |sc: &Subcloud| match req.kind.claimed_state() {
-        ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
-        ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
-    };
+    let claimed = req.kind.claimed_state();
     // Valid and free: what failed was the fence, the state seen or the order of times.
     if old.fence != seen.fence
-        || claimed_state(&old) != claimed_state(seen)
+        || claimed.current(&old) != claimed.current(seen)
         || old.updated_at.as_str() >= since
     {
         Attempt::Changed(Box::new(old))
@@ -262,7 +252,7 @@ struct ClaimWrites {
     update: TransactWriteItem,
     put: TransactWriteItem,
     claimed: Subcloud,
-    prior: PriorState,
+    prior: SlotState,
 }
 
 /// A cancellation reason's code ("" when there is none).
@@ -495,10 +485,8 @@ impl super::Inventory {
         let condition = ClaimCondition::for_request(req);
         let lease = req.now + req.lease_seconds;
         let fence = seen.fence + 1;
-        let (state_attr, state_value) = match req.kind.claimed_state() {
-            ClaimedState::Backup(b) => ("backup_status", b.as_str().to_owned()),
-            ClaimedState::Deploy(d) => ("deploy_status", d.as_str().to_owned()),
-        };
+        let claimed = req.kind.claimed_state();
+        let state_attr = claimed.attribute();
         let mut values = condition.values;
         let mut expression = condition.expression;
         // The fence and the state replaced are those seen, so the record and a rollback can
@@ -509,21 +497,12 @@ impl super::Inventory {
         } else {
             " AND fence = :seen_fence"
         });
-        let prior = match req.kind.claimed_state() {
-            ClaimedState::Backup(_) => PriorState::Backup(seen.backup_status),
-            ClaimedState::Deploy(_) => PriorState::Deploy(seen.deploy_status.clone()),
-        };
-        match &prior {
-            PriorState::Backup(None) => {
-                expression.push_str(" AND attribute_not_exists(backup_status)");
-            }
-            PriorState::Backup(Some(b)) => {
-                values.insert(":prior".into(), s(b.as_str()));
-                expression.push_str(" AND backup_status = :prior");
-            }
-            PriorState::Deploy(d) => {
-                values.insert(":prior".into(), s(d.as_str()));
-                expression.push_str(" AND deploy_status = :prior");
+        let prior = claimed.current(seen);
+        match prior.as_str() {
+            None => expression.push_str(&format!(" AND attribute_not_exists({state_attr})")),
+            Some(state) => {
+                values.insert(":prior".into(), s(state));
+                expression.push_str(&format!(" AND {state_attr} = :prior"));
             }
         }
         values.insert(":op".into(), s(req.op_id.as_str()));
@@ -531,7 +510,7 @@ impl super::Inventory {
         values.insert(":since".into(), s(since));
         values.insert(":lease".into(), n(lease));
         values.insert(":fence".into(), n(fence));
-        values.insert(":state".into(), s(&state_value));
+        values.insert(":state".into(), s(claimed.as_str()));
         values.insert(":held".into(), s(LEASE_HELD));
         values.insert(":no_errors".into(), s(NO_ERRORS));
         let key = match &req.key {
@@ -586,10 +565,7 @@ impl super::Inventory {
         sc.updated_at = since.to_owned();
         sc.error_description = NO_ERRORS.to_owned();
         sc.op_key = req.key.clone();
-        match req.kind.claimed_state() {
-            ClaimedState::Backup(b) => sc.backup_status = Some(b),
-            ClaimedState::Deploy(d) => sc.deploy_status = d,
-        }
+        claimed.set(&mut sc);
         Ok(ClaimWrites {
             update: TransactWriteItem::builder().update(claim).build(),
             put: TransactWriteItem::builder().put(put).build(),
@@ -604,48 +580,27 @@ impl super::Inventory {
     pub async fn release_claim(
         &self,
         claimed: &Subcloud,
-        prior: &PriorState,
+        prior: &SlotState,
     ) -> Result<bool, StoreError> {
-        let (Some(op_id), fence) = (&claimed.op_id, claimed.fence) else {
+        let (Some(op_id), Some(kind), fence) = (&claimed.op_id, claimed.op_kind, claimed.fence)
+        else {
             return Ok(false);
         };
+        let claimed_state = kind.claimed_state();
+        let attribute = claimed_state.attribute();
         let mut values: Item = HashMap::new();
         values.insert(":op".into(), s(op_id.as_str()));
         values.insert(":fence".into(), n(fence));
         values.insert(":now".into(), s(timestamp_now()));
+        values.insert(":claimed".into(), s(claimed_state.as_str()));
         // A claim only replaces final states (a free slot never leaves an in-progress one
         // behind); should one be found anyway, it is put back as its failure state.
-        let prior = match prior {
-            PriorState::Backup(Some(b)) => {
-                PriorState::Backup(Some(b.failure_state().unwrap_or(*b)))
+        let expression = match prior.settled().as_str() {
+            Some(state) => {
+                values.insert(":state".into(), s(state));
+                format!("SET {attribute} = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
             }
-            PriorState::Deploy(d) => {
-                PriorState::Deploy(d.failure_state().unwrap_or_else(|| d.clone()))
-            }
-            other => other.clone(),
-        };
-        let claimed_attribute = match prior {
-            PriorState::Backup(_) => "backup_status",
-            PriorState::Deploy(_) => "deploy_status",
-        };
-        let claimed_state = match claimed.op_kind.map(OpKind::claimed_state) {
-            Some(ClaimedState::Backup(b)) => b.as_str().to_owned(),
-            Some(ClaimedState::Deploy(d)) => d.as_str().to_owned(),
-            None => return Ok(false),
-        };
-        values.insert(":claimed".into(), s(claimed_state));
-        let expression = match &prior {
-            PriorState::Backup(Some(b)) => {
-                values.insert(":state".into(), s(b.as_str()));
-                format!("SET backup_status = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
-            }
-            PriorState::Backup(None) => {
-                format!("SET updated_at = :now REMOVE backup_status, {SLOT_ATTRIBUTES}")
-            }
-            PriorState::Deploy(d) => {
-                values.insert(":state".into(), s(d.as_str()));
-                format!("SET deploy_status = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
-            }
+            None => format!("SET updated_at = :now REMOVE {attribute}, {SLOT_ATTRIBUTES}"),
         };
         let result = self
             .ddb
@@ -655,7 +610,7 @@ impl super::Inventory {
             .update_expression(expression)
             // Only a claim no worker has started on: no seat taken, the claimed state as set.
             .condition_expression(format!(
-                "op_id = :op AND fence = :fence AND attribute_not_exists(seat) AND {claimed_attribute} = :claimed"
+                "op_id = :op AND fence = :fence AND attribute_not_exists(seat) AND {attribute} = :claimed"
             ))
             .set_expression_attribute_values(Some(values))
             .send()
