@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{
-    ClaimOutcome, ClaimRequest, Inventory, InventoryError, StoreError, MAX_CLAIMS_PER_TRANSACTION,
+    ClaimOutcome, ClaimRequest, InventoryError, Store, StoreError, MAX_CLAIMS_PER_TRANSACTION,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use std::net::IpAddr;
 /// What `start` needs: the store, the jobs queue and two settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Starter<'a> {
-    pub inventory: &'a Inventory,
+    pub inventory: &'a Store,
     pub jobs: &'a JobQueue,
     /// How long a claimed slot is held before it may be recovered.
     pub lease_seconds: u64,

@@ -6,7 +6,7 @@
 use crate::central::{CentralError, CentralStore};
 use crate::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Subcloud};
 use crate::jobs::{JobMessage, JobQueue, QueueError};
-use crate::store::{FailWhen, Inventory, InventoryError, StoreError};
+use crate::store::{FailWhen, InventoryError, Store, StoreError};
 use serde::Serialize;
 
 /// Dead-lettered jobs handled per run at most, so one run stays short.
@@ -14,7 +14,7 @@ const DEAD_LETTERS_PER_RUN: usize = 500;
 
 #[derive(Debug)]
 pub struct Sweeper {
-    pub inventory: Inventory,
+    pub inventory: Store,
     pub dead_letters: JobQueue,
     /// Where a recovered backup's archive is removed from.
     pub central: CentralStore,
@@ -182,7 +182,7 @@ impl Sweeper {
 /// Discards what the recovered create `op_id` of `sc` may have left in central storage, then
 /// forgets it (`orphan_upload`); a failure is logged and it stays for the next try.
 pub(crate) async fn discard_orphan(
-    inventory: &Inventory,
+    inventory: &Store,
     central: &CentralStore,
     sc: &Subcloud,
     op_id: &OpId,
@@ -201,7 +201,7 @@ pub(crate) async fn discard_orphan(
 
 /// The single place where a recovered create's upload is discarded.
 async fn discard_upload(
-    inventory: &Inventory,
+    inventory: &Store,
     central: &CentralStore,
     sc: &Subcloud,
     op_id: &OpId,

@@ -19,8 +19,8 @@ use crate::domain::{
 };
 use crate::jobs::{JobMessage, JobQueue, QueueError};
 use crate::store::{
-    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome,
-    Seat, StoreError, UploadRecord,
+    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, InventoryError, Outcome, Seat, Store,
+    StoreError, UploadRecord,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use dcbackup_agent::protocol::{
@@ -73,7 +73,7 @@ pub enum Retry {
 
 #[derive(Debug)]
 pub struct Worker {
-    pub inventory: Inventory,
+    pub inventory: Store,
     pub jobs: JobQueue,
     pub central: CentralStore,
     pub agents: AgentClient,

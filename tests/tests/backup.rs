@@ -8,7 +8,7 @@ use dcbackup::config::Config;
 use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release, SlotState};
 use dcbackup::jobs::JobQueue;
 use dcbackup::resources::Resources;
-use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Inventory};
+use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Store};
 use dcbackup_tests::{token, Stack};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -790,7 +790,7 @@ async fn a_claim_whose_record_cannot_be_written_does_not_happen() {
         operations_table: format!("{}-no-operations", stack.prefix),
         ..stack.resources.clone()
     };
-    let broken = Inventory::new(stack.clients.dynamodb.clone(), resources);
+    let broken = Store::new(stack.clients.dynamodb.clone(), resources);
     let seen = stack.app.inventory.subcloud(&Ref::Id(id)).await.unwrap();
     let request = claim_request(OpKind::Create, epoch_now(), 60);
     let record = dcbackup_tests::record_for(&seen, &request);
@@ -1556,7 +1556,7 @@ async fn operation_records_expire_after_the_history_period() {
 
     // The record written inside the claim's transaction expires as the inventory is told.
     let id2 = backup_ready(&stack, "ttl2", "Default").await;
-    let inventory = Inventory::new(stack.clients.dynamodb.clone(), stack.resources.clone())
+    let inventory = Store::new(stack.clients.dynamodb.clone(), stack.resources.clone())
         .with_operation_history_days(20);
     let seen = inventory.subcloud(&Ref::Id(id2)).await.expect("subcloud");
     let before = epoch_now();
