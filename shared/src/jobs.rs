@@ -6,6 +6,8 @@ use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 /// SendMessageBatch takes at most 10 entries a call.
@@ -23,6 +25,12 @@ pub struct JobMessage {
     /// The fencing version the claim set: the worker may write only while it still holds.
     pub fence: u64,
     pub options: OpOptions,
+    /// Restore: the address its agent is reached at instead of the registered agent-url's
+    /// host, on the registered port (dcmanager's `restore_values.bootstrap_address` for this
+    /// subcloud, parsed by the API). A message with an address that does not parse is
+    /// unreadable, so none reaches the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_address: Option<IpAddr>,
     /// 0 for the job as queued by the API; n for the n-th delayed poll of its agent job.
     /// With `poll_token`, it names the one live message of the operation's poll chain: the
     /// subcloud item records both (`poll_seq`, `poll_token`) in the conditional write that
@@ -44,8 +52,8 @@ pub struct JobMessage {
 impl JobMessage {
     pub const VERSION: u32 = 1;
 
-    /// The job of a recorded operation.
-    pub fn for_operation(op: &Operation) -> JobMessage {
+    /// The job of a recorded operation, with the restore's bootstrap address if it has one.
+    pub fn for_operation(op: &Operation, bootstrap_address: Option<IpAddr>) -> JobMessage {
         JobMessage {
             version: Self::VERSION,
             op_id: op.op_id.clone(),
@@ -55,6 +63,7 @@ impl JobMessage {
             release: op.release.clone(),
             fence: op.fence,
             options: op.options.clone(),
+            bootstrap_address,
             attempt: 0,
             poll_token: None,
             start_tries: 0,
@@ -65,6 +74,56 @@ impl JobMessage {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// Why the jobs queue did not take, give or delete a message. Cloneable (sources are shared)
+/// so that one failure of a batch is every job's answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    /// SQS refused the request or did not answer (throttled, unreachable, timed out).
+    #[error("{operation} on queue {queue}: {}", aws_sdk_sqs::error::DisplayErrorContext(source.as_ref()))]
+    Sqs {
+        operation: &'static str,
+        queue: String,
+        #[source]
+        source: Arc<aws_sdk_sqs::Error>,
+    },
+    /// GetQueueUrl answered without a URL.
+    #[error("GetQueueUrl {0} returned no URL")]
+    NoUrl(String),
+    /// A job that cannot be written as JSON (a defect).
+    #[error("the job does not encode: {0}")]
+    Encode(#[source] Arc<serde_json::Error>),
+    /// A batch entry the SDK would not build (a defect).
+    #[error("the job's batch entry does not build: {0}")]
+    Entry(#[source] Arc<aws_sdk_sqs::error::BuildError>),
+    /// SendMessageBatch refused this entry (SQS's reason).
+    #[error("the queue refused the job ({0})")]
+    Refused(String),
+    /// SendMessageBatch answered without naming this entry.
+    #[error("the queue did not acknowledge the job")]
+    Unacknowledged,
+}
+
+impl QueueError {
+    fn sqs<E, R>(
+        operation: &'static str,
+        queue: &str,
+        err: aws_sdk_sqs::error::SdkError<E, R>,
+    ) -> Self
+    where
+        aws_sdk_sqs::Error: From<aws_sdk_sqs::error::SdkError<E, R>>,
+    {
+        QueueError::Sqs {
+            operation,
+            queue: queue.to_owned(),
+            source: Arc::new(err.into()),
+        }
+    }
+}
+
+fn encode(job: &JobMessage) -> Result<String, QueueError> {
+    serde_json::to_string(job).map_err(|e| QueueError::Encode(Arc::new(e)))
 }
 
 #[derive(Debug)]
@@ -85,7 +144,7 @@ impl JobQueue {
         }
     }
 
-    pub async fn url(&self) -> Result<&str, String> {
+    pub async fn url(&self) -> Result<&str, QueueError> {
         self.url
             .get_or_try_init(|| async {
                 self.sqs
@@ -93,22 +152,16 @@ impl JobQueue {
                     .queue_name(&self.name)
                     .send()
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "GetQueueUrl {}: {}",
-                            self.name,
-                            aws_sdk_sqs::error::DisplayErrorContext(e)
-                        )
-                    })?
+                    .map_err(|e| QueueError::sqs("GetQueueUrl", &self.name, e))?
                     .queue_url
-                    .ok_or_else(|| format!("GetQueueUrl {} returned no URL", self.name))
+                    .ok_or_else(|| QueueError::NoUrl(self.name.clone()))
             })
             .await
             .map(String::as_str)
     }
 
     /// Up to ten messages waiting on the queue, each with the handle that deletes it.
-    pub async fn receive(&self) -> Result<Vec<(String, String)>, String> {
+    pub async fn receive(&self) -> Result<Vec<(String, String)>, QueueError> {
         let url = self.url().await?.to_owned();
         let out = self
             .sqs
@@ -117,7 +170,7 @@ impl JobQueue {
             .max_number_of_messages(10)
             .send()
             .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+            .map_err(|e| QueueError::sqs("ReceiveMessage", &self.name, e))?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -131,7 +184,7 @@ impl JobQueue {
             .collect())
     }
 
-    pub async fn delete(&self, receipt: &str) -> Result<(), String> {
+    pub async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
         let url = self.url().await?.to_owned();
         self.sqs
             .delete_message()
@@ -140,7 +193,7 @@ impl JobQueue {
             .send()
             .await
             .map(drop)
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            .map_err(|e| QueueError::sqs("DeleteMessage", &self.name, e))
     }
 
     /// Sends one job to be delivered after `delay` (at most 15 minutes, SQS's limit).
@@ -148,9 +201,9 @@ impl JobQueue {
         &self,
         job: &JobMessage,
         delay: std::time::Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), QueueError> {
         let url = self.url().await?.to_owned();
-        let body = serde_json::to_string(job).map_err(|e| e.to_string())?;
+        let body = encode(job)?;
         let seconds = i32::try_from(delay.as_secs().min(900)).unwrap_or(900);
         self.sqs
             .send_message()
@@ -160,28 +213,27 @@ impl JobQueue {
             .send()
             .await
             .map(drop)
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            .map_err(|e| QueueError::sqs("SendMessage", &self.name, e))
     }
 
     /// Sends every job, ten a call. Returns, for each job in order, `Err(why)` when the
     /// queue did not take it.
-    pub async fn send_all(&self, jobs: &[JobMessage]) -> Vec<Result<(), String>> {
+    pub async fn send_all(&self, jobs: &[JobMessage]) -> Vec<Result<(), QueueError>> {
         let url = match self.url().await {
             Ok(url) => url.to_owned(),
             Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut results = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(SEND_BATCH_MAX) {
-            let entries: Result<Vec<_>, String> = chunk
+            let entries: Result<Vec<_>, QueueError> = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, job)| {
-                    let body = serde_json::to_string(job).map_err(|e| e.to_string())?;
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(body)
+                        .message_body(encode(job)?)
                         .build()
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| QueueError::Entry(Arc::new(e)))
                 })
                 .collect();
             let sent = match entries {
@@ -192,13 +244,13 @@ impl JobQueue {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+                    .map_err(|e| QueueError::sqs("SendMessageBatch", &self.name, e)),
                 Err(e) => Err(e),
             };
             match sent {
                 Ok(out) => {
-                    let mut outcome: Vec<Result<(), String>> =
-                        vec![Err("the queue did not acknowledge the job".to_owned()); chunk.len()];
+                    let mut outcome: Vec<Result<(), QueueError>> =
+                        vec![Err(QueueError::Unacknowledged); chunk.len()];
                     for ok in out.successful() {
                         if let Some(slot) = ok
                             .id()
@@ -216,9 +268,8 @@ impl JobQueue {
                             .ok()
                             .and_then(|i| outcome.get_mut(i))
                         {
-                            *slot = Err(format!(
-                                "the queue refused the job ({})",
-                                failed.message().unwrap_or(failed.code())
+                            *slot = Err(QueueError::Refused(
+                                failed.message().unwrap_or(failed.code()).to_owned(),
                             ));
                         }
                     }
@@ -226,11 +277,7 @@ impl JobQueue {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "SendMessageBatch failed");
-                    results.extend(
-                        chunk
-                            .iter()
-                            .map(|_| Err("the jobs queue is unavailable".to_owned())),
-                    );
+                    results.extend(chunk.iter().map(|_| Err(e.clone())));
                 }
             }
         }
@@ -329,4 +376,40 @@ pub fn handled<'m>(
                 .any(|f| f.item_identifier == id(m))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobMessage;
+    use crate::domain::{OpId, OpKind, OpOptions, Release};
+
+    fn job() -> serde_json::Value {
+        let job = JobMessage {
+            version: JobMessage::VERSION,
+            op_id: OpId::new(),
+            kind: OpKind::Restore,
+            subcloud_id: 1,
+            subcloud_name: "sc1".into(),
+            release: Release::parse("release", "24.09").unwrap(),
+            fence: 1,
+            options: OpOptions::default(),
+            bootstrap_address: Some("10.0.0.7".parse().unwrap()),
+            attempt: 0,
+            poll_token: None,
+            start_tries: 0,
+            schedule_id: None,
+        };
+        serde_json::to_value(&job).unwrap()
+    }
+
+    #[test]
+    fn the_bootstrap_address_crosses_the_queue_parsed() {
+        let sent = job();
+        assert_eq!(sent["bootstrap_address"], "10.0.0.7");
+        let read: JobMessage = serde_json::from_value(sent).unwrap();
+        assert_eq!(read.bootstrap_address, Some("10.0.0.7".parse().unwrap()));
+        let mut bad = job();
+        bad["bootstrap_address"] = "10.0.0.999".into();
+        assert!(serde_json::from_value::<JobMessage>(bad).is_err());
+    }
 }

@@ -21,10 +21,14 @@
 //!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]).
 //! - [`sweeper`]: recovers slots whose lease expired and judges dead-lettered jobs;
 //!   [`retention`] trims scheduled backups beyond a schedule's `retain`.
-//! - [`store`]: the DynamoDB adapter — every write that depends on what is stored is
-//!   conditional; `store/slot.rs` is the claim itself (SPEC §3).
+//! - [`store`]: the DynamoDB adapter, one facade ([`store::Store`]) over every table — every
+//!   write that depends on what is stored is conditional; `store/slot.rs` is the claim itself
+//!   (SPEC §3). One file per aggregate (subclouds, groups, names, schedules, backups,
+//!   operations, idempotency keys); attribute names only from `store/attributes.rs`, every
+//!   expression built by `store/expr.rs` ([`store::Expr`]).
 //! - [`domain`]: the values of SPEC §1 (subclouds, groups, names, states, operations,
-//!   schedules), parsed once at the edge; no I/O.
+//!   schedules), parsed once at the edge; no I/O. State values are spelled only in
+//!   `domain/state.rs`; a slot's state is a typed `ClaimedState` / `SlotState`.
 //! - [`config`] reads the environment once per cold start; [`resources`] defines the tables,
 //!   queues and bucket, which [`provision`] creates locally and the SAM template declares.
 

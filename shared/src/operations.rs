@@ -6,20 +6,21 @@
 
 use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
 use crate::domain::{
-    epoch_now, ClaimedState, Group, OpId, OpKind, OpState, Operation, SlotHolder, Subcloud,
+    epoch_now, BackupStatus, Group, OpId, OpKind, OpState, Operation, SlotHolder, SlotState,
+    Subcloud,
 };
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{
-    ClaimOutcome, ClaimRequest, Inventory, InventoryError, PriorState, StoreError,
-    MAX_CLAIMS_PER_TRANSACTION,
+    ClaimOutcome, ClaimRequest, InventoryError, Store, StoreError, MAX_CLAIMS_PER_TRANSACTION,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// What `start` needs: the store, the jobs queue and two settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Starter<'a> {
-    pub inventory: &'a Inventory,
+    pub inventory: &'a Store,
     pub jobs: &'a JobQueue,
     /// How long a claimed slot is held before it may be recovered.
     pub lease_seconds: u64,
@@ -75,9 +76,11 @@ pub enum StartError {
 enum Verdict {
     Accepted {
         subcloud: Box<Subcloud>,
-        prior: PriorState,
+        prior: SlotState,
         /// The operation record the claim wrote with it.
         record: Box<Operation>,
+        /// Where a restore reaches the agent instead of its registered address.
+        bootstrap_address: Option<IpAddr>,
     },
     /// Not taken; the subcloud as it stands, unless it is gone.
     Refused(SubcloudReason, Option<Box<Subcloud>>),
@@ -105,10 +108,12 @@ async fn hand_over_batch(starter: Starter<'_>, verdicts: Vec<Verdict>) -> Handed
                 subcloud,
                 prior,
                 record,
+                bootstrap_address,
             } => claimed.push(Claimed {
                 subcloud: *subcloud,
                 prior,
                 record: *record,
+                bootstrap_address,
             }),
             Verdict::Refused(r, sc) => {
                 refused.push(r);
@@ -128,8 +133,9 @@ async fn hand_over_batch(starter: Starter<'_>, verdicts: Vec<Verdict>) -> Handed
 /// A claimed and recorded subcloud on its way to the queue.
 struct Claimed {
     subcloud: Subcloud,
-    prior: PriorState,
+    prior: SlotState,
     record: Operation,
+    bootstrap_address: Option<IpAddr>,
 }
 
 fn reason(sc: &Subcloud, status: ReasonStatus, reason: String) -> SubcloudReason {
@@ -299,6 +305,7 @@ fn verdict(
     };
     match outcome {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
+            bootstrap_address: command.bootstrap.get(sc.name.as_str()).copied(),
             record: Box::new(Operation {
                 fence: subcloud.fence,
                 created_at: subcloud.op_since.clone().unwrap_or_default(),
@@ -340,12 +347,12 @@ fn verdict(
 /// dcmanager's words for a subcloud whose slot another operation holds, naming the state
 /// that operation set: backup-status for a backup or delete, deploy-status for a restore.
 fn busy_reason(requested: OpKind, sc: &Subcloud, holder: &SlotHolder) -> String {
-    let state = match holder.kind.claimed_state() {
-        ClaimedState::Backup(_) => format!(
+    let state = match holder.kind.claimed_state().current(sc) {
+        SlotState::Backup(b) => format!(
             "backup_status is '{}'",
-            sc.backup_status.map_or("none", |b| b.as_str())
+            b.map_or("none", BackupStatus::as_str)
         ),
-        ClaimedState::Deploy(_) => format!("deploy_status is '{}'", sc.deploy_status.as_str()),
+        SlotState::Deploy(d) => format!("deploy_status is '{}'", d.as_str()),
     };
     format!(
         "Cannot perform {requested} operation: Subcloud {} current {state}. Please wait until \
@@ -365,7 +372,7 @@ async fn hand_over(
     }
     let jobs: Vec<JobMessage> = claimed
         .iter()
-        .map(|c| JobMessage::for_operation(&c.record))
+        .map(|c| JobMessage::for_operation(&c.record, c.bootstrap_address))
         .collect();
     let sent = starter.jobs.send_all(&jobs).await;
     let mut accepted = Vec::new();

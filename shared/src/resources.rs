@@ -4,6 +4,10 @@
 //! against it by a test so the two cannot drift.
 
 use crate::config::ConfigError;
+use crate::store::attributes::{
+    BACKUP_ID, COUNTER, CREATED_AT, DUE, EXPIRES_AT, GROUP_ID, ID, IDEM_KEY, LEASE_EXPIRES_AT,
+    LEASE_HELD, NAME_KEY, NEXT_RUN, OP_ID, SUBCLOUD_ID,
+};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -38,10 +42,6 @@ pub const SUBCLOUD_OPERATIONS_INDEX: &str = "subcloud-operations";
 /// A sparse index of the schedules table: only an enabled schedule with a next run has
 /// `due`, so the scheduler finds due schedules by next run without a scan.
 pub const DUE_SCHEDULES_INDEX: &str = "due-schedules";
-
-/// The operations table's TTL attribute: when a record expires (Unix seconds), the
-/// operation history period after it was written.
-pub const OPERATION_EXPIRES_AT: &str = "expires_at";
 
 /// Jobs are retried this many times before they land on the dead-letter queue.
 pub const JOBS_MAX_RECEIVE_COUNT: u32 = 5;
@@ -128,22 +128,22 @@ impl Resources {
                 logical_id: "SubcloudsTable",
                 name: self.subclouds_table.clone(),
                 key: Key {
-                    hash: ("id", N),
+                    hash: (ID, N),
                     range: None,
                 },
                 indexes: vec![
                     Index {
                         name: GROUP_MEMBERS_INDEX,
                         key: Key {
-                            hash: ("group_id", N),
-                            range: Some(("id", N)),
+                            hash: (GROUP_ID, N),
+                            range: Some((ID, N)),
                         },
                     },
                     Index {
                         name: EXPIRING_LEASES_INDEX,
                         key: Key {
-                            hash: ("lease_held", S),
-                            range: Some(("lease_expires_at", N)),
+                            hash: (LEASE_HELD, S),
+                            range: Some((LEASE_EXPIRES_AT, N)),
                         },
                     },
                 ],
@@ -153,7 +153,7 @@ impl Resources {
                 logical_id: "GroupsTable",
                 name: self.groups_table.clone(),
                 key: Key {
-                    hash: ("id", N),
+                    hash: (ID, N),
                     range: None,
                 },
                 indexes: vec![],
@@ -163,7 +163,7 @@ impl Resources {
                 logical_id: "NamesTable",
                 name: self.names_table.clone(),
                 key: Key {
-                    hash: ("name_key", S),
+                    hash: (NAME_KEY, S),
                     range: None,
                 },
                 indexes: vec![],
@@ -173,7 +173,7 @@ impl Resources {
                 logical_id: "CountersTable",
                 name: self.counters_table.clone(),
                 key: Key {
-                    hash: ("counter", S),
+                    hash: (COUNTER, S),
                     range: None,
                 },
                 indexes: vec![],
@@ -183,34 +183,34 @@ impl Resources {
                 logical_id: "OperationsTable",
                 name: self.operations_table.clone(),
                 key: Key {
-                    hash: ("op_id", S),
+                    hash: (OP_ID, S),
                     range: None,
                 },
                 indexes: vec![Index {
                     name: SUBCLOUD_OPERATIONS_INDEX,
                     key: Key {
-                        hash: ("subcloud_id", N),
-                        range: Some(("created_at", S)),
+                        hash: (SUBCLOUD_ID, N),
+                        range: Some((CREATED_AT, S)),
                     },
                 }],
-                ttl_attribute: Some(OPERATION_EXPIRES_AT),
+                ttl_attribute: Some(EXPIRES_AT),
             },
             Table {
                 logical_id: "IdempotencyTable",
                 name: self.idempotency_table.clone(),
                 key: Key {
-                    hash: ("idem_key", S),
+                    hash: (IDEM_KEY, S),
                     range: None,
                 },
                 indexes: vec![],
-                ttl_attribute: Some("expires_at"),
+                ttl_attribute: Some(EXPIRES_AT),
             },
             Table {
                 logical_id: "BackupsTable",
                 name: self.backups_table.clone(),
                 key: Key {
-                    hash: ("subcloud_id", N),
-                    range: Some(("backup_id", S)),
+                    hash: (SUBCLOUD_ID, N),
+                    range: Some((BACKUP_ID, S)),
                 },
                 indexes: vec![],
                 ttl_attribute: None,
@@ -219,14 +219,14 @@ impl Resources {
                 logical_id: "SchedulesTable",
                 name: self.schedules_table.clone(),
                 key: Key {
-                    hash: ("id", N),
+                    hash: (ID, N),
                     range: None,
                 },
                 indexes: vec![Index {
                     name: DUE_SCHEDULES_INDEX,
                     key: Key {
-                        hash: ("due", S),
-                        range: Some(("next_run", N)),
+                        hash: (DUE, S),
+                        range: Some((NEXT_RUN, N)),
                     },
                 }],
                 ttl_attribute: None,

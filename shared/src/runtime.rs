@@ -8,7 +8,7 @@ use crate::central::CentralStore;
 use crate::config::Config;
 use crate::jobs::JobQueue;
 use crate::scheduler::Scheduler;
-use crate::store::Inventory;
+use crate::store::Store;
 use crate::sweeper::Sweeper;
 use crate::worker::Worker;
 use aws_sdk_dynamodb::config::{
@@ -112,7 +112,7 @@ impl App {
     pub fn new(clients: &Clients, config: &Config, auth: Arc<Authenticator>) -> App {
         App {
             auth,
-            inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+            inventory: Store::new(clients.dynamodb.clone(), config.resources.clone())
                 .with_operation_history_days(config.operation_history_days),
             jobs: JobQueue::new(
                 clients.sqs.clone(),
@@ -225,7 +225,7 @@ pub fn worker(
     agent_secret: dcbackup_agent::Secret,
 ) -> Result<Worker, TlsSetupError> {
     Ok(Worker {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+        inventory: Store::new(clients.dynamodb.clone(), config.resources.clone())
             .with_operation_history_days(config.operation_history_days),
         jobs: JobQueue::new(
             clients.sqs.clone(),
@@ -261,7 +261,7 @@ pub async fn serve_scheduler() -> Result<(), Error> {
 /// The scheduler over these clients and settings.
 pub fn scheduler(clients: &Clients, config: &Config) -> Scheduler {
     Scheduler {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+        inventory: Store::new(clients.dynamodb.clone(), config.resources.clone())
             .with_operation_history_days(config.operation_history_days),
         jobs: JobQueue::new(
             clients.sqs.clone(),
@@ -293,7 +293,7 @@ pub async fn serve_sweeper() -> Result<(), Error> {
 /// The sweeper over these clients and settings.
 pub fn sweeper(clients: &Clients, config: &Config) -> Sweeper {
     Sweeper {
-        inventory: Inventory::new(clients.dynamodb.clone(), config.resources.clone())
+        inventory: Store::new(clients.dynamodb.clone(), config.resources.clone())
             .with_operation_history_days(config.operation_history_days),
         dead_letters: JobQueue::new(
             clients.sqs.clone(),

@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::jobs::JobQueue;
 use crate::operations::{self, Origin, Started, Starter};
-use crate::store::{Begin, Inventory, StoreError};
+use crate::store::{Begin, Store, StoreError};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -30,7 +30,7 @@ const INLINE_EVENT_HOLD_SECONDS: u64 = 60 + crate::config::Config::IDEMPOTENCY_M
 
 #[derive(Debug)]
 pub struct Scheduler {
-    pub inventory: Inventory,
+    pub inventory: Store,
     pub jobs: JobQueue,
     pub lease_seconds: u64,
     pub claim_concurrency: usize,

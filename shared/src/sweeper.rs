@@ -3,10 +3,10 @@
 //! operation is left hanging and none ends silently, and no healthy one is ended by a stray
 //! copy of its job.
 
-use crate::central::CentralStore;
+use crate::central::{CentralError, CentralStore};
 use crate::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Subcloud};
-use crate::jobs::{JobMessage, JobQueue};
-use crate::store::{FailWhen, Inventory, InventoryError, StoreError};
+use crate::jobs::{JobMessage, JobQueue, QueueError};
+use crate::store::{FailWhen, InventoryError, Store, StoreError};
 use serde::Serialize;
 
 /// Dead-lettered jobs handled per run at most, so one run stays short.
@@ -14,7 +14,7 @@ const DEAD_LETTERS_PER_RUN: usize = 500;
 
 #[derive(Debug)]
 pub struct Sweeper {
-    pub inventory: Inventory,
+    pub inventory: Store,
     pub dead_letters: JobQueue,
     /// Where a recovered backup's archive is removed from.
     pub central: CentralStore,
@@ -32,6 +32,25 @@ pub struct SweepReport {
     pub kept: usize,
 }
 
+/// Why a sweep stopped before its end (the next scheduled run sweeps again).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The dead-letter queue could not be read or a judged message not deleted.
+    #[error(transparent)]
+    DeadLetters(#[from] QueueError),
+}
+
+/// Why what a recovered create left in central storage was not discarded.
+#[derive(Debug, thiserror::Error)]
+enum DiscardError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Central(#[from] CentralError),
+}
+
 /// What became of one dead-lettered job.
 enum Judged {
     /// Its operation was ended as failed.
@@ -44,21 +63,17 @@ enum Judged {
 
 impl Sweeper {
     /// One sweep at the current time.
-    pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
+    pub async fn sweep(&self) -> Result<SweepReport, SweepError> {
         self.sweep_at(epoch_now()).await
     }
 
     /// One sweep as of `now` (Unix seconds): leases that expired by then are recovered.
-    pub async fn sweep_at(&self, now: u64) -> Result<SweepReport, StoreError> {
+    pub async fn sweep_at(&self, now: u64) -> Result<SweepReport, SweepError> {
         let mut report = SweepReport::default();
         // Dead letters first: an operation whose job was dead-lettered is failed saying so.
         let mut seen = 0;
         while seen < DEAD_LETTERS_PER_RUN {
-            let batch = self
-                .dead_letters
-                .receive()
-                .await
-                .map_err(StoreError::Unavailable)?;
+            let batch = self.dead_letters.receive().await?;
             if batch.is_empty() {
                 break;
             }
@@ -77,10 +92,7 @@ impl Sweeper {
                         continue;
                     }
                 }
-                self.dead_letters
-                    .delete(&receipt)
-                    .await
-                    .map_err(StoreError::Unavailable)?;
+                self.dead_letters.delete(&receipt).await?;
             }
         }
         for sc in self.inventory.expired_leases(now).await? {
@@ -170,7 +182,7 @@ impl Sweeper {
 /// Discards what the recovered create `op_id` of `sc` may have left in central storage, then
 /// forgets it (`orphan_upload`); a failure is logged and it stays for the next try.
 pub(crate) async fn discard_orphan(
-    inventory: &Inventory,
+    inventory: &Store,
     central: &CentralStore,
     sc: &Subcloud,
     op_id: &OpId,
@@ -179,7 +191,7 @@ pub(crate) async fn discard_orphan(
         Ok(()) => inventory
             .clear_orphan_upload(sc.id, op_id)
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(DiscardError::from),
         Err(e) => Err(e),
     };
     if let Err(e) = discarded {
@@ -189,16 +201,12 @@ pub(crate) async fn discard_orphan(
 
 /// The single place where a recovered create's upload is discarded.
 async fn discard_upload(
-    inventory: &Inventory,
+    inventory: &Store,
     central: &CentralStore,
     sc: &Subcloud,
     op_id: &OpId,
-) -> Result<(), String> {
-    let Some(op) = inventory
-        .operation(op_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+) -> Result<(), DiscardError> {
+    let Some(op) = inventory.operation(op_id).await? else {
         return Ok(());
     };
     if op.options.local_only {
@@ -206,18 +214,11 @@ async fn discard_upload(
     }
     let key = CentralStore::key(sc.name.as_str(), &op.release, op_id);
     if let Some(upload_id) = &op.upload_id {
-        if central
-            .abort_upload(&key, upload_id)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if central.abort_upload(&key, upload_id).await? {
             tracing::info!(op_id = %op_id, key, "upload of a recovered backup aborted");
         }
     }
-    central
-        .delete_object(&key)
-        .await
-        .map_err(|e| e.to_string())?;
+    central.delete_object(&key).await?;
     tracing::info!(op_id = %op_id, key, "archive of a recovered backup removed");
     Ok(())
 }

@@ -12,21 +12,22 @@
 //! and completes it with the parts the agent reports — or aborts it when the backup fails.
 
 use crate::agent_client::{AgentClient, AgentError};
-use crate::central::{CentralStore, CompleteError};
+use crate::central::{CentralError, CentralStore, CompleteError};
 use crate::domain::{
-    epoch_now, timestamp_now, AgentUrl, BackupStatus, DeployStatus, OpKind, OpState, Ref, Subcloud,
+    epoch_now, timestamp_now, AgentUrl, BackupStatus, ClaimedState, DeployStatus, OpId, OpKind,
+    OpState, Ref, SlotState, Subcloud,
 };
-use crate::jobs::{JobMessage, JobQueue};
+use crate::jobs::{JobMessage, JobQueue, QueueError};
 use crate::store::{
-    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, Inventory, InventoryError, Outcome,
-    Seat, StoreError, UploadRecord,
+    BackupLocation, BackupRecord, BackupSet, HandOff, Holder, InventoryError, Outcome, Seat, Store,
+    StoreError, UploadRecord,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use dcbackup_agent::protocol::{
     self, BackupRequest, JobState, JobView, PartUrls, RestoreRequest, UploadPlan, UploadProgress,
     MAX_PARTS,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How many unanswered starts of an agent job are asked again before the operation fails.
@@ -40,24 +41,39 @@ const STARVED_POLL: Duration = Duration::from_secs(1);
 /// Why a message must be delivered again (the work is not lost: SQS redelivers it, and after
 /// too many tries it lands on the dead-letter queue).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Retry(String);
-
-impl From<StoreError> for Retry {
-    fn from(e: StoreError) -> Self {
-        Retry(e.to_string())
-    }
-}
-
-impl From<crate::central::CentralError> for Retry {
-    fn from(e: crate::central::CentralError) -> Self {
-        Retry(e.to_string())
-    }
+pub enum Retry {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The subcloud could not be read.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Central(#[from] CentralError),
+    /// The next poll could not be queued.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A poll delivered before the write that hands the chain to it, which may still land.
+    #[error("poll {attempt} of operation {op_id} is not handed on yet (the chain is at {live})")]
+    NotHandedOn {
+        op_id: OpId,
+        attempt: u32,
+        live: u32,
+    },
+    /// The job's operation id is not a UUID (the agent keys its jobs by one).
+    #[error("operation id {op_id} is not a UUID: {source}")]
+    OpId {
+        op_id: OpId,
+        #[source]
+        source: uuid::Error,
+    },
+    /// The presigned download URL is not one the agent takes.
+    #[error("the download URL of {key} is not one the agent takes: {reason}")]
+    DownloadUrl { key: String, reason: String },
 }
 
 #[derive(Debug)]
 pub struct Worker {
-    pub inventory: Inventory,
+    pub inventory: Store,
     pub jobs: JobQueue,
     pub central: CentralStore,
     pub agents: AgentClient,
@@ -123,7 +139,7 @@ impl Worker {
                 tracing::info!(op_id = %job.op_id, "subcloud gone; job dropped");
                 return Ok(());
             }
-            Err(e) => return Err(Retry(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
         let ours = sc.op_id.as_ref() == Some(&job.op_id)
             && sc.fence == job.fence
@@ -136,10 +152,11 @@ impl Worker {
         if job.attempt != live || job.poll_token != sc.poll_token {
             // Sent before the write that hands the chain to it: that write may still land.
             if job.attempt > live {
-                return Err(Retry(format!(
-                    "poll {} of operation {} is not handed on yet (the chain is at {live})",
-                    job.attempt, job.op_id
-                )));
+                return Err(Retry::NotHandedOn {
+                    op_id: job.op_id.clone(),
+                    attempt: job.attempt,
+                    live,
+                });
             }
             tracing::info!(op_id = %job.op_id, attempt = job.attempt, live, "not the live message of the poll chain; dropped");
             return Ok(());
@@ -157,7 +174,7 @@ impl Worker {
                 fence: job.fence,
             },
             sc: &sc,
-            seat: AtomicU64::new(sc.seat.unwrap_or(0)),
+            seat: sc.seat.map(OnceLock::from).unwrap_or_default(),
         };
         match job.kind {
             OpKind::Create => step.create().await,
@@ -175,10 +192,19 @@ enum Followed {
 }
 
 impl Followed {
-    fn running(self) -> (&'static str, &'static str) {
+    /// The state the operation holds while the agent job is being started.
+    fn preparing(self) -> ClaimedState {
         match self {
-            Followed::Backup => ("backup_status", BackupStatus::BackingUp.as_str()),
-            Followed::Restore => ("deploy_status", DeployStatus::RESTORING),
+            Followed::Backup => ClaimedState::Backup(BackupStatus::PreBackup),
+            Followed::Restore => ClaimedState::Deploy(DeployStatus::pre_restore()),
+        }
+    }
+
+    /// The state the operation holds while the agent job runs.
+    fn running(self) -> ClaimedState {
+        match self {
+            Followed::Backup => ClaimedState::Backup(BackupStatus::BackingUp),
+            Followed::Restore => ClaimedState::Deploy(DeployStatus::restoring()),
         }
     }
 
@@ -196,8 +222,8 @@ struct Step<'a> {
     job: &'a JobMessage,
     holder: Holder,
     sc: &'a Subcloud,
-    /// The group whose seat the operation holds (0: none; group ids start at 1).
-    seat: AtomicU64,
+    /// The group whose seat the operation holds, once it holds one.
+    seat: OnceLock<u64>,
 }
 
 impl Step<'_> {
@@ -217,33 +243,18 @@ impl Step<'_> {
             .agent_url
             .clone()
             .ok_or_else(|| format!("subcloud {} has no registered agent-url", self.name()))?;
-        let bootstrap = self
-            .job
-            .options
-            .values
-            .as_ref()
-            .and_then(|v| v.get("bootstrap_address"))
-            .and_then(|b| b.get(self.name()))
-            .and_then(|a| a.as_str())
-            .and_then(|a| a.parse().ok());
-        match bootstrap {
+        match self.job.bootstrap_address {
             Some(ip) => registered.with_host(ip).map_err(|e| e.to_string()),
             None => Ok(registered),
         }
     }
 
-    async fn advance(&self, attribute: &'static str, state: &str) -> Result<bool, Retry> {
+    async fn advance(&self, state: &ClaimedState) -> Result<bool, Retry> {
         let now = epoch_now();
         let advanced = self
             .worker
             .inventory
-            .advance(
-                &self.holder,
-                (attribute, state),
-                now,
-                self.worker.lease_seconds,
-                None,
-            )
+            .advance(&self.holder, state, now, self.worker.lease_seconds, None)
             .await?;
         if !advanced {
             tracing::info!(op_id = %self.job.op_id, "slot lost; job stops");
@@ -270,13 +281,13 @@ impl Step<'_> {
 
     /// The group whose seat this operation holds, if any.
     fn seat(&self) -> Option<u64> {
-        Some(self.seat.load(Ordering::SeqCst)).filter(|g| *g != 0)
+        self.seat.get().copied()
     }
 
     /// Takes a seat (group cap and global cap) unless this operation holds one. Returns
     /// whether the operation may start now; if not, it keeps its slot (the lease is
     /// extended in its current `state`) and is polled again later.
-    async fn seated(&self, state: (&'static str, &str)) -> Result<bool, Retry> {
+    async fn seated(&self, state: &ClaimedState) -> Result<bool, Retry> {
         if self.seat().is_some() {
             return Ok(true);
         }
@@ -293,7 +304,8 @@ impl Step<'_> {
             .await?;
         match seat {
             Seat::Taken => {
-                self.seat.store(self.sc.group_id, Ordering::SeqCst);
+                // Only taken while none is held (above), so it is never set twice.
+                let _ = self.seat.set(self.sc.group_id);
                 Ok(true)
             }
             Seat::Full => {
@@ -308,23 +320,14 @@ impl Step<'_> {
         }
     }
 
-    async fn fail_backup(&self, status: BackupStatus, why: String) -> Result<(), Retry> {
+    /// Ends the operation as failed in `state`; a central backup's upload is aborted.
+    async fn fail(&self, state: SlotState, why: String) -> Result<(), Retry> {
         if self.central_create() {
             self.abort_upload().await;
         }
         let outcome = Outcome {
-            backup_status: Some(Some(status.as_str())),
             error: Some(why),
-            ..Outcome::default()
-        };
-        self.finish(outcome, OpState::Failed).await
-    }
-
-    async fn fail_restore(&self, status: &str, why: String) -> Result<(), Retry> {
-        let outcome = Outcome {
-            deploy_status: Some(status.to_owned()),
-            error: Some(why),
-            ..Outcome::default()
+            ..Outcome::ending(state)
         };
         self.finish(outcome, OpState::Failed).await
     }
@@ -336,7 +339,7 @@ impl Step<'_> {
     /// the chain on first or the slot is lost; the message sent then is dropped on arrival.
     async fn poll_later(
         &self,
-        state: Option<(&'static str, &str)>,
+        state: Option<&ClaimedState>,
         start_tries: u32,
     ) -> Result<bool, Retry> {
         let delay = Duration::from_secs(1u64 << self.job.attempt.min(10)).min(self.worker.poll_cap);
@@ -346,7 +349,7 @@ impl Step<'_> {
     /// [`Step::poll_later`] after `delay`.
     async fn poll_in(
         &self,
-        state: Option<(&'static str, &str)>,
+        state: Option<&ClaimedState>,
         start_tries: u32,
         delay: Duration,
     ) -> Result<bool, Retry> {
@@ -359,11 +362,7 @@ impl Step<'_> {
         };
         // Sent first: a delivery that dies before the write leaves the chain where it was,
         // so this message's redelivery carries it on.
-        self.worker
-            .jobs
-            .send_delayed(&next, delay)
-            .await
-            .map_err(Retry)?;
+        self.worker.jobs.send_delayed(&next, delay).await?;
         let hand_off = HandOff {
             from: self.job.attempt,
             token,
@@ -393,7 +392,7 @@ impl Step<'_> {
     /// The agent job has started: the operation is running (its record says since when)
     /// and is followed by polls.
     async fn started(&self, followed: Followed) -> Result<(), Retry> {
-        if self.poll_later(Some(followed.running()), 0).await? {
+        if self.poll_later(Some(&followed.running()), 0).await? {
             self.worker
                 .inventory
                 .set_operation_state(&self.job.op_id, OpState::Running, None)
@@ -421,10 +420,7 @@ impl Step<'_> {
     }
 
     async fn fail_prep(&self, followed: Followed, why: String) -> Result<(), Retry> {
-        match followed {
-            Followed::Backup => self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
-            Followed::Restore => self.fail_restore("restore-prep-failed", why).await,
-        }
+        self.fail(followed.preparing().failed(), why).await
     }
 
     /// The backup's progress in bytes, as the agent reports it, on the operation record.
@@ -442,10 +438,7 @@ impl Step<'_> {
     }
 
     async fn fail_followed(&self, followed: Followed, why: String) -> Result<(), Retry> {
-        match followed {
-            Followed::Backup => self.fail_backup(BackupStatus::Failed, why).await,
-            Followed::Restore => self.fail_restore("restore-failed", why).await,
-        }
+        self.fail(followed.running().failed(), why).await
     }
 
     /// One poll of the agent job: still running (lease extended, polled again), failed, or
@@ -481,13 +474,13 @@ impl Step<'_> {
                 };
                 let still_ours = if starved {
                     self.poll_in(
-                        Some(followed.running()),
+                        Some(&followed.running()),
                         0,
                         STARVED_POLL.min(self.worker.poll_cap),
                     )
                     .await?
                 } else {
-                    self.poll_later(Some(followed.running()), 0).await?
+                    self.poll_later(Some(&followed.running()), 0).await?
                 };
                 if still_ours {
                     if let Followed::Backup = followed {
@@ -505,10 +498,7 @@ impl Step<'_> {
             JobState::Succeeded => match followed {
                 Followed::Backup => self.backup_done(view).await,
                 Followed::Restore => {
-                    let outcome = Outcome {
-                        deploy_status: Some(DeployStatus::COMPLETE.to_owned()),
-                        ..Outcome::default()
-                    };
+                    let outcome = Outcome::ending(SlotState::Deploy(DeployStatus::complete()));
                     self.finish(outcome, OpState::Succeeded).await
                 }
             },
@@ -520,16 +510,14 @@ impl Step<'_> {
     async fn create(&self) -> Result<(), Retry> {
         let agent = match self.agent() {
             Ok(agent) => agent,
-            Err(why) => return self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
+            Err(why) => return self.fail_prep(Followed::Backup, why).await,
         };
         match self.sc.backup_status {
             Some(BackupStatus::Validating) => {
                 if self
-                    .seated(("backup_status", BackupStatus::Validating.as_str()))
+                    .seated(&ClaimedState::Backup(BackupStatus::Validating))
                     .await?
-                    && self
-                        .advance("backup_status", BackupStatus::PreBackup.as_str())
-                        .await?
+                    && self.advance(&Followed::Backup.preparing()).await?
                 {
                     self.start_backup(&agent).await?;
                 }
@@ -540,10 +528,7 @@ impl Step<'_> {
             // same job.
             Some(BackupStatus::PreBackup) => {
                 // The lease is renewed (and the slot proved ours) before the agent is asked.
-                if self
-                    .advance("backup_status", BackupStatus::PreBackup.as_str())
-                    .await?
-                {
+                if self.advance(&Followed::Backup.preparing()).await? {
                     self.start_backup(&agent).await?;
                 }
                 Ok(())
@@ -559,7 +544,7 @@ impl Step<'_> {
     async fn start_backup(&self, agent: &AgentUrl) -> Result<(), Retry> {
         let release = match self.release() {
             Ok(release) => release,
-            Err(why) => return self.fail_backup(BackupStatus::BackupPrepFailed, why).await,
+            Err(why) => return self.fail_prep(Followed::Backup, why).await,
         };
         let upload = if self.job.options.local_only {
             None
@@ -569,7 +554,7 @@ impl Step<'_> {
                     "operation {} has no record to keep its upload on",
                     self.job.op_id
                 );
-                return self.fail_backup(BackupStatus::BackupPrepFailed, why).await;
+                return self.fail_prep(Followed::Backup, why).await;
             };
             let last = self.worker.part_urls_ahead.clamp(1, MAX_PARTS);
             let parts = self
@@ -603,11 +588,11 @@ impl Step<'_> {
         self.record_bytes(&view).await?;
         let Some(result) = view.result else {
             let why = "the agent reported success without a result".to_owned();
-            return self.fail_backup(BackupStatus::Failed, why).await;
+            return self.fail_followed(Followed::Backup, why).await;
         };
         if self.central_create() {
             if let Err(why) = self.complete_upload(&result).await? {
-                return self.fail_backup(BackupStatus::Failed, why).await;
+                return self.fail_followed(Followed::Backup, why).await;
             }
         }
         let now = timestamp_now();
@@ -644,10 +629,9 @@ impl Step<'_> {
             crate::retention::apply(self.worker, &self.holder, self.sc, self.job).await?;
         }
         let outcome = Outcome {
-            backup_status: Some(Some(status.as_str())),
             backup_datetime: Some(now),
             add_release: Some((set, self.job.release.clone())),
-            ..Outcome::default()
+            ..Outcome::ending(SlotState::Backup(Some(status)))
         };
         self.finish(outcome, OpState::Succeeded).await
     }
@@ -797,12 +781,12 @@ impl Step<'_> {
     async fn restore(&self) -> Result<(), Retry> {
         let agent = match self.agent() {
             Ok(agent) => agent,
-            Err(why) => return self.fail_restore("restore-prep-failed", why).await,
+            Err(why) => return self.fail_prep(Followed::Restore, why).await,
         };
         match self.sc.deploy_status.as_str() {
             DeployStatus::PRE_RESTORE => {
-                let waiting = ("deploy_status", DeployStatus::PRE_RESTORE);
-                if self.seated(waiting).await? && self.advance(waiting.0, waiting.1).await? {
+                let waiting = Followed::Restore.preparing();
+                if self.seated(&waiting).await? && self.advance(&waiting).await? {
                     self.start_restore(&agent).await?;
                 }
                 Ok(())
@@ -818,7 +802,7 @@ impl Step<'_> {
     async fn start_restore(&self, agent: &AgentUrl) -> Result<(), Retry> {
         let release = match self.release() {
             Ok(release) => release,
-            Err(why) => return self.fail_restore("restore-prep-failed", why).await,
+            Err(why) => return self.fail_prep(Followed::Restore, why).await,
         };
         let (download_url, sha256) = if self.job.options.local_only {
             (None, None)
@@ -833,22 +817,17 @@ impl Step<'_> {
                     "no central backup found for release {}",
                     self.job.release.as_str()
                 );
-                return self.fail_restore("restore-prep-failed", why).await;
+                return self.fail_prep(Followed::Restore, why).await;
             };
             let Some(key) = backup.s3_key.clone() else {
                 let why = format!("central backup {} has no object key", backup.backup_id);
-                return self.fail_restore("restore-prep-failed", why).await;
+                return self.fail_prep(Followed::Restore, why).await;
             };
-            let url = self
-                .worker
-                .central
-                .download_url(&key)
-                .await
-                .map_err(|e| Retry(e.to_string()))?;
-            (
-                Some(url.parse().map_err(Retry)?),
-                backup.sha256.parse().ok(),
-            )
+            let url = self.worker.central.download_url(&key).await?;
+            let url = url
+                .parse()
+                .map_err(|reason| Retry::DownloadUrl { key, reason })?;
+            (Some(url), backup.sha256.parse().ok())
         };
         let request = RestoreRequest {
             op_id: op_uuid(self.job)?,
@@ -870,9 +849,9 @@ impl Step<'_> {
     // ---- delete ------------------------------------------------------------------------
 
     async fn delete(&self) -> Result<(), Retry> {
-        let deleting = BackupStatus::DeletingBackup.as_str();
+        let deleting = ClaimedState::Backup(BackupStatus::DeletingBackup);
         if self.sc.backup_status != Some(BackupStatus::DeletingBackup)
-            || !self.advance("backup_status", deleting).await?
+            || !self.advance(&deleting).await?
         {
             return Ok(());
         }
@@ -880,11 +859,11 @@ impl Step<'_> {
         let (location, set) = if self.job.options.local_only {
             let agent = match self.agent() {
                 Ok(agent) => agent,
-                Err(why) => return self.fail_backup(BackupStatus::DeleteFailed, why).await,
+                Err(why) => return self.fail(deleting.failed(), why).await,
             };
             let agent_release = match self.release() {
                 Ok(r) => r,
-                Err(why) => return self.fail_backup(BackupStatus::DeleteFailed, why).await,
+                Err(why) => return self.fail(deleting.failed(), why).await,
             };
             if let Err(e) = self
                 .worker
@@ -892,9 +871,7 @@ impl Step<'_> {
                 .delete_local(&agent, self.name(), &agent_release)
                 .await
             {
-                return self
-                    .fail_backup(BackupStatus::DeleteFailed, e.to_string())
-                    .await;
+                return self.fail(deleting.failed(), e.to_string()).await;
             }
             (BackupLocation::Local, BackupSet::Local)
         } else {
@@ -904,9 +881,7 @@ impl Step<'_> {
                 .delete_release(self.name(), release)
                 .await
             {
-                return self
-                    .fail_backup(BackupStatus::DeleteFailed, e.to_string())
-                    .await;
+                return self.fail(deleting.failed(), e.to_string()).await;
             }
             (BackupLocation::Central, BackupSet::Central)
         };
@@ -922,21 +897,23 @@ impl Step<'_> {
             BackupSet::Local => local.remove(release.as_str()),
         };
         let status = if !central.is_empty() {
-            Some(BackupStatus::CompleteCentral.as_str())
+            Some(BackupStatus::CompleteCentral)
         } else if !local.is_empty() {
-            Some(BackupStatus::CompleteLocal.as_str())
+            Some(BackupStatus::CompleteLocal)
         } else {
             None
         };
         let outcome = Outcome {
-            backup_status: Some(status),
             remove_release: Some((set, release.clone())),
-            ..Outcome::default()
+            ..Outcome::ending(SlotState::Backup(status))
         };
         self.finish(outcome, OpState::Succeeded).await
     }
 }
 
 fn op_uuid(job: &JobMessage) -> Result<uuid::Uuid, Retry> {
-    uuid::Uuid::parse_str(job.op_id.as_str()).map_err(|e| Retry(e.to_string()))
+    uuid::Uuid::parse_str(job.op_id.as_str()).map_err(|source| Retry::OpId {
+        op_id: job.op_id.clone(),
+        source,
+    })
 }

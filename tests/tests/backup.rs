@@ -5,10 +5,10 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
 use dcbackup::config::Config;
-use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release};
+use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release, SlotState};
 use dcbackup::jobs::JobQueue;
 use dcbackup::resources::Resources;
-use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Inventory, PriorState};
+use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Store};
 use dcbackup_tests::{token, Stack};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -475,7 +475,7 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     else {
         panic!("the first claim succeeds");
     };
-    assert_eq!(prior, PriorState::Backup(None));
+    assert_eq!(prior, SlotState::Backup(None));
 
     let reply = create(&stack, json!({"subcloud": "e1"})).await;
     assert_eq!(
@@ -790,7 +790,7 @@ async fn a_claim_whose_record_cannot_be_written_does_not_happen() {
         operations_table: format!("{}-no-operations", stack.prefix),
         ..stack.resources.clone()
     };
-    let broken = Inventory::new(stack.clients.dynamodb.clone(), resources);
+    let broken = Store::new(stack.clients.dynamodb.clone(), resources);
     let seen = stack.app.inventory.subcloud(&Ref::Id(id)).await.unwrap();
     let request = claim_request(OpKind::Create, epoch_now(), 60);
     let record = dcbackup_tests::record_for(&seen, &request);
@@ -1556,7 +1556,7 @@ async fn operation_records_expire_after_the_history_period() {
 
     // The record written inside the claim's transaction expires as the inventory is told.
     let id2 = backup_ready(&stack, "ttl2", "Default").await;
-    let inventory = Inventory::new(stack.clients.dynamodb.clone(), stack.resources.clone())
+    let inventory = Store::new(stack.clients.dynamodb.clone(), stack.resources.clone())
         .with_operation_history_days(20);
     let seen = inventory.subcloud(&Ref::Id(id2)).await.expect("subcloud");
     let before = epoch_now();

@@ -65,7 +65,7 @@ struct Grants {
 
 fn grants(route: Route) -> Grants {
     match route {
-        // `store::Inventory`: items, name claims, id counters and the group-members index.
+        // `store::Store`: items, name claims, id counters and the group-members index.
         Route::SubcloudsList
         | Route::SubcloudsRegister
         | Route::SubcloudsShow

@@ -238,6 +238,37 @@ async fn local_backup_restore_and_delete() {
     assert!(!lab.stack.item(id).await.contains_key("local_backups"));
 }
 
+/// The restore's `bootstrap_address` for the subcloud is where its agent is reached, on the
+/// registered port: the registered address (127.0.0.2, where nothing listens) is not used.
+#[tokio::test]
+async fn a_restore_reaches_the_agent_at_its_bootstrap_address() {
+    let lab = Lab::new().await;
+    let agent = lab.agent("boot1").await;
+    lab.register("boot1", &agent.url).await;
+    let original = tree(&agent.data);
+    create(&lab, json!({"subcloud": "boot1", "local_only": true})).await;
+    let done = lab.run_to_end("boot1").await;
+    assert_eq!(done["backup-status"], "complete-local", "{done}");
+
+    disturb(&agent.data);
+    let elsewhere = agent.url.replace("127.0.0.1", "127.0.0.2");
+    let moved = json!({"management-state": "unmanaged", "agent-url": elsewhere});
+    let reply = lab
+        .stack
+        .call(Route::SubcloudsUpdate, "/v1.0/subclouds/boot1", Some(moved))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let values = json!({"bootstrap_address": {"boot1": "127.0.0.1"}});
+    restore(
+        &lab,
+        json!({"subcloud": "boot1", "local_only": true, "restore_values": values}),
+    )
+    .await;
+    let done = lab.run_to_end("boot1").await;
+    assert_eq!(done["deploy-status"], "complete", "{done}");
+    assert_eq!(tree(&agent.data), original);
+}
+
 #[tokio::test]
 async fn central_delete_removes_the_objects() {
     let lab = Lab::new().await;

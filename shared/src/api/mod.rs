@@ -18,7 +18,7 @@ pub use fields::Fields;
 use crate::auth::{policy::rules, Authenticator, Principal};
 use crate::domain::{epoch_now, OpId, OpKind, Ref, Release};
 use crate::jobs::JobQueue;
-use crate::store::{Begin, Inventory};
+use crate::store::{Begin, Store};
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct App {
     pub auth: Arc<Authenticator>,
-    pub inventory: Inventory,
+    pub inventory: Store,
     pub jobs: JobQueue,
     pub max_body_bytes: usize,
     pub lease_seconds: u64,

@@ -1,6 +1,6 @@
 //! Backup/restore operations: what kind, which options, and the record kept of each one.
 
-use super::{BackupStatus, DeployStatus, Invalid, Release};
+use super::{BackupStatus, DeployStatus, Invalid, Release, Subcloud};
 pub use dcbackup_agent::protocol::ByteProgress;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -40,11 +40,86 @@ impl fmt::Display for OpKind {
     }
 }
 
-/// The state attribute a claim moves, and to what.
+/// A state an operation holds its subcloud in while it holds the slot: a transitory
+/// backup-status (create, delete) or deploy-status (restore). Only an operation sets one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimedState {
     Backup(BackupStatus),
     Deploy(DeployStatus),
+}
+
+impl ClaimedState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ClaimedState::Backup(b) => b.as_str(),
+            ClaimedState::Deploy(d) => d.as_str(),
+        }
+    }
+
+    /// The state the subcloud is left in when the operation fails in this one (SPEC §1's
+    /// map, from `BackupStatus::failure_state` / `DeployStatus::failure_state`).
+    pub fn failed(&self) -> SlotState {
+        match self {
+            ClaimedState::Backup(b) => SlotState::Backup(Some(b.failure_state().unwrap_or(*b))),
+            ClaimedState::Deploy(d) => {
+                SlotState::Deploy(d.failure_state().unwrap_or_else(|| d.clone()))
+            }
+        }
+    }
+
+    /// What `sc` holds in the attribute this state is a value of.
+    pub fn current(&self, sc: &Subcloud) -> SlotState {
+        match self {
+            ClaimedState::Backup(_) => SlotState::Backup(sc.backup_status),
+            ClaimedState::Deploy(_) => SlotState::Deploy(sc.deploy_status.clone()),
+        }
+    }
+
+    /// Puts `sc` in this state.
+    pub fn set(&self, sc: &mut Subcloud) {
+        match self {
+            ClaimedState::Backup(b) => sc.backup_status = Some(*b),
+            ClaimedState::Deploy(d) => sc.deploy_status = d.clone(),
+        }
+    }
+}
+
+/// The value of a slot's state attribute, whatever it is: a backup-status (absent on a
+/// subcloud with no backup) or a deploy-status. What a claim replaced, and what an
+/// operation leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    Backup(Option<BackupStatus>),
+    Deploy(DeployStatus),
+}
+
+impl SlotState {
+    /// The attribute's value; `None` when it is absent (backup-status only).
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            SlotState::Backup(b) => b.map(BackupStatus::as_str),
+            SlotState::Deploy(d) => Some(d.as_str()),
+        }
+    }
+
+    /// This state, or its failure state if it is transitory: what a slot given back
+    /// without having run may show (a free slot never leaves an in-progress state behind).
+    pub fn settled(&self) -> SlotState {
+        match self {
+            SlotState::Backup(Some(b)) => ClaimedState::Backup(*b).failed(),
+            SlotState::Deploy(d) => ClaimedState::Deploy(d.clone()).failed(),
+            SlotState::Backup(None) => SlotState::Backup(None),
+        }
+    }
+}
+
+impl From<ClaimedState> for SlotState {
+    fn from(state: ClaimedState) -> Self {
+        match state {
+            ClaimedState::Backup(b) => SlotState::Backup(Some(b)),
+            ClaimedState::Deploy(d) => SlotState::Deploy(d),
+        }
+    }
 }
 
 /// An operation id: a UUID, so ids never collide across function instances.
@@ -311,6 +386,26 @@ pub struct Retired {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn claimed_states_fall_to_their_failure_states() {
+        let restoring = ClaimedState::Deploy(DeployStatus::restoring());
+        assert_eq!(restoring.failed().as_str(), Some("restore-failed"));
+        let pre_restore = ClaimedState::Deploy(DeployStatus::pre_restore());
+        assert_eq!(pre_restore.failed().as_str(), Some("restore-prep-failed"));
+        assert_eq!(
+            ClaimedState::Backup(BackupStatus::PreBackup).failed(),
+            SlotState::Backup(Some(BackupStatus::BackupPrepFailed))
+        );
+        // A final state stays as it is; no backup stays none.
+        let local = SlotState::Backup(Some(BackupStatus::CompleteLocal));
+        assert_eq!(local.settled(), local);
+        assert_eq!(SlotState::Backup(None).settled(), SlotState::Backup(None));
+        assert_eq!(
+            SlotState::from(restoring).settled().as_str(),
+            Some("restore-failed")
+        );
+    }
 
     #[test]
     fn secrets_are_removed_at_any_depth() {

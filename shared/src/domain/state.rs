@@ -176,6 +176,10 @@ impl DeployStatus {
         DeployStatus(Self::PRE_RESTORE.to_owned())
     }
 
+    pub fn restoring() -> DeployStatus {
+        DeployStatus(Self::RESTORING.to_owned())
+    }
+
     /// A deploy-status an operator may set: any well-formed state except those only a
     /// restore operation sets.
     pub fn parse_settable(field: &str, value: &str) -> Result<DeployStatus, Invalid> {

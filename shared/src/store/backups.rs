@@ -1,7 +1,8 @@
 //! The backups kept of each subcloud: one record per finished backup, central (an S3
 //! object) or local (on the subcloud), listed per subcloud by its key.
 
-use super::{all_pages, n, s, to_item, StoreError};
+use super::attributes::{BACKUP_ID, SUBCLOUD_ID};
+use super::{n, s, to_item, Expr, StoreError};
 use crate::domain::{OpId, Release};
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use serde::{Deserialize, Serialize};
@@ -38,7 +39,7 @@ impl BackupRecord {
     }
 }
 
-impl super::Inventory {
+impl super::Store {
     pub async fn put_backup(&self, record: &BackupRecord) -> Result<(), StoreError> {
         self.ddb
             .put_item()
@@ -52,21 +53,13 @@ impl super::Inventory {
 
     /// A subcloud's backups, by release.
     pub async fn backups(&self, subcloud_id: u64) -> Result<Vec<BackupRecord>, StoreError> {
-        all_pages("backup", |start| async move {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.res.backups_table)
-                .key_condition_expression("subcloud_id = :id")
-                .expression_attribute_values(":id", n(subcloud_id))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::from_sdk("Query backups", e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
-        .await
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.res.backups_table)
+            .consistent_read(true);
+        let query = Expr::new().eq(SUBCLOUD_ID, n(subcloud_id)).query(query);
+        self.query_all("backup", "Query backups", query).await
     }
 
     /// The newest backup of a release at a location.
@@ -89,8 +82,8 @@ impl super::Inventory {
         self.ddb
             .delete_item()
             .table_name(&self.res.backups_table)
-            .key("subcloud_id", n(record.subcloud_id))
-            .key("backup_id", s(&record.backup_id))
+            .key(SUBCLOUD_ID, n(record.subcloud_id))
+            .key(BACKUP_ID, s(&record.backup_id))
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("DeleteItem backups", e))?;
@@ -115,8 +108,8 @@ impl super::Inventory {
                 .iter()
                 .map(|b| {
                     let delete = DeleteRequest::builder()
-                        .key("subcloud_id", n(b.subcloud_id))
-                        .key("backup_id", s(&b.backup_id))
+                        .key(SUBCLOUD_ID, n(b.subcloud_id))
+                        .key(BACKUP_ID, s(&b.backup_id))
                         .build()
                         .map_err(|e| StoreError::Failed(e.to_string()))?;
                     Ok(WriteRequest::builder().delete_request(delete).build())

@@ -3,10 +3,10 @@
 //! work twice. A key is taken with a conditional write, so two concurrent first requests
 //! cannot both proceed.
 
-use super::{n, s, Item, StoreError};
+use super::attributes::{BODY, CHUNKS, EXPIRES_AT, FINGERPRINT, IDEM_KEY, STATUS};
+use super::{n, s, Expr, Item, StoreError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-use std::collections::HashMap;
 
 /// How long a kept answer is returned again.
 pub const ANSWER_TTL_SECONDS: u64 = 24 * 3600;
@@ -25,7 +25,7 @@ pub enum Begin {
     InProgress,
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Takes `key` for a request with this fingerprint at `now` (Unix seconds), for
     /// `hold_seconds`: the function's own timeout and a margin
     /// (`Config::idempotency_hold_seconds`), so a live request is never overtaken while one
@@ -38,16 +38,17 @@ impl super::Inventory {
         now: u64,
         hold_seconds: u64,
     ) -> Result<Begin, StoreError> {
-        let result = self
+        let put = self
             .ddb
             .put_item()
             .table_name(&self.res.idempotency_table)
-            .item("idem_key", s(key))
-            .item("fingerprint", s(fingerprint))
-            .item("expires_at", n(now + hold_seconds))
-            .condition_expression("attribute_not_exists(idem_key) OR expires_at < :now")
-            .expression_attribute_values(":now", n(now))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .item(IDEM_KEY, s(key))
+            .item(FINGERPRINT, s(fingerprint))
+            .item(EXPIRES_AT, n(now + hold_seconds))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let result = Expr::new()
+            .absent_or(IDEM_KEY, |e| e.compared(EXPIRES_AT, "<", n(now)))
+            .put_item(put)
             .send()
             .await;
         let old = match result {
@@ -64,10 +65,10 @@ impl super::Inventory {
             item.get(name)
                 .and_then(|v| v.as_n().ok()?.parse::<u64>().ok())
         };
-        if text(&old, "fingerprint").as_deref() != Some(fingerprint) {
+        if text(&old, FINGERPRINT).as_deref() != Some(fingerprint) {
             return Ok(Begin::Mismatch);
         }
-        let (Some(status), Some(chunks)) = (number(&old, "status"), number(&old, "chunks")) else {
+        let (Some(status), Some(chunks)) = (number(&old, STATUS), number(&old, CHUNKS)) else {
             return Ok(Begin::InProgress);
         };
         let mut body = String::new();
@@ -76,20 +77,17 @@ impl super::Inventory {
                 .ddb
                 .get_item()
                 .table_name(&self.res.idempotency_table)
-                .key("idem_key", s(chunk_key(key, i)))
+                .key(IDEM_KEY, s(chunk_key(key, i)))
                 .consistent_read(true)
                 .send()
                 .await
                 .map_err(|e| StoreError::from_sdk("GetItem idempotency", e))?;
-            let part = out
-                .item
-                .and_then(|item| text(&item, "body"))
-                .ok_or_else(|| {
-                    StoreError::decode(
-                        "idempotent answer",
-                        format!("chunk {i} of {key} is missing"),
-                    )
-                })?;
+            let part = out.item.and_then(|item| text(&item, BODY)).ok_or_else(|| {
+                StoreError::decode(
+                    "idempotent answer",
+                    format!("chunk {i} of {key} is missing"),
+                )
+            })?;
             body.push_str(&part);
         }
         let status =
@@ -113,26 +111,24 @@ impl super::Inventory {
             self.ddb
                 .put_item()
                 .table_name(&self.res.idempotency_table)
-                .item("idem_key", s(chunk_key(key, i)))
-                .item("body", s(*chunk))
-                .item("expires_at", n(expires))
+                .item(IDEM_KEY, s(chunk_key(key, i)))
+                .item(BODY, s(*chunk))
+                .item(EXPIRES_AT, n(expires))
                 .send()
                 .await
                 .map_err(|e| StoreError::from_sdk("PutItem idempotency", e))?;
         }
-        let mut values: Item = HashMap::new();
-        values.insert(":fp".into(), s(fingerprint));
-        values.insert(":status".into(), n(status));
-        values.insert(":chunks".into(), n(chunks.len()));
-        values.insert(":expires".into(), n(expires));
-        self.ddb
+        let update = self
+            .ddb
             .update_item()
             .table_name(&self.res.idempotency_table)
-            .key("idem_key", s(key))
-            .update_expression("SET #status = :status, chunks = :chunks, expires_at = :expires")
-            .condition_expression("fingerprint = :fp")
-            .expression_attribute_names("#status", "status")
-            .set_expression_attribute_values(Some(values))
+            .key(IDEM_KEY, s(key));
+        Expr::new()
+            .eq(FINGERPRINT, s(fingerprint))
+            .set(STATUS, n(status))
+            .set(CHUNKS, n(chunks.len()))
+            .set(EXPIRES_AT, n(expires))
+            .update_item(update)
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("UpdateItem idempotency", e))?;
@@ -141,13 +137,15 @@ impl super::Inventory {
 
     /// Lets a key go after a request that did not complete (a 5xx), so a retry can run.
     pub async fn abandon_idempotent(&self, key: &str, fingerprint: &str) -> Result<(), StoreError> {
-        let result = self
+        let delete = self
             .ddb
             .delete_item()
             .table_name(&self.res.idempotency_table)
-            .key("idem_key", s(key))
-            .condition_expression("fingerprint = :fp AND attribute_not_exists(chunks)")
-            .expression_attribute_values(":fp", s(fingerprint))
+            .key(IDEM_KEY, s(key));
+        let result = Expr::new()
+            .eq(FINGERPRINT, s(fingerprint))
+            .not_exists(CHUNKS)
+            .delete_item(delete)
             .send()
             .await;
         match result {

@@ -1,33 +1,212 @@
-//! The DynamoDB adapter: how the domain is kept in tables. Every write that depends on what
-//! is stored is a conditional write or a transaction; nothing here reads and then writes
-//! unguarded.
+//! The DynamoDB adapter: how the domain is kept in tables, behind one facade, [`Store`]. Every
+//! write that depends on what is stored is a conditional write or a transaction; nothing here
+//! reads and then writes unguarded. Its dialect: attribute names from `attributes.rs`, every
+//! expression built by [`Expr`].
+//!
+//! One file per aggregate: `subclouds.rs`, `groups.rs`, `names.rs` (name reservations and the
+//! name cache), `schedules.rs`, `backups.rs`, `operations.rs` (records), `idempotency.rs`
+//! (kept answers); the operation's own writes: `slot.rs` (claim, release, recovery, SPEC §3),
+//! `progress.rs` (a worker's steps and the finish) and `seats.rs` (the caps).
 
+pub(crate) mod attributes;
 mod backups;
 mod expr;
+mod groups;
 mod idempotency;
-mod inventory;
+mod names;
 mod operations;
 mod progress;
 mod schedules;
 mod seats;
 mod slot;
+mod subclouds;
 
 pub use backups::{BackupLocation, BackupRecord};
-pub use expr::Updates;
+pub use expr::Expr;
 pub use idempotency::Begin;
-pub use inventory::{Inventory, InventoryError};
 pub use progress::{BackupSet, HandOff, Holder, Outcome, UploadRecord};
 pub use seats::Seat;
 pub use slot::{
-    ClaimOutcome, ClaimRequest, FailWhen, PriorState, LEASE_HELD, MAX_CLAIMS_PER_TRANSACTION,
-    SLOT_ATTRIBUTES, SLOT_FREE,
+    ClaimOutcome, ClaimRequest, FailWhen, HELD, MAX_CLAIMS_PER_TRANSACTION, SLOT_ATTRIBUTES,
 };
 
+use crate::domain::{DeployStatus, Name, Ref, SlotHolder, DEFAULT_GROUP_ID};
+use crate::resources::Resources;
+use attributes::{COUNTER, ID, VALUE};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub type Item = HashMap<String, AttributeValue>;
+
+const SECONDS_PER_DAY: u64 = 24 * 3600;
+
+/// The store: every table of the deployment (subclouds, groups, names, counters, operations,
+/// backups, schedules, idempotency keys) behind one client. Cheap to clone; clones share the
+/// name cache.
+#[derive(Debug, Clone)]
+pub struct Store {
+    ddb: aws_sdk_dynamodb::Client,
+    res: Resources,
+    /// Shared by the clones of this instance's store.
+    names: Arc<names::NameCache>,
+    /// How long an operation record is kept after it is written: its `expires_at`, which
+    /// the operations table's TTL acts on.
+    operation_history: std::time::Duration,
+}
+
+impl Store {
+    /// Keeps operation records for `Config::DEFAULT_OPERATION_HISTORY_DAYS`.
+    pub fn new(ddb: aws_sdk_dynamodb::Client, res: Resources) -> Self {
+        Store {
+            ddb,
+            res,
+            names: Arc::default(),
+            operation_history: std::time::Duration::from_secs(
+                crate::config::Config::DEFAULT_OPERATION_HISTORY_DAYS * SECONDS_PER_DAY,
+            ),
+        }
+    }
+
+    /// Keeps operation records for `days` days after they are written (`Config::from_env`'s
+    /// `DCBACKUP_OPERATION_HISTORY_DAYS`).
+    pub fn with_operation_history_days(mut self, days: u64) -> Self {
+        self.operation_history =
+            std::time::Duration::from_secs(days.saturating_mul(SECONDS_PER_DAY));
+        self
+    }
+
+    /// The item `id` of `table` (keyed by `id`), read consistently.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+        id: u64,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(table)
+            .key(ID, n(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetItem", e))?;
+        out.item.map(|item| from_item(what, item)).transpose()
+    }
+
+    /// Every item of `table`, read consistently.
+    async fn scan_all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        all_pages(what, |start| async move {
+            let out = self
+                .ddb
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("Scan", e))?;
+            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        })
+        .await
+    }
+
+    /// Every item `query` (its key condition given, no start key) answers, decoded, page by
+    /// page; `operation` names it in errors.
+    async fn query_all<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        operation: &str,
+        query: QueryFluentBuilder,
+    ) -> Result<Vec<T>, StoreError> {
+        all_pages(what, |start| {
+            let page = query.clone().set_exclusive_start_key(start);
+            async move {
+                let out = page
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::from_sdk(operation, e))?;
+                Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+            }
+        })
+        .await
+    }
+
+    /// The next id of `counter`, from an atomic counter (ids are never reused): subclouds
+    /// from 1, groups from 2 (1 is always `Default`'s, whether or not it was created yet).
+    async fn allocate_id(&self, counter: &str) -> Result<u64, StoreError> {
+        let base = if counter == "group" {
+            DEFAULT_GROUP_ID
+        } else {
+            0
+        };
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(&self.res.counters_table)
+            .key(COUNTER, s(counter))
+            .return_values(ReturnValue::UpdatedNew);
+        let out = Expr::new()
+            .count(VALUE, base, 1)
+            .update_item(update)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UpdateItem counters", e))?;
+        out.attributes
+            .and_then(|a| a.get(VALUE).and_then(|v| v.as_n().ok()?.parse().ok()))
+            .ok_or_else(|| StoreError::decode("counter", "value is not a number"))
+    }
+}
+
+/// What can go wrong with an inventory request, each variant something the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// dcmanager's words, verbatim (SPEC §2).
+    #[error("Subcloud not found")]
+    SubcloudNotFound(Ref),
+    #[error("Subcloud group not found: {0}")]
+    GroupNotFound(Ref),
+    #[error("Backup schedule not found: {0}")]
+    ScheduleNotFound(Ref),
+    #[error("A backup schedule named {0} already exists")]
+    ScheduleExists(Name),
+    #[error("Invalid group_id: there is no subcloud group {0}")]
+    UnknownGroup(Ref),
+    #[error("A subcloud named {0} already exists")]
+    SubcloudExists(Name),
+    #[error("A subcloud group named {0} already exists")]
+    GroupExists(Name),
+    #[error("Subcloud group {name} still has {members} subcloud(s); move or delete them first")]
+    GroupNotEmpty { name: Name, members: u64 },
+    #[error("The Default subcloud group cannot be {0}")]
+    DefaultGroupProtected(&'static str),
+    #[error("Cannot delete subcloud {0} while it is managed; unmanage it first")]
+    SubcloudManaged(Name),
+    /// dcmanager refuses to delete a subcloud in a deploy state of an active deployment.
+    #[error(
+        "Cannot delete subcloud {name} during an active operation: its deploy-status is '{state}'"
+    )]
+    SubcloudDeploying { name: Name, state: DeployStatus },
+    #[error("bootstrap-address needs the subcloud's agent-url (for its scheme and port); set agent-url instead")]
+    NoAgentUrl,
+    #[error("Subcloud {name} is busy: {} operation {} in progress since {}", holder.kind, holder.op_id, holder.since)]
+    Busy {
+        id: u64,
+        name: Name,
+        holder: SlotHolder,
+    },
+    #[error("{0} changed while it was being updated; try again")]
+    Contended(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// A failure of the storage service itself, never of what a caller sent.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +260,7 @@ impl StoreError {
 
 /// Every item of a paginated Scan or Query, decoded: `page` sends one request from the
 /// given start key and returns its items and where the next page starts.
-pub(crate) async fn all_pages<T, F, Fut>(what: &str, mut page: F) -> Result<Vec<T>, StoreError>
+async fn all_pages<T, F, Fut>(what: &str, mut page: F) -> Result<Vec<T>, StoreError>
 where
     T: serde::de::DeserializeOwned,
     F: FnMut(Option<Item>) -> Fut,

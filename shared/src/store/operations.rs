@@ -1,18 +1,19 @@
 //! Operation records: one per claimed operation, written in the claim's own transaction
 //! (`slot.rs`), listed per subcloud through the subcloud-operations index.
 
-use super::{all_pages, from_item, n, s, StoreError};
+use super::attributes::{OP_ID, SUBCLOUD_ID};
+use super::{from_item, n, s, Expr, StoreError};
 use crate::domain::{OpId, OpState, Operation};
 use crate::resources::SUBCLOUD_OPERATIONS_INDEX;
 
-impl super::Inventory {
+impl super::Store {
     /// One operation's record, read consistently.
     pub async fn operation(&self, op_id: &OpId) -> Result<Option<Operation>, StoreError> {
         let out = self
             .ddb
             .get_item()
             .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
+            .key(OP_ID, s(op_id.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -24,22 +25,15 @@ impl super::Inventory {
 
     /// A subcloud's operations, newest first.
     pub async fn operation_history(&self, subcloud_id: u64) -> Result<Vec<Operation>, StoreError> {
-        all_pages("operation", |start| async move {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.res.operations_table)
-                .index_name(SUBCLOUD_OPERATIONS_INDEX)
-                .key_condition_expression("subcloud_id = :id")
-                .expression_attribute_values(":id", n(subcloud_id))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::from_sdk("Query subcloud-operations", e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
-        .await
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.res.operations_table)
+            .index_name(SUBCLOUD_OPERATIONS_INDEX)
+            .scan_index_forward(false);
+        let query = Expr::new().eq(SUBCLOUD_ID, n(subcloud_id)).query(query);
+        self.query_all("operation", "Query subcloud-operations", query)
+            .await
     }
 
     /// Marks an operation failed with the reason. An operation without a record (its

@@ -3,10 +3,19 @@
 //! worker that lost its slot (lease expired, slot recovered or claimed again) changes
 //! nothing. Finishing frees the slot in the same write that records the outcome.
 
-use super::{conditional, failed_conditions, n, s, Item, StoreError};
-use crate::domain::{epoch_now, timestamp_now, ByteProgress, OpId, OpState, Release, Retired};
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-use std::collections::HashMap;
+use super::attributes::{
+    BACKUP_DATETIME, BYTES, CENTRAL_BACKUPS, ERROR, ERROR_DESCRIPTION, FENCE, FINISHED_AT, ID,
+    LEASE_EXPIRES_AT, LOCAL_BACKUPS, OP_BYTES, OP_ID, POLL_SEQ, POLL_TOKEN, RETENTION, SEAT,
+    STARTED_AT, STATE, UPDATED_AT, UPLOAD_ID,
+};
+use super::{conditional, failed_conditions, n, s, Expr, StoreError};
+use crate::domain::{
+    epoch_now, timestamp_now, ByteProgress, ClaimedState, OpId, OpState, Release, Retired,
+    SlotState,
+};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 /// The operation a worker holds a subcloud's slot for.
 #[derive(Debug, Clone)]
@@ -26,23 +35,36 @@ pub enum BackupSet {
 impl BackupSet {
     fn attribute(self) -> &'static str {
         match self {
-            BackupSet::Central => "central_backups",
-            BackupSet::Local => "local_backups",
+            BackupSet::Central => CENTRAL_BACKUPS,
+            BackupSet::Local => LOCAL_BACKUPS,
         }
     }
 }
 
 /// How an operation ends, as written to the subcloud with the slot's release.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
-    /// New backup-status; `Some(None)` clears it.
-    pub backup_status: Option<Option<&'static str>>,
-    pub deploy_status: Option<String>,
+    /// The state the operation leaves: `Backup(None)` clears backup-status and
+    /// backup-datetime (no backup is left).
+    pub state: SlotState,
     pub backup_datetime: Option<String>,
     /// Set on failure; on success `error-description` goes back to "No errors present".
     pub error: Option<String>,
     pub add_release: Option<(BackupSet, Release)>,
     pub remove_release: Option<(BackupSet, Release)>,
+}
+
+impl Outcome {
+    /// An ending in `state` that changes nothing else but what every ending does.
+    pub fn ending(state: SlotState) -> Outcome {
+        Outcome {
+            state,
+            backup_datetime: None,
+            error: None,
+            add_release: None,
+            remove_release: None,
+        }
+    }
 }
 
 /// The poll chain handed from the live message `from` (its `attempt`) to the one sent with
@@ -53,23 +75,33 @@ pub struct HandOff {
     pub token: String,
 }
 
-const STILL_OURS: &str = "op_id = :op AND fence = :fence AND lease_expires_at > :now";
-
-fn still_ours(holder: &Holder, now: u64) -> Item {
-    let mut values: Item = HashMap::new();
-    values.insert(":op".into(), s(holder.op_id.as_str()));
-    values.insert(":fence".into(), n(holder.fence));
-    values.insert(":now".into(), n(now));
-    values
+/// An expression conditional on `holder` still holding the slot at `now`: same operation,
+/// same fence, lease not expired.
+fn still_ours(holder: &Holder, now: u64) -> Expr {
+    let mut e = Expr::new();
+    e.eq(OP_ID, s(holder.op_id.as_str()))
+        .eq(FENCE, n(holder.fence))
+        .gt(LEASE_EXPIRES_AT, n(now));
+    e
 }
 
-impl super::Inventory {
+/// A set of releases as a string set.
+fn release_set<'a>(releases: impl IntoIterator<Item = &'a Release>) -> AttributeValue {
+    AttributeValue::Ss(
+        releases
+            .into_iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+    )
+}
+
+impl super::Store {
     /// Moves the operation's state on and extends its lease. Returns false if the slot is
     /// no longer this operation's (or, with `hand_off`, the chain was handed on already).
     pub async fn advance(
         &self,
         holder: &Holder,
-        state: (&'static str, &str),
+        state: &ClaimedState,
         now: u64,
         lease_seconds: u64,
         hand_off: Option<&HandOff>,
@@ -92,41 +124,26 @@ impl super::Inventory {
     async fn progress(
         &self,
         holder: &Holder,
-        state_and_lease: Option<((&'static str, &str), u64)>,
+        state_and_lease: Option<(&ClaimedState, u64)>,
         now: u64,
         hand_off: Option<&HandOff>,
     ) -> Result<bool, StoreError> {
-        let mut values = still_ours(holder, now);
-        values.insert(":at".into(), s(timestamp_now()));
-        let mut sets = vec!["updated_at = :at".to_owned()];
-        let mut condition = STILL_OURS.to_owned();
-        if let Some(((attribute, state), lease)) = state_and_lease {
-            values.insert(":state".into(), s(state));
-            values.insert(":lease".into(), n(lease));
-            sets.push(format!("{attribute} = :state"));
-            sets.push("lease_expires_at = :lease".to_owned());
+        let mut e = still_ours(holder, now);
+        e.set(UPDATED_AT, s(timestamp_now()));
+        if let Some((state, lease)) = state_and_lease {
+            e.set(state.attribute(), s(state.as_str()))
+                .set(LEASE_EXPIRES_AT, n(lease));
         }
         if let Some(hand_off) = hand_off {
             // Each step of the chain is written once: of two deliveries of one message, only
             // the first to get here hands it on.
-            if hand_off.from == 0 {
-                condition.push_str(" AND attribute_not_exists(poll_seq)");
-            } else {
-                values.insert(":from".into(), n(hand_off.from));
-                condition.push_str(" AND poll_seq = :from");
-            }
-            values.insert(":next".into(), n(hand_off.from + 1));
-            values.insert(":token".into(), s(&hand_off.token));
-            sets.push("poll_seq = :next, poll_token = :token".to_owned());
+            let from = (hand_off.from != 0).then(|| n(hand_off.from));
+            e.eq_or_absent(POLL_SEQ, from)
+                .set(POLL_SEQ, n(hand_off.from + 1))
+                .set(POLL_TOKEN, s(&hand_off.token));
         }
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(holder.subcloud_id))
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
+        let result = e
+            .update_item(self.subcloud_update(holder.subcloud_id))
             .send()
             .await;
         conditional(result, "UpdateItem advance")
@@ -140,21 +157,9 @@ impl super::Inventory {
         set: BackupSet,
         releases: &[Release],
     ) -> Result<bool, StoreError> {
-        let mut values = still_ours(holder, epoch_now());
-        values.insert(
-            ":gone".into(),
-            aws_sdk_dynamodb::types::AttributeValue::Ss(
-                releases.iter().map(|r| r.as_str().to_owned()).collect(),
-            ),
-        );
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(holder.subcloud_id))
-            .update_expression(format!("DELETE {} :gone", set.attribute()))
-            .condition_expression(STILL_OURS)
-            .set_expression_attribute_values(Some(values))
+        let result = still_ours(holder, epoch_now())
+            .delete(set.attribute(), release_set(releases))
+            .update_item(self.subcloud_update(holder.subcloud_id))
             .send()
             .await;
         conditional(result, "UpdateItem remove releases")
@@ -168,18 +173,9 @@ impl super::Inventory {
     ) -> Result<(), StoreError> {
         let value = serde_dynamo::to_attribute_value(retired)
             .map_err(|e| StoreError::Failed(format!("retention does not encode: {e}")))?;
-        self.ddb
-            .update_item()
-            .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
-            .update_expression(
-                "SET retention = list_append(if_not_exists(retention, :none), :retired)",
-            )
-            .expression_attribute_values(":retired", value)
-            .expression_attribute_values(
-                ":none",
-                aws_sdk_dynamodb::types::AttributeValue::L(vec![]),
-            )
+        Expr::new()
+            .append(RETENTION, value)
+            .update_item(self.operation_update(op_id))
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("UpdateItem operations retention", e))?;
@@ -196,61 +192,26 @@ impl super::Inventory {
         seat: Option<u64>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let mut values = still_ours(holder, now);
         let at = timestamp_now();
-        values.insert(":at".into(), s(&at));
-        let mut sets = vec!["updated_at = :at".to_owned()];
-        let mut removes = vec![super::SLOT_ATTRIBUTES];
-        let mut adds = Vec::new();
-        let mut deletes = Vec::new();
-        match outcome.backup_status {
-            Some(Some(status)) => {
-                values.insert(":backup".into(), s(status));
-                sets.push("backup_status = :backup".into());
-            }
-            Some(None) => removes.extend(["backup_status", "backup_datetime"]),
-            None => {}
-        }
-        if let Some(deploy) = &outcome.deploy_status {
-            values.insert(":deploy".into(), s(deploy));
-            sets.push("deploy_status = :deploy".into());
-        }
-        if let Some(at) = &outcome.backup_datetime {
-            values.insert(":datetime".into(), s(at));
-            sets.push("backup_datetime = :datetime".into());
-        }
+        let mut e = still_ours(holder, now);
+        e.set(UPDATED_AT, s(&at));
+        let attribute = outcome.state.attribute();
+        match outcome.state.as_str() {
+            Some(state) => e.set(attribute, s(state)),
+            None => e.remove(attribute).remove(BACKUP_DATETIME),
+        };
+        e.set_opt(BACKUP_DATETIME, outcome.backup_datetime.as_deref().map(s));
         let error = outcome.error.as_deref().unwrap_or(crate::domain::NO_ERRORS);
-        values.insert(":error".into(), s(error));
-        sets.push("error_description = :error".into());
+        e.set(ERROR_DESCRIPTION, s(error));
         if let Some((set, release)) = &outcome.add_release {
-            values.insert(
-                ":added".into(),
-                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![release.as_str().to_owned()]),
-            );
-            adds.push(format!("{} :added", set.attribute()));
+            e.add(set.attribute(), release_set([release]));
         }
         if let Some((set, release)) = &outcome.remove_release {
-            values.insert(
-                ":removed".into(),
-                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![release.as_str().to_owned()]),
-            );
-            deletes.push(format!("{} :removed", set.attribute()));
+            e.delete(set.attribute(), release_set([release]));
         }
-        let mut expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
-        if !adds.is_empty() {
-            expression.push_str(&format!(" ADD {}", adds.join(", ")));
-        }
-        if !deletes.is_empty() {
-            expression.push_str(&format!(" DELETE {}", deletes.join(", ")));
-        }
-        let subcloud = Update::builder()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(holder.subcloud_id))
-            .update_expression(expression)
-            .condition_expression(STILL_OURS)
-            .set_expression_attribute_values(Some(values));
+        super::slot::free_slot(&mut e);
         self.end_operation(
-            subcloud,
+            (holder.subcloud_id, e),
             &holder.op_id,
             state,
             outcome.error.as_deref(),
@@ -260,65 +221,35 @@ impl super::Inventory {
         .await
     }
 
-    /// Ends an operation in one transaction: the subcloud's update (whose condition decides),
+    /// Ends an operation in one transaction: the subcloud's update (its id and expression,
+    /// whose condition decides),
     /// the operation record's final state and finish time, and the release of its seat.
     /// `at` is the time the subcloud's update records too, so the next claim — which must
     /// come after the subcloud's last write — also comes after this finish time.
     /// Returns false, writing nothing, if the subcloud's condition failed.
     pub(crate) async fn end_operation(
         &self,
-        subcloud: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+        (subcloud_id, mut subcloud): (u64, Expr),
         op_id: &OpId,
         state: OpState,
         error: Option<&str>,
         seat: Option<u64>,
         at: &str,
     ) -> Result<bool, StoreError> {
-        let subcloud = match seat {
-            // The seat must be the one being given back.
-            Some(group) => {
-                let condition = subcloud
-                    .get_condition_expression()
-                    .clone()
-                    .unwrap_or_default();
-                subcloud
-                    .condition_expression(format!("{condition} AND seat = :seat"))
-                    .expression_attribute_values(":seat", n(group))
-            }
-            None => {
-                let condition = subcloud
-                    .get_condition_expression()
-                    .clone()
-                    .unwrap_or_default();
-                subcloud.condition_expression(format!("{condition} AND attribute_not_exists(seat)"))
-            }
-        };
-        let subcloud = subcloud
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        let mut record = Update::builder()
-            .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
-            .update_expression("SET #state = :state, finished_at = :at, updated_at = :at")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(state_name(state)))
-            .expression_attribute_values(":at", s(at));
-        if let Some(error) = error {
-            record = record
-                .update_expression(
-                    "SET #state = :state, #error = :error, finished_at = :at, updated_at = :at",
-                )
-                .expression_attribute_names("#error", "error")
-                .expression_attribute_values(":error", s(error));
-        }
-        let record = record
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        // The seat must be the one being given back.
+        subcloud.eq_or_absent(SEAT, seat.map(n));
+        let subcloud = subcloud.transact_update(&self.res.subclouds_table, (ID, n(subcloud_id)))?;
+        let record = Expr::new()
+            .set(STATE, s(state_name(state)))
+            .set_opt(ERROR, error.map(s))
+            .set(FINISHED_AT, s(at))
+            .set(UPDATED_AT, s(at))
+            .transact_update(&self.res.operations_table, (OP_ID, s(op_id.as_str())))?;
         let mut tx = self
             .ddb
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(subcloud).build())
-            .transact_items(TransactWriteItem::builder().update(record).build());
+            .transact_items(subcloud)
+            .transact_items(record);
         if let Some(group) = seat {
             for item in self.release_seat(group)? {
                 tx = tx.transact_items(item);
@@ -334,41 +265,24 @@ impl super::Inventory {
         state: OpState,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let state = state_name(state);
-        let mut update = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
-            .condition_expression("attribute_exists(op_id)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(state))
-            .expression_attribute_values(":now", s(timestamp_now()));
-        update = match error {
-            Some(error) => update
-                .update_expression("SET #state = :state, #error = :error, updated_at = :now")
-                .expression_attribute_names("#error", "error")
-                .expression_attribute_values(":error", s(error)),
+        let now = timestamp_now();
+        let mut e = Expr::new();
+        e.exists(OP_ID)
+            .set(STATE, s(state_name(state)))
+            .set(UPDATED_AT, s(&now));
+        match error {
+            Some(error) => e.set(ERROR, s(error)),
             // Only a queued operation starts: a duplicate job cannot reopen a finished one.
-            None => update
-                .update_expression("SET #state = :state, started_at = :now, updated_at = :now")
-                .condition_expression("attribute_exists(op_id) AND #state = :queued")
-                .expression_attribute_values(":queued", s(state_name(OpState::Queued))),
+            None => e
+                .eq(STATE, s(state_name(OpState::Queued)))
+                .set(STARTED_AT, s(&now)),
         };
-        match update.send().await {
-            Err(e)
-                if !e
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::from_sdk("UpdateItem operations", e))
-            }
-            _ => Ok(()),
-        }
+        let result = e.update_item(self.operation_update(op_id)).send().await;
+        conditional(result, "UpdateItem operations").map(drop)
     }
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Records a running backup's progress in bytes on its operation record; a record no
     /// longer running (a late or duplicate poll) is left as it is.
     pub async fn set_operation_bytes(
@@ -376,31 +290,37 @@ impl super::Inventory {
         op_id: &OpId,
         bytes: &ByteProgress,
     ) -> Result<(), StoreError> {
-        let value = serde_dynamo::to_attribute_value(bytes)
-            .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))?;
-        let update = self
-            .ddb
+        let result = Expr::new()
+            .exists(OP_ID)
+            .eq(STATE, s(state_name(OpState::Running)))
+            .set(BYTES, byte_progress(bytes)?)
+            .set(UPDATED_AT, s(timestamp_now()))
+            .update_item(self.operation_update(op_id))
+            .send()
+            .await;
+        conditional(result, "UpdateItem operations").map(drop)
+    }
+
+    /// An update of the subcloud item `id`, to give an expression to.
+    pub(crate) fn subcloud_update(&self, id: u64) -> UpdateItemFluentBuilder {
+        self.ddb
+            .update_item()
+            .table_name(&self.res.subclouds_table)
+            .key(ID, n(id))
+    }
+
+    /// An update of the operation record `op_id`, to give an expression to.
+    pub(crate) fn operation_update(&self, op_id: &OpId) -> UpdateItemFluentBuilder {
+        self.ddb
             .update_item()
             .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
-            .update_expression("SET #bytes = :bytes, updated_at = :now")
-            .condition_expression("attribute_exists(op_id) AND #state = :running")
-            .expression_attribute_names("#bytes", "bytes")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":bytes", value)
-            .expression_attribute_values(":now", s(timestamp_now()))
-            .expression_attribute_values(":running", s(state_name(OpState::Running)));
-        match update.send().await {
-            Err(e)
-                if !e
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::from_sdk("UpdateItem operations", e))
-            }
-            _ => Ok(()),
-        }
+            .key(OP_ID, s(op_id.as_str()))
     }
+}
+
+fn byte_progress(bytes: &ByteProgress) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(bytes)
+        .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))
 }
 
 fn state_name(state: OpState) -> String {
@@ -421,7 +341,7 @@ pub enum UploadRecord {
     NoRecord,
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Records a central backup's multipart upload on its operation record, once: of two
     /// deliveries that each created one, the first to record it wins.
     pub async fn record_upload(
@@ -429,32 +349,25 @@ impl super::Inventory {
         op_id: &OpId,
         upload_id: &str,
     ) -> Result<UploadRecord, StoreError> {
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.operations_table)
-            .key("op_id", s(op_id.as_str()))
-            .update_expression("SET upload_id = :upload, updated_at = :now")
-            .condition_expression("attribute_exists(op_id) AND attribute_not_exists(upload_id)")
-            .expression_attribute_values(":upload", s(upload_id))
-            .expression_attribute_values(":now", s(timestamp_now()))
-            .return_values_on_condition_check_failure(
-                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-            )
+        let result = Expr::new()
+            .exists(OP_ID)
+            .not_exists(UPLOAD_ID)
+            .set(UPLOAD_ID, s(upload_id))
+            .set(UPDATED_AT, s(timestamp_now()))
+            .update_item(self.operation_update(op_id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(UploadRecord::Recorded),
             Err(e) => match e.as_service_error() {
-                Some(
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
-                        failed,
-                    ),
-                ) => Ok(failed
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(failed
                     .item()
-                    .and_then(|old| old.get("upload_id"))
+                    .and_then(|old| old.get(UPLOAD_ID))
                     .and_then(|v| v.as_s().ok())
-                    .map_or(UploadRecord::NoRecord, |id| UploadRecord::Existing(id.clone()))),
+                    .map_or(UploadRecord::NoRecord, |id| {
+                        UploadRecord::Existing(id.clone())
+                    })),
                 _ => Err(StoreError::from_sdk("UpdateItem operations upload", e)),
             },
         }
@@ -467,18 +380,9 @@ impl super::Inventory {
         holder: &Holder,
         bytes: &ByteProgress,
     ) -> Result<bool, StoreError> {
-        let value = serde_dynamo::to_attribute_value(bytes)
-            .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))?;
-        let mut values = still_ours(holder, epoch_now());
-        values.insert(":bytes".into(), value);
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(holder.subcloud_id))
-            .update_expression("SET op_bytes = :bytes")
-            .condition_expression(STILL_OURS)
-            .set_expression_attribute_values(Some(values))
+        let result = still_ours(holder, epoch_now())
+            .set(OP_BYTES, byte_progress(bytes)?)
+            .update_item(self.subcloud_update(holder.subcloud_id))
             .send()
             .await;
         conditional(result, "UpdateItem subcloud bytes")

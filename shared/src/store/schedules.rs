@@ -4,15 +4,16 @@
 //! the scheduler never scans. A firing is claimed by the conditional write that advances
 //! `next_run` from the due time it saw: of any number of scheduler runs, one wins.
 
-use super::inventory::{put_new, Kind};
+use super::attributes::{DUE, ENABLED, ID, LAST_RUN, LAST_RUN_DUE_AT, NEXT_RUN, VERSION};
+use super::names::Kind;
 use super::InventoryError;
-use super::{all_pages, failed_conditions, from_item, n, s, to_item, Item, StoreError};
+use super::{failed_conditions, from_item, n, s, to_item, Expr, Item, StoreError};
 use crate::domain::{LastRun, Ref, Schedule};
 use crate::resources::DUE_SCHEDULES_INDEX;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 /// The value of `due` on every schedule the scheduler should look at.
-const DUE: &str = "due";
+const IS_DUE: &str = "due";
 
 /// How many times a write that lost a race with another writer is re-read and re-tried.
 const ATTEMPTS: usize = 3;
@@ -22,20 +23,20 @@ const ATTEMPTS: usize = 3;
 fn schedule_item(schedule: &Schedule, version: u64) -> Result<Item, StoreError> {
     let mut item = to_item("schedule", schedule)?;
     if schedule.enabled && schedule.next_run.is_some() {
-        item.insert("due".into(), s(DUE));
+        item.insert(DUE.into(), s(IS_DUE));
     }
-    item.insert("version".into(), n(version));
+    item.insert(VERSION.into(), n(version));
     Ok(item)
 }
 
 fn version_of(item: &Item) -> u64 {
-    item.get("version")
+    item.get(VERSION)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Stores a new schedule (its `id` is assigned here) and reserves its name.
     pub async fn create_schedule(
         &self,
@@ -46,11 +47,11 @@ impl super::Inventory {
             .ddb
             .transact_write_items()
             .transact_items(self.reserve_name(Kind::Schedule, &schedule.name, schedule.id)?)
-            .transact_items(put_new(
-                &self.res.schedules_table,
-                schedule_item(&schedule, 1)?,
-                "id",
-            )?)
+            .transact_items(
+                Expr::new()
+                    .not_exists(ID)
+                    .transact_put(&self.res.schedules_table, schedule_item(&schedule, 1)?)?,
+            )
             .send()
             .await;
         match failed_conditions(result)? {
@@ -69,7 +70,7 @@ impl super::Inventory {
             .ddb
             .get_item()
             .table_name(&self.res.schedules_table)
-            .key("id", n(id))
+            .key(ID, n(id))
             .consistent_read(true)
             .send()
             .await
@@ -86,19 +87,7 @@ impl super::Inventory {
 
     /// Every schedule, by id.
     pub async fn schedules(&self) -> Result<Vec<Schedule>, InventoryError> {
-        let mut all: Vec<Schedule> = all_pages("schedule", |start| async move {
-            let out = self
-                .ddb
-                .scan()
-                .table_name(&self.res.schedules_table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::from_sdk("Scan schedules", e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
-        .await?;
+        let mut all: Vec<Schedule> = self.scan_all(&self.res.schedules_table, "schedule").await?;
         all.sort_by_key(|s| s.id);
         Ok(all)
     }
@@ -128,17 +117,11 @@ impl super::Inventory {
         updated: &Schedule,
         version: u64,
     ) -> Result<bool, InventoryError> {
-        let put = Put::builder()
-            .table_name(&self.res.schedules_table)
-            .set_item(Some(schedule_item(updated, version + 1)?))
-            .condition_expression("version = :seen")
-            .expression_attribute_values(":seen", n(version))
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        let mut tx = self
-            .ddb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build());
+        let put = Expr::new().eq(VERSION, n(version)).transact_put(
+            &self.res.schedules_table,
+            schedule_item(updated, version + 1)?,
+        )?;
+        let mut tx = self.ddb.transact_write_items().transact_items(put);
         let renamed = updated.name != current.name;
         if renamed {
             tx = tx
@@ -157,16 +140,13 @@ impl super::Inventory {
     /// Deletes a schedule and its name reservation. Its backups stay.
     pub async fn delete_schedule(&self, r: &Ref) -> Result<Schedule, InventoryError> {
         let current = self.schedule(r).await?;
-        let delete = Delete::builder()
-            .table_name(&self.res.schedules_table)
-            .key("id", n(current.id))
-            .condition_expression("attribute_exists(id)")
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let delete = Expr::new()
+            .exists(ID)
+            .transact_delete(&self.res.schedules_table, (ID, n(current.id)))?;
         let result = self
             .ddb
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(delete)
             .transact_items(self.release_name(Kind::Schedule, &current.name, current.id)?)
             .send()
             .await;
@@ -178,22 +158,17 @@ impl super::Inventory {
 
     /// Enabled schedules due at `now` (next run at or before it), through the index.
     pub async fn due_schedules(&self, now: u64) -> Result<Vec<Schedule>, StoreError> {
-        all_pages("schedule", |start| async move {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.res.schedules_table)
-                .index_name(DUE_SCHEDULES_INDEX)
-                .key_condition_expression("due = :due AND next_run <= :now")
-                .expression_attribute_values(":due", s(DUE))
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::from_sdk("Query due-schedules", e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
-        .await
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.res.schedules_table)
+            .index_name(DUE_SCHEDULES_INDEX);
+        let query = Expr::new()
+            .eq(DUE, s(IS_DUE))
+            .le(NEXT_RUN, n(now))
+            .query(query);
+        self.query_all("schedule", "Query due-schedules", query)
+            .await
     }
 
     /// Claims the firing of schedule `id` due at `due`: advances `next_run` to `next` (or
@@ -205,24 +180,15 @@ impl super::Inventory {
         due: u64,
         next: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.schedules_table)
-            .key("id", n(id))
-            .condition_expression("next_run = :due AND enabled = :yes")
-            .expression_attribute_values(":due", n(due))
-            .expression_attribute_values(
-                ":yes",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            )
-            .expression_attribute_values(":one", n(1));
-        let update = match next {
-            Some(next) => update
-                .update_expression("SET next_run = :next, version = version + :one")
-                .expression_attribute_values(":next", n(next)),
-            None => update.update_expression("SET version = version + :one REMOVE next_run, due"),
+        let mut e = Expr::new();
+        e.eq(NEXT_RUN, n(due))
+            .eq(ENABLED, AttributeValue::Bool(true))
+            .increment(VERSION, 1);
+        match next {
+            Some(next) => e.set(NEXT_RUN, n(next)),
+            None => e.remove(NEXT_RUN).remove(DUE),
         };
+        let update = e.update_item(self.schedule_update(id));
         super::conditional(update.send().await, "UpdateItem claim firing")
     }
 
@@ -230,20 +196,27 @@ impl super::Inventory {
     pub async fn record_firing(&self, id: u64, run: &LastRun) -> Result<(), StoreError> {
         let value = serde_dynamo::to_attribute_value(run)
             .map_err(|e| StoreError::Failed(format!("last run does not encode: {e}")))?;
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.schedules_table)
-            .key("id", n(id))
-            .update_expression("SET last_run = :run, version = version + :one")
-            .condition_expression(
-                "attribute_exists(id) AND (attribute_not_exists(last_run) OR last_run.due_at <= :due)",
-            )
-            .expression_attribute_values(":run", value)
-            .expression_attribute_values(":due", n(run.due_at))
-            .expression_attribute_values(":one", n(1))
+        let result = Expr::new()
+            .exists(ID)
+            .absent_or(LAST_RUN, |e| {
+                e.compared(LAST_RUN_DUE_AT, "<=", n(run.due_at))
+            })
+            .set(LAST_RUN, value)
+            .increment(VERSION, 1)
+            .update_item(self.schedule_update(id))
             .send()
             .await;
         super::conditional(result, "UpdateItem record firing").map(drop)
+    }
+
+    /// An update of the schedule `id`, to give an expression to.
+    fn schedule_update(
+        &self,
+        id: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.ddb
+            .update_item()
+            .table_name(&self.res.schedules_table)
+            .key(ID, n(id))
     }
 }

@@ -4,8 +4,11 @@
 //! cannot drift from what runs. A job that finds no seat waits (is delayed) and keeps its
 //! slot.
 
-use super::{failed_conditions, n, s, Holder, StoreError};
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use super::attributes::{
+    COUNTER, FENCE, ID, LEASE_EXPIRES_AT, MAX_PARALLEL_SUBCLOUDS, OP_ID, RUNNING, SEAT, VALUE,
+};
+use super::{failed_conditions, n, s, Expr, Holder, StoreError};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 
 /// The counter of the global cap, in the counters table.
 const RUNNING_COUNTER: &str = "running";
@@ -19,16 +22,17 @@ pub enum Seat {
     Lost,
 }
 
-fn update(
-    builder: aws_sdk_dynamodb::types::builders::UpdateBuilder,
-) -> Result<TransactWriteItem, StoreError> {
-    let update: Update = builder
-        .build()
-        .map_err(|e| StoreError::Failed(e.to_string()))?;
-    Ok(TransactWriteItem::builder().update(update).build())
+/// Adds to `e` taking one seat of a count (`attr`) capped by `cap`, a missing count being 0.
+fn take_one<'e>(
+    e: &'e mut Expr,
+    attr: &str,
+    cap: impl FnOnce(&mut Expr) -> String,
+) -> &'e mut Expr {
+    e.absent_or(attr, |e| format!("{} < {}", e.name(attr), cap(e)))
+        .count(attr, 0, 1)
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Takes a seat in `group` (and one of `max_running` in the system) for the operation,
     /// extending its lease.
     pub async fn take_seat(
@@ -39,42 +43,22 @@ impl super::Inventory {
         now: u64,
         lease_seconds: u64,
     ) -> Result<Seat, StoreError> {
-        let group_seat = update(
-            Update::builder()
-                .table_name(&self.res.groups_table)
-                .key("id", n(group))
-                .update_expression("SET running = if_not_exists(running, :zero) + :one")
-                .condition_expression(
-                    "attribute_exists(id) AND (attribute_not_exists(running) OR running < max_parallel_subclouds)",
-                )
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1)),
-        )?;
-        let global_seat = update(
-            Update::builder()
-                .table_name(&self.res.counters_table)
-                .key("counter", s(RUNNING_COUNTER))
-                .update_expression("SET #v = if_not_exists(#v, :zero) + :one")
-                .condition_expression("attribute_not_exists(#v) OR #v < :cap")
-                .expression_attribute_names("#v", "value")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":cap", n(max_running)),
-        )?;
-        let mine = update(
-            Update::builder()
-                .table_name(&self.res.subclouds_table)
-                .key("id", n(holder.subcloud_id))
-                .update_expression("SET seat = :group, lease_expires_at = :lease")
-                .condition_expression(
-                    "op_id = :op AND fence = :fence AND lease_expires_at > :now AND attribute_not_exists(seat)",
-                )
-                .expression_attribute_values(":group", n(group))
-                .expression_attribute_values(":lease", n(now + lease_seconds))
-                .expression_attribute_values(":op", s(holder.op_id.as_str()))
-                .expression_attribute_values(":fence", n(holder.fence))
-                .expression_attribute_values(":now", n(now)),
-        )?;
+        let mut group_seat = Expr::new();
+        group_seat.exists(ID);
+        take_one(&mut group_seat, RUNNING, |e| e.name(MAX_PARALLEL_SUBCLOUDS));
+        let group_seat = group_seat.transact_update(&self.res.groups_table, (ID, n(group)))?;
+        let mut global_seat = Expr::new();
+        take_one(&mut global_seat, VALUE, |e| e.value(n(max_running)));
+        let global_seat =
+            global_seat.transact_update(&self.res.counters_table, (COUNTER, s(RUNNING_COUNTER)))?;
+        let mine = Expr::new()
+            .eq(OP_ID, s(holder.op_id.as_str()))
+            .eq(FENCE, n(holder.fence))
+            .gt(LEASE_EXPIRES_AT, n(now))
+            .not_exists(SEAT)
+            .set(SEAT, n(group))
+            .set(LEASE_EXPIRES_AT, n(now + lease_seconds))
+            .transact_update(&self.res.subclouds_table, (ID, n(holder.subcloud_id)))?;
         let result = self
             .ddb
             .transact_write_items()
@@ -98,25 +82,14 @@ impl super::Inventory {
 
     /// The writes that give a seat in `group` back.
     pub(crate) fn release_seat(&self, group: u64) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let decrement = "SET #v = if_not_exists(#v, :one) - :one";
         Ok(vec![
-            update(
-                Update::builder()
-                    .table_name(&self.res.groups_table)
-                    .key("id", n(group))
-                    .update_expression(decrement)
-                    .condition_expression("attribute_exists(id)")
-                    .expression_attribute_names("#v", "running")
-                    .expression_attribute_values(":one", n(1)),
-            )?,
-            update(
-                Update::builder()
-                    .table_name(&self.res.counters_table)
-                    .key("counter", s(RUNNING_COUNTER))
-                    .update_expression(decrement)
-                    .expression_attribute_names("#v", "value")
-                    .expression_attribute_values(":one", n(1)),
-            )?,
+            Expr::new()
+                .exists(ID)
+                .count(RUNNING, 1, -1)
+                .transact_update(&self.res.groups_table, (ID, n(group)))?,
+            Expr::new()
+                .count(VALUE, 1, -1)
+                .transact_update(&self.res.counters_table, (COUNTER, s(RUNNING_COUNTER)))?,
         ])
     }
 }

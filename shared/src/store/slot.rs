@@ -5,18 +5,22 @@
 //! (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a second read.
 //! `explain` mirrors each validity condition in Rust for that purpose only.
 
-use super::{from_item, n, s, to_item, Item, StoreError};
-use crate::domain::{
-    timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, Subcloud,
-    NO_ERRORS,
+use super::attributes::{
+    AGENT_URL, AVAILABILITY_STATUS, BACKUP_STATUS, CENTRAL_BACKUPS, DEPLOY_STATUS,
+    ERROR_DESCRIPTION, EXPIRES_AT, FENCE, GROUP_ID, ID, LEASE_EXPIRES_AT, LEASE_HELD,
+    LOCAL_BACKUPS, MANAGEMENT_STATE, OP_BYTES, OP_ID, OP_KEY, OP_KIND, OP_SINCE, ORPHAN_UPLOAD,
+    POLL_SEQ, POLL_TOKEN, SEAT, SOFTWARE_VERSION, UPDATED_AT,
 };
-use crate::resources::OPERATION_EXPIRES_AT;
+use super::{from_item, n, s, to_item, Expr, StoreError};
+use crate::domain::{
+    timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, DeployStatus,
+    ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, SlotState,
+    Subcloud, NO_ERRORS,
+};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use std::collections::HashMap;
 
 /// What a claim asks for, beyond the operation kind.
 #[derive(Debug, Clone)]
@@ -44,19 +48,13 @@ pub struct ClaimRequest {
     pub key: Option<String>,
 }
 
-/// The state a claim replaced, so a claim whose job cannot be queued can be undone exactly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PriorState {
-    Backup(Option<BackupStatus>),
-    Deploy(DeployStatus),
-}
-
 #[derive(Debug)]
 pub enum ClaimOutcome {
-    /// The slot is ours; the subcloud as the claim left it, and the state it replaced.
+    /// The slot is ours; the subcloud as the claim left it, and the state it replaced (so
+    /// a claim whose job cannot be queued can be undone exactly).
     Claimed {
         subcloud: Box<Subcloud>,
-        prior: PriorState,
+        prior: SlotState,
     },
     /// Another operation holds the slot; the subcloud as it stands.
     Busy {
@@ -75,15 +73,37 @@ pub enum ClaimOutcome {
     Contended { name: Name },
 }
 
-/// A slot is free when no operation id is recorded. An expired lease is not free until it
-/// has been recovered (`recover_expired`), so no state an operation left behind survives.
-pub const SLOT_FREE: &str = "attribute_not_exists(op_id)";
+/// Adds to `e` the condition that the slot is free: no operation id is recorded. An expired
+/// lease is not free until it has been recovered (`recover_expired`), so no state an
+/// operation left behind survives.
+pub(crate) fn slot_free(e: &mut Expr) -> &mut Expr {
+    e.not_exists(OP_ID)
+}
 
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
-pub const SLOT_ATTRIBUTES: &str =
-    "op_id, op_kind, op_since, lease_expires_at, lease_held, seat, poll_seq, poll_token, op_key, op_bytes";
-pub const LEASE_HELD: &str = "held";
+pub const SLOT_ATTRIBUTES: [&str; 10] = [
+    OP_ID,
+    OP_KIND,
+    OP_SINCE,
+    LEASE_EXPIRES_AT,
+    LEASE_HELD,
+    SEAT,
+    POLL_SEQ,
+    POLL_TOKEN,
+    OP_KEY,
+    OP_BYTES,
+];
+/// The value of `lease_held` while a lease is held.
+pub const HELD: &str = "held";
+
+/// Adds to `e` the removal of every attribute of a held slot: the slot is free.
+pub(crate) fn free_slot(e: &mut Expr) -> &mut Expr {
+    for attr in SLOT_ATTRIBUTES {
+        e.remove(attr);
+    }
+    e
+}
 
 /// The most claims `claim_together` writes in one transaction (two items each; DynamoDB
 /// takes 100 items and 4 MB a transaction).
@@ -130,13 +150,10 @@ fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Att
             reason,
         });
     }
-    let claimed_state = |sc: &Subcloud| match req.kind.claimed_state() {
-        ClaimedState::Backup(_) => PriorState::Backup(sc.backup_status),
-        ClaimedState::Deploy(_) => PriorState::Deploy(sc.deploy_status.clone()),
-    };
+    let claimed = req.kind.claimed_state();
     // Valid and free: what failed was the fence, the state seen or the order of times.
     if old.fence != seen.fence
-        || claimed_state(&old) != claimed_state(seen)
+        || claimed.current(&old) != claimed.current(seen)
         || old.updated_at.as_str() >= since
     {
         Attempt::Changed(Box::new(old))
@@ -145,68 +162,62 @@ fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Att
     }
 }
 
-/// The condition under which a subcloud may be claimed: it exists, its slot is free, and it
-/// is valid for the operation (SPEC §1).
-struct ClaimCondition {
-    expression: String,
-    values: Item,
-}
-
-impl ClaimCondition {
-    fn for_request(req: &ClaimRequest) -> ClaimCondition {
-        let mut values: Item = HashMap::new();
-        // Every write records `updated_at`; a claim that comes after them says so in its
-        // times too (SPEC §3: the write establishes the order).
-        let mut clauses = vec![
-            "attribute_exists(id)".to_owned(),
-            SLOT_FREE.to_owned(),
-            "(attribute_not_exists(updated_at) OR updated_at < :since)".to_owned(),
-        ];
-        if let Some(group) = req.group_id {
-            values.insert(":group".into(), n(group));
-            clauses.push("group_id = :group".into());
+/// Adds to `e` the condition under which a subcloud may be claimed: it exists, its slot is
+/// free, and it is valid for the operation (SPEC §1).
+fn claim_condition<'e>(e: &'e mut Expr, req: &ClaimRequest, since: &str) -> &'e mut Expr {
+    e.exists(ID);
+    slot_free(e);
+    // Every write records `updated_at`; a claim that comes after them says so in its times
+    // too (SPEC §3: the write establishes the order).
+    e.absent_or(UPDATED_AT, |e| e.compared(UPDATED_AT, "<", s(since)));
+    if let Some(group) = req.group_id {
+        e.eq(GROUP_ID, n(group));
+    }
+    let managed_online = |e: &mut Expr| {
+        e.eq(MANAGEMENT_STATE, s(ManagementState::Managed.as_str()))
+            .eq(AVAILABILITY_STATUS, s(AvailabilityStatus::Online.as_str()));
+    };
+    match req.kind {
+        OpKind::Create => {
+            managed_online(e);
+            e.eq(DEPLOY_STATUS, s(DeployStatus::COMPLETE));
         }
-        let managed_online = |values: &mut Item, clauses: &mut Vec<String>| {
-            values.insert(":managed".into(), s(ManagementState::Managed.as_str()));
-            values.insert(":online".into(), s(AvailabilityStatus::Online.as_str()));
-            clauses.push("management_state = :managed AND availability_status = :online".into());
-        };
-        match req.kind {
-            OpKind::Create => {
-                managed_online(&mut values, &mut clauses);
-                values.insert(":complete".into(), s(DeployStatus::COMPLETE));
-                clauses.push("deploy_status = :complete".into());
+        OpKind::Delete if req.local_only => managed_online(e),
+        OpKind::Delete => {}
+        OpKind::Restore => {
+            e.eq(MANAGEMENT_STATE, s(ManagementState::Unmanaged.as_str()));
+            not_in(e, DEPLOY_STATUS, DeployStatus::forbidding_restore());
+            let backups = if req.local_only {
+                LOCAL_BACKUPS
+            } else {
+                CENTRAL_BACKUPS
+            };
+            e.when(|e| {
+                let release = e.value(s(req.release.as_str()));
+                format!(
+                    "{} = {release} AND contains({}, {release})",
+                    e.name(SOFTWARE_VERSION),
+                    e.name(backups)
+                )
+            });
+            if !req.has_bootstrap_address {
+                e.exists(AGENT_URL);
             }
-            OpKind::Delete if req.local_only => managed_online(&mut values, &mut clauses),
-            OpKind::Delete => {}
-            OpKind::Restore => {
-                values.insert(":unmanaged".into(), s(ManagementState::Unmanaged.as_str()));
-                clauses.push("management_state = :unmanaged".into());
-                let mut forbidden = Vec::new();
-                for (i, state) in DeployStatus::forbidding_restore().enumerate() {
-                    values.insert(format!(":f{i}"), s(state));
-                    forbidden.push(format!(":f{i}"));
-                }
-                clauses.push(format!("NOT deploy_status IN ({})", forbidden.join(", ")));
-                values.insert(":release".into(), s(req.release.as_str()));
-                let store = if req.local_only {
-                    "local_backups"
-                } else {
-                    "central_backups"
-                };
-                clauses.push(format!(
-                    "software_version = :release AND contains({store}, :release)"
-                ));
-                if !req.has_bootstrap_address {
-                    clauses.push("attribute_exists(agent_url)".into());
-                }
-            }
-        }
-        ClaimCondition {
-            expression: clauses.join(" AND "),
-            values,
         }
     }
+    e
+}
+
+/// Adds to `e` the condition that `attr` is none of `states`.
+pub(crate) fn not_in<'a, 'e>(
+    e: &'e mut Expr,
+    attr: &str,
+    states: impl Iterator<Item = &'a str>,
+) -> &'e mut Expr {
+    e.when(|e| {
+        let values: Vec<String> = states.map(|state| e.value(s(state))).collect();
+        format!("NOT {} IN ({})", e.name(attr), values.join(", "))
+    })
 }
 
 /// Why `sc` is not valid for the claim, in dcmanager's words; `None` if it is. The Rust
@@ -262,7 +273,7 @@ struct ClaimWrites {
     update: TransactWriteItem,
     put: TransactWriteItem,
     claimed: Subcloud,
-    prior: PriorState,
+    prior: SlotState,
 }
 
 /// A cancellation reason's code ("" when there is none).
@@ -305,7 +316,7 @@ fn cancelled(
     Ok(judge(req, seen, old, since))
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Claims the slot of subcloud `seen` for an operation and writes its record, in one
     /// transaction: a claim never exists without its record, nor a record without its claim
     /// (SPEC §3). The claim also resets `error-description` to "No errors present" (SPEC §1).
@@ -492,66 +503,39 @@ impl super::Inventory {
         record: &Operation,
         since: &str,
     ) -> Result<ClaimWrites, StoreError> {
-        let condition = ClaimCondition::for_request(req);
         let lease = req.now + req.lease_seconds;
         let fence = seen.fence + 1;
-        let (state_attr, state_value) = match req.kind.claimed_state() {
-            ClaimedState::Backup(b) => ("backup_status", b.as_str().to_owned()),
-            ClaimedState::Deploy(d) => ("deploy_status", d.as_str().to_owned()),
-        };
-        let mut values = condition.values;
-        let mut expression = condition.expression;
+        let claimed = req.kind.claimed_state();
+        let mut e = Expr::new();
+        claim_condition(&mut e, req, since);
         // The fence and the state replaced are those seen, so the record and a rollback can
         // name them without a read.
-        values.insert(":seen_fence".into(), n(seen.fence));
-        expression.push_str(if seen.fence == 0 {
-            " AND (attribute_not_exists(fence) OR fence = :seen_fence)"
+        if seen.fence == 0 {
+            e.absent_or(FENCE, |e| e.compared(FENCE, "=", n(0)));
         } else {
-            " AND fence = :seen_fence"
-        });
-        let prior = match req.kind.claimed_state() {
-            ClaimedState::Backup(_) => PriorState::Backup(seen.backup_status),
-            ClaimedState::Deploy(_) => PriorState::Deploy(seen.deploy_status.clone()),
-        };
-        match &prior {
-            PriorState::Backup(None) => {
-                expression.push_str(" AND attribute_not_exists(backup_status)");
-            }
-            PriorState::Backup(Some(b)) => {
-                values.insert(":prior".into(), s(b.as_str()));
-                expression.push_str(" AND backup_status = :prior");
-            }
-            PriorState::Deploy(d) => {
-                values.insert(":prior".into(), s(d.as_str()));
-                expression.push_str(" AND deploy_status = :prior");
-            }
+            e.eq(FENCE, n(seen.fence));
         }
-        values.insert(":op".into(), s(req.op_id.as_str()));
-        values.insert(":kind".into(), s(req.kind.as_str()));
-        values.insert(":since".into(), s(since));
-        values.insert(":lease".into(), n(lease));
-        values.insert(":fence".into(), n(fence));
-        values.insert(":state".into(), s(&state_value));
-        values.insert(":held".into(), s(LEASE_HELD));
-        values.insert(":no_errors".into(), s(NO_ERRORS));
-        let key = match &req.key {
-            Some(key) => {
-                values.insert(":key".into(), s(key));
-                ", op_key = :key"
-            }
-            None => "",
-        };
-        let claim = Update::builder()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(seen.id))
-            .update_expression(format!(
-                "SET op_id = :op, op_kind = :kind, op_since = :since, lease_expires_at = :lease, \
-                 lease_held = :held, fence = :fence, updated_at = :since, \
-                 error_description = :no_errors, {state_attr} = :state{key}"
-            ))
-            .condition_expression(expression)
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        let prior = claimed.current(seen);
+        e.eq_or_absent(claimed.attribute(), prior.as_str().map(s));
+        e.set(OP_ID, s(req.op_id.as_str()))
+            .set(OP_KIND, s(req.kind.as_str()))
+            .set(OP_SINCE, s(since))
+            .set(LEASE_EXPIRES_AT, n(lease))
+            .set(LEASE_HELD, s(HELD))
+            .set(FENCE, n(fence))
+            .set(UPDATED_AT, s(since))
+            .set(ERROR_DESCRIPTION, s(NO_ERRORS))
+            .set(claimed.attribute(), s(claimed.as_str()))
+            .set_opt(OP_KEY, req.key.as_deref().map(s));
+        let claim = e
+            .update_builder(
+                Update::builder()
+                    .table_name(&self.res.subclouds_table)
+                    .key(ID, n(seen.id))
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    ),
+            )
             .build()
             .map_err(|e| StoreError::Failed(e.to_string()))?;
         let record = Operation {
@@ -568,13 +552,16 @@ impl super::Inventory {
         let mut item = to_item("operation", &record)?;
         // The table's TTL deletes the record once the operation history period has passed.
         item.insert(
-            OPERATION_EXPIRES_AT.to_owned(),
+            EXPIRES_AT.to_owned(),
             n(req.now.saturating_add(self.operation_history.as_secs())),
         );
-        let put = Put::builder()
-            .table_name(&self.res.operations_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(op_id)")
+        let put = Expr::new()
+            .not_exists(OP_ID)
+            .put_builder(
+                Put::builder()
+                    .table_name(&self.res.operations_table)
+                    .set_item(Some(item)),
+            )
             .build()
             .map_err(|e| StoreError::Failed(e.to_string()))?;
         let mut sc = seen.clone();
@@ -586,10 +573,7 @@ impl super::Inventory {
         sc.updated_at = since.to_owned();
         sc.error_description = NO_ERRORS.to_owned();
         sc.op_key = req.key.clone();
-        match req.kind.claimed_state() {
-            ClaimedState::Backup(b) => sc.backup_status = Some(b),
-            ClaimedState::Deploy(d) => sc.deploy_status = d,
-        }
+        claimed.set(&mut sc);
         Ok(ClaimWrites {
             update: TransactWriteItem::builder().update(claim).build(),
             put: TransactWriteItem::builder().put(put).build(),
@@ -604,60 +588,35 @@ impl super::Inventory {
     pub async fn release_claim(
         &self,
         claimed: &Subcloud,
-        prior: &PriorState,
+        prior: &SlotState,
     ) -> Result<bool, StoreError> {
-        let (Some(op_id), fence) = (&claimed.op_id, claimed.fence) else {
+        let (Some(op_id), Some(kind), fence) = (&claimed.op_id, claimed.op_kind, claimed.fence)
+        else {
             return Ok(false);
         };
-        let mut values: Item = HashMap::new();
-        values.insert(":op".into(), s(op_id.as_str()));
-        values.insert(":fence".into(), n(fence));
-        values.insert(":now".into(), s(timestamp_now()));
+        let claimed_state = kind.claimed_state();
+        let mut e = Expr::new();
+        // Only a claim no worker has started on: no seat taken, the claimed state as set.
+        e.eq(OP_ID, s(op_id.as_str()))
+            .eq(FENCE, n(fence))
+            .not_exists(SEAT)
+            .eq(claimed_state.attribute(), s(claimed_state.as_str()));
         // A claim only replaces final states (a free slot never leaves an in-progress one
         // behind); should one be found anyway, it is put back as its failure state.
-        let prior = match prior {
-            PriorState::Backup(Some(b)) => {
-                PriorState::Backup(Some(b.failure_state().unwrap_or(*b)))
-            }
-            PriorState::Deploy(d) => {
-                PriorState::Deploy(d.failure_state().unwrap_or_else(|| d.clone()))
-            }
-            other => other.clone(),
+        let prior = prior.settled();
+        match prior.as_str() {
+            Some(state) => e.set(prior.attribute(), s(state)),
+            None => e.remove(prior.attribute()),
         };
-        let claimed_attribute = match prior {
-            PriorState::Backup(_) => "backup_status",
-            PriorState::Deploy(_) => "deploy_status",
-        };
-        let claimed_state = match claimed.op_kind.map(OpKind::claimed_state) {
-            Some(ClaimedState::Backup(b)) => b.as_str().to_owned(),
-            Some(ClaimedState::Deploy(d)) => d.as_str().to_owned(),
-            None => return Ok(false),
-        };
-        values.insert(":claimed".into(), s(claimed_state));
-        let expression = match &prior {
-            PriorState::Backup(Some(b)) => {
-                values.insert(":state".into(), s(b.as_str()));
-                format!("SET backup_status = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
-            }
-            PriorState::Backup(None) => {
-                format!("SET updated_at = :now REMOVE backup_status, {SLOT_ATTRIBUTES}")
-            }
-            PriorState::Deploy(d) => {
-                values.insert(":state".into(), s(d.as_str()));
-                format!("SET deploy_status = :state, updated_at = :now REMOVE {SLOT_ATTRIBUTES}")
-            }
-        };
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(claimed.id))
-            .update_expression(expression)
-            // Only a claim no worker has started on: no seat taken, the claimed state as set.
-            .condition_expression(format!(
-                "op_id = :op AND fence = :fence AND attribute_not_exists(seat) AND {claimed_attribute} = :claimed"
-            ))
-            .set_expression_attribute_values(Some(values))
+        e.set(UPDATED_AT, s(timestamp_now()));
+        free_slot(&mut e);
+        let result = e
+            .update_item(
+                self.ddb
+                    .update_item()
+                    .table_name(&self.res.subclouds_table)
+                    .key(ID, n(claimed.id)),
+            )
             .send()
             .await;
         super::conditional(result, "UpdateItem release")
@@ -686,22 +645,17 @@ impl super::Inventory {
 
     /// The held slots whose lease expired by `now`, from the sparse expiring-leases index.
     pub async fn expired_leases(&self, now: u64) -> Result<Vec<Subcloud>, StoreError> {
-        super::all_pages("subcloud", |start| async move {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.res.subclouds_table)
-                .index_name(crate::resources::EXPIRING_LEASES_INDEX)
-                .key_condition_expression("lease_held = :held AND lease_expires_at <= :now")
-                .expression_attribute_values(":held", s(LEASE_HELD))
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::from_sdk("Query expiring-leases", e))?;
-            Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
-        })
-        .await
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.res.subclouds_table)
+            .index_name(crate::resources::EXPIRING_LEASES_INDEX);
+        let query = Expr::new()
+            .eq(LEASE_HELD, s(HELD))
+            .le(LEASE_EXPIRES_AT, n(now))
+            .query(query);
+        self.query_all("subcloud", "Query expiring-leases", query)
+            .await
     }
 
     /// Ends the operation holding `sc`'s slot as failed, when `when` holds inside the same
@@ -715,63 +669,41 @@ impl super::Inventory {
         let Some(op_id) = &sc.op_id else {
             return Ok(false);
         };
-        let mut values: Item = HashMap::new();
-        values.insert(":op".into(), s(op_id.as_str()));
-        values.insert(":fence".into(), n(sc.fence));
-        values.insert(":why".into(), s(why));
         let at = timestamp_now();
-        values.insert(":at".into(), s(&at));
-        values.insert(":deploy".into(), s(sc.deploy_status.as_str()));
-        let mut sets = vec![
-            "error_description = :why".to_owned(),
-            "updated_at = :at".to_owned(),
-        ];
-        let mut conditions = vec![
-            "op_id = :op AND fence = :fence".to_owned(),
-            "deploy_status = :deploy".to_owned(),
-        ];
+        let mut e = Expr::new();
+        e.eq(OP_ID, s(op_id.as_str()))
+            .eq(FENCE, n(sc.fence))
+            .eq(DEPLOY_STATUS, s(sc.deploy_status.as_str()))
+            .eq_or_absent(BACKUP_STATUS, sc.backup_status.map(|b| s(b.as_str())))
+            .set(ERROR_DESCRIPTION, s(why))
+            .set(UPDATED_AT, s(&at));
         match when {
             FailWhen::LeaseExpiredBy(now) => {
-                values.insert(":now".into(), n(now));
-                conditions.push("lease_expires_at <= :now".into());
+                e.le(LEASE_EXPIRES_AT, n(now));
                 // Its agent may have uploaded something meanwhile: whoever comes next (the
                 // sweeper, or the next worker on the subcloud after a claim recovered it)
                 // discards it.
                 if sc.op_kind == Some(OpKind::Create) {
-                    sets.push("orphan_upload = :op".into());
+                    e.set(ORPHAN_UPLOAD, s(op_id.as_str()));
                 }
             }
             // No worker wrote since the claim (every worker step does), took a seat or handed
             // a poll on: nothing ran on the agent.
             FailWhen::NeverStarted => {
-                conditions.push("updated_at = op_since".into());
-                conditions.push("attribute_not_exists(seat)".into());
-                conditions.push("attribute_not_exists(poll_seq)".into());
+                e.when(|e| format!("{} = {}", e.name(UPDATED_AT), e.name(OP_SINCE)))
+                    .not_exists(SEAT)
+                    .not_exists(POLL_SEQ);
             }
         }
         if let Some(failed) = sc.deploy_status.failure_state() {
-            values.insert(":deploy_failed".into(), s(failed.as_str()));
-            sets.push("deploy_status = :deploy_failed".into());
+            e.set(DEPLOY_STATUS, s(failed.as_str()));
         }
-        match sc.backup_status {
-            Some(status) => {
-                values.insert(":backup".into(), s(status.as_str()));
-                conditions.push("backup_status = :backup".into());
-                if let Some(failed) = status.failure_state() {
-                    values.insert(":backup_failed".into(), s(failed.as_str()));
-                    sets.push("backup_status = :backup_failed".into());
-                }
-            }
-            None => conditions.push("attribute_not_exists(backup_status)".into()),
+        if let Some(failed) = sc.backup_status.and_then(BackupStatus::failure_state) {
+            e.set(BACKUP_STATUS, s(failed.as_str()));
         }
-        let subcloud = Update::builder()
-            .table_name(&self.res.subclouds_table)
-            .key("id", n(sc.id))
-            .update_expression(format!("SET {} REMOVE {SLOT_ATTRIBUTES}", sets.join(", ")))
-            .condition_expression(conditions.join(" AND "))
-            .set_expression_attribute_values(Some(values));
+        free_slot(&mut e);
         let ended = self
-            .end_operation(subcloud, op_id, OpState::Failed, Some(why), sc.seat, &at)
+            .end_operation((sc.id, e), op_id, OpState::Failed, Some(why), sc.seat, &at)
             .await?;
         if ended {
             tracing::warn!(op_id = %op_id, subcloud = %sc.name, why, "operation ended as failed");
@@ -790,7 +722,7 @@ pub enum FailWhen {
     NeverStarted,
 }
 
-impl super::Inventory {
+impl super::Store {
     /// Forgets the orphaned upload of `op_id` once it is discarded (unless another took its
     /// place meanwhile).
     pub async fn clear_orphan_upload(
@@ -798,14 +730,15 @@ impl super::Inventory {
         subcloud_id: u64,
         op_id: &OpId,
     ) -> Result<(), StoreError> {
-        let result = self
+        let update = self
             .ddb
             .update_item()
             .table_name(&self.res.subclouds_table)
-            .key("id", n(subcloud_id))
-            .update_expression("REMOVE orphan_upload")
-            .condition_expression("orphan_upload = :op")
-            .expression_attribute_values(":op", s(op_id.as_str()))
+            .key(ID, n(subcloud_id));
+        let result = Expr::new()
+            .eq(ORPHAN_UPLOAD, s(op_id.as_str()))
+            .remove(ORPHAN_UPLOAD)
+            .update_item(update)
             .send()
             .await;
         super::conditional(result, "UpdateItem orphan upload").map(drop)

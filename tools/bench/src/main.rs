@@ -31,7 +31,7 @@ use dcbackup::domain::{
 };
 use dcbackup::resources::Resources;
 use dcbackup::runtime::Clients;
-use dcbackup::store::{Inventory, LEASE_HELD, SLOT_ATTRIBUTES};
+use dcbackup::store::{Store, HELD, SLOT_ATTRIBUTES};
 use futures::StreamExt;
 use report::{Sample, Samples};
 use std::collections::HashMap;
@@ -168,7 +168,7 @@ impl Bench {
         })
     }
 
-    fn inventory(&self) -> &Inventory {
+    fn inventory(&self) -> &Store {
         &self.app.inventory
     }
 
@@ -227,8 +227,9 @@ impl Bench {
                     .table_name(&self.resources.subclouds_table)
                     .key("id", AttributeValue::N(id.to_string()))
                     .update_expression(format!(
-                        "REMOVE {SLOT_ATTRIBUTES} SET management_state = :m, deploy_status = :d \
-                         ADD central_backups :r"
+                        "REMOVE {} SET management_state = :m, deploy_status = :d \
+                         ADD central_backups :r",
+                        SLOT_ATTRIBUTES.join(", ")
                     ))
                     .expression_attribute_values(":m", s(management.as_str()))
                     .expression_attribute_values(":d", s(DeployStatus::COMPLETE))
@@ -329,7 +330,7 @@ impl Bench {
             (":kind".into(), s(kind.as_str())),
             (":since".into(), s(&since)),
             (":lease".into(), n(now + 900)),
-            (":held".into(), s(LEASE_HELD)),
+            (":held".into(), s(HELD)),
             (":zero".into(), n(0)),
             (":one".into(), n(1)),
         ]);

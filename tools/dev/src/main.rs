@@ -29,7 +29,7 @@ use dcbackup::domain::{
     Release,
 };
 use dcbackup::runtime::Clients;
-use dcbackup::store::{Inventory, InventoryError};
+use dcbackup::store::{InventoryError, Store};
 
 mod gate;
 mod poll;
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             let base_port = agent_base_port(args)?;
             provision(&clients, &config).await?;
             seed_demo(
-                Inventory::new(clients.dynamodb.clone(), config.resources.clone()),
+                Store::new(clients.dynamodb.clone(), config.resources.clone()),
                 base_port,
             )
             .await
@@ -194,7 +194,7 @@ fn name(value: &str) -> Name {
 /// Two groups and four subclouds: enough to try every inventory and group route.
 /// subcloud1-3 have agents on 127.0.0.1 from `agent_base_port` up (`make run` starts them);
 /// subcloud4 has none. A subcloud that exists already is left as it is.
-async fn seed_demo(inventory: Inventory, agent_base_port: u16) -> anyhow::Result<()> {
+async fn seed_demo(inventory: Store, agent_base_port: u16) -> anyhow::Result<()> {
     for (group, description) in [
         ("edge-east", "Eastern edge sites"),
         ("edge-west", "Western edge sites"),
