@@ -19,6 +19,9 @@
 //!   conditional write, writes its operation record and sends its job ([`jobs`]) to the queue.
 //! - [`worker`]: takes a job from the queue and drives the operation through its states on
 //!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]).
+//!   The agent protocol's types, worker tokens and TLS files come from the small
+//!   `dcbackup-protocol` crate (`protocol/`), which the agent links too; [`domain::Release`]
+//!   is its `Release`.
 //! - [`sweeper`]: recovers slots whose lease expired and judges dead-lettered jobs;
 //!   [`retention`] trims scheduled backups beyond a schedule's `retain`.
 //! - [`store`]: the DynamoDB adapter — every write that depends on what is stored is

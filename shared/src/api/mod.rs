@@ -16,7 +16,7 @@ pub use error::{ApiError, ReasonStatus, SubcloudReason};
 pub use fields::Fields;
 
 use crate::auth::{policy::rules, Authenticator, Principal};
-use crate::domain::{epoch_now, OpId, OpKind, Ref, Release};
+use crate::domain::{epoch_now, Invalid, OpId, OpKind, Ref, Release};
 use crate::jobs::JobQueue;
 use crate::store::{Begin, Inventory};
 use http::{Method, StatusCode};
@@ -427,7 +427,7 @@ pub fn backup_command(
     param: Option<&str>,
 ) -> Result<Command, ApiError> {
     let release = match param {
-        Some(release) => Some(Release::parse("release_version", release)?),
+        Some(release) => Some(Release::parse("release_version", release).map_err(Invalid::from)?),
         None => None,
     };
     Command::parse(kind, release, request_fields(req)?)
