@@ -9,14 +9,15 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::archive::ArchiveError;
-use crate::auth::{Secret, Verifier};
+use crate::auth::Verifier;
 use crate::config::{self, Config, ConfigError, DataDir};
 use crate::jobs::{Admission, Job, JobRequest, Jobs, Refusal};
-use crate::protocol::{JobResult, Release, Sha256};
 use crate::restore::ReplaceError;
 use crate::store::Store;
 use crate::transfer::{TransferError, Transfers};
 use crate::{backup, restore};
+use dcbackup_protocol::Secret;
+use dcbackup_protocol::{JobResult, Release, Sha256};
 
 /// One subcloud's agent: build it with [`Agent::new`], serve it with [`crate::serve`].
 pub struct Agent {

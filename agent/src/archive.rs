@@ -29,7 +29,7 @@ use tar::{EntryType, Header};
 use crate::config::DataDir;
 use crate::digest::Hashing;
 use crate::progress::{Meter, Metered};
-use crate::protocol::{Release, Sha256};
+use dcbackup_protocol::{Release, Sha256};
 
 /// The manifest's name, at the archive's root.
 pub(crate) const MANIFEST: &str = "MANIFEST.json";

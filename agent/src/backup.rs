@@ -11,8 +11,8 @@ use tracing::Instrument;
 use crate::agent::{blocking, Agent, JobError};
 use crate::archive::{self, ArchiveError, Origin, Written};
 use crate::jobs::Job;
-use crate::protocol::{BackupRequest, JobResult, Location, UploadedPart};
 use crate::upload::{self, PartWriter, UploadState};
+use dcbackup_protocol::{BackupRequest, JobResult, Location, UploadedPart};
 
 /// How long a failed archive waits for the uploader to say whether it stopped first.
 const UPLOADER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

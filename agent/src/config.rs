@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use crate::archive::MANIFEST;
-use crate::auth::SecretError;
 use crate::tls::{TlsError, TlsFiles};
+use dcbackup_protocol::SecretError;
 
 pub const USAGE: &str = "\
 usage: dcbackup-agent --name NAME --listen ADDR:PORT --data DIR [--data DIR ...] --store DIR --secret-file PATH

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use aws_lc_rs::digest::{Context, SHA256};
 
-use crate::protocol::Sha256;
+use dcbackup_protocol::Sha256;
 
 /// Wraps a reader or a writer and hashes and counts the bytes that pass.
 pub(crate) struct Hashing<T> {

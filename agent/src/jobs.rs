@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use uuid::Uuid;
 
 use crate::progress::Progress;
-use crate::protocol::{
+use crate::upload::UploadState;
+use dcbackup_protocol::{
     BackupRequest, JobKind, JobResult, JobState, JobView, Release, RestoreRequest,
 };
-use crate::upload::UploadState;
 
 /// How many jobs are remembered; the oldest finished ones are forgotten first.
 pub(crate) const KEPT_JOBS: usize = 1000;
@@ -208,14 +208,14 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Location, Sha256};
+    use dcbackup_protocol::{Location, Sha256};
 
     fn backup(op_id: Uuid, release: &str, central: bool) -> JobRequest {
         JobRequest::Backup(BackupRequest {
             op_id,
             release: release.parse().expect("release"),
-            upload: central.then(|| crate::protocol::UploadPlan {
-                part_size: crate::protocol::MIN_PART_SIZE,
+            upload: central.then(|| dcbackup_protocol::UploadPlan {
+                part_size: dcbackup_protocol::MIN_PART_SIZE,
                 parts: Vec::new(),
             }),
         })

@@ -4,8 +4,9 @@
 //! S3 multipart upload through pre-signed URLs (central) or kept on the subcloud (local); a
 //! restore verifies an archive completely
 //! before it swaps the data dirs, and puts them back if the swap fails. Requests carry
-//! short-lived HS256 tokens minted by the worker with [`mint_worker_token`]. The protocol is
-//! described in the crate's README; its types are in [`protocol`].
+//! short-lived HS256 tokens minted by the worker with `dcbackup_protocol::mint_worker_token`.
+//! The protocol is described in the crate's README; its types are in the `dcbackup-protocol`
+//! crate, which the worker's library links instead of this one.
 
 mod agent;
 mod archive;
@@ -15,7 +16,6 @@ mod config;
 mod digest;
 mod jobs;
 mod progress;
-pub mod protocol;
 mod restore;
 mod server;
 mod store;
@@ -24,9 +24,6 @@ mod transfer;
 mod upload;
 
 pub use agent::Agent;
-pub use auth::{
-    mint_worker_token, MintError, Secret, SecretError, MIN_SECRET_BYTES, WORKER_SUBJECT,
-};
 pub use config::{Config, ConfigError, USAGE};
 pub use server::serve;
 pub use tls::{TlsError, TlsFiles};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dcbackup_agent::{serve, Agent, Config, USAGE};
+use dcbackup_protocol::logs::{init_json_logs, Timestamps};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -24,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     println!("listening on {}://{address}", agent.scheme());
-    init_tracing();
+    init_json_logs(Timestamps::Included);
     tracing::info!(
         name = agent.name(),
         %address,
@@ -42,18 +43,4 @@ async fn main() -> anyhow::Result<()> {
         _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
     }
     Ok(())
-}
-
-/// JSON logs, one object a line, with the job's span (its `op_id`) on each; level from
-/// `RUST_LOG` (default `info`).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .init();
 }

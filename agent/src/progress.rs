@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::protocol::ByteProgress;
+use dcbackup_protocol::ByteProgress;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Progress {

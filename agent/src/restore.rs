@@ -18,8 +18,8 @@ use crate::config::DataDir;
 use crate::digest::{self, Hashing};
 use crate::jobs::Job;
 use crate::progress::Metered;
-use crate::protocol::{JobResult, Location, Release, RestoreRequest, Sha256};
 use crate::store::remove_tree;
+use dcbackup_protocol::{JobResult, Location, Release, RestoreRequest, Sha256};
 
 pub(crate) async fn run(
     agent: Arc<Agent>,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::agent::{Agent, DeleteError};
 use crate::auth::AuthError;
 use crate::jobs::{Admission, Job, JobRequest};
-use crate::protocol::{BackupRequest, ErrorBody, Health, PartUrls, Release, RestoreRequest};
+use dcbackup_protocol::{BackupRequest, ErrorBody, Health, PartUrls, Release, RestoreRequest};
 
 /// Request bodies are a few KiB (the URLs are the largest part).
 const MAX_BODY_BYTES: usize = 64 * 1024;

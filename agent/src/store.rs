@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use crate::archive::Written;
-use crate::protocol::{Release, Sha256};
+use dcbackup_protocol::{Release, Sha256};
 
 const ARCHIVE_SUFFIX: &str = ".tar.gz";
 const DIGEST_SUFFIX: &str = ".sha256";

@@ -2,13 +2,12 @@
 //! command line, and optionally mutual TLS: only clients presenting a certificate signed by
 //! the given CA get past the handshake.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use dcbackup_protocol::tls::{self, PemError};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 /// The PEM files of the agent's HTTPS (`--cert`, `--key`, `--client-ca`).
@@ -34,31 +33,21 @@ pub enum TlsError {
     Config(String),
 }
 
-fn certificates(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let refuse = |why: String| TlsError::File {
-        flag,
-        path: path.to_owned(),
-        why,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| refuse(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refuse(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(refuse("holds no PEM certificate".to_owned()));
+impl TlsError {
+    fn file(flag: &'static str, pem: PemError) -> TlsError {
+        TlsError::File {
+            flag,
+            path: pem.path,
+            why: pem.why,
+        }
     }
-    Ok(certs)
 }
 
 /// Reads the files and builds the acceptor; every problem names the flag and file.
 pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = certificates("--cert", &files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::File {
-        flag: "--key",
-        path: files.key.clone(),
-        why: e.to_string(),
-    })?;
+    let provider = tls::provider();
+    let chain = tls::certificates(&files.cert).map_err(|e| TlsError::file("--cert", e))?;
+    let key = tls::private_key(&files.key).map_err(|e| TlsError::file("--key", e))?;
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -66,13 +55,7 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let mut roots = RootCertStore::empty();
-            for cert in certificates("--client-ca", path)? {
-                roots.add(cert).map_err(|e| TlsError::File {
-                    flag: "--client-ca",
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-            }
+            tls::add_cas(&mut roots, path).map_err(|e| TlsError::file("--client-ca", e))?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| TlsError::Config(e.to_string()))?;

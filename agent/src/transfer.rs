@@ -22,7 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use crate::protocol::TransferUrl;
+use dcbackup_protocol::TransferUrl;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One part's PUT; pre-signed URLs expire well within it anyway.
@@ -87,7 +87,7 @@ impl Transfers {
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+            .with_provider_and_native_roots(dcbackup_protocol::tls::provider())
             .map_err(TransferError::Tls)?
             .https_or_http()
             .enable_http1()

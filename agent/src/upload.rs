@@ -20,11 +20,11 @@ use uuid::Uuid;
 use crate::agent::{Agent, JobError};
 use crate::jobs::Job;
 use crate::progress::Progress;
-use crate::protocol::{
-    PartUrl, TransferUrl, UploadPlan, UploadProgress, UploadedPart, MAX_PARTS, MAX_PART_SIZE,
-};
 use crate::store::Scratch;
 use crate::transfer::TransferError;
+use dcbackup_protocol::{
+    PartUrl, TransferUrl, UploadPlan, UploadProgress, UploadedPart, MAX_PARTS, MAX_PART_SIZE,
+};
 
 /// How long the uploader waits for the worker to hand over the URL of a part that is ready
 /// (the worker polls every 30 s or so; a worker gone for this long is not coming back).

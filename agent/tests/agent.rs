@@ -12,8 +12,8 @@ use common::{
     call, craft, craft_archive, find_named, scribble, send, sha256, token, Crafted, ObjectServer,
     TestAgent, TestDir,
 };
-use dcbackup_agent::mint_worker_token;
-use dcbackup_agent::protocol::{JobKind, JobState, Location};
+use dcbackup_protocol::mint_worker_token;
+use dcbackup_protocol::{JobKind, JobState, Location};
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};

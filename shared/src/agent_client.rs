@@ -6,10 +6,10 @@
 //! Every call is bounded by a timeout so no invocation waits long on an agent.
 
 use crate::domain::AgentUrl;
-use dcbackup_agent::protocol::{
-    BackupRequest, ErrorBody, JobView, PartUrls, Release, RestoreRequest,
+use dcbackup_protocol::tls::{self, PemError};
+use dcbackup_protocol::{
+    mint_worker_token, BackupRequest, ErrorBody, JobView, PartUrls, Release, RestoreRequest, Secret,
 };
-use dcbackup_agent::{mint_worker_token, Secret};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -17,10 +17,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long one agent call may take by default (the agent answers at once; long work runs as
@@ -50,48 +47,32 @@ pub struct TlsSetupError(String);
 
 impl AgentTls {
     fn client_config(&self) -> Result<ClientConfig, TlsSetupError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = RootCertStore::empty();
         // Unreadable system certificates are skipped, as every TLS client does; a bundle
         // given in the configuration must be read whole.
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         if let Some(path) = &self.ca_file {
-            for cert in pem_certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsSetupError(format!("{}: {e}", path.display())))?;
-            }
+            tls::add_cas(&mut roots, path)?;
         }
-        let builder = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsSetupError(e.to_string()))?
             .with_root_certificates(roots);
         // hyper-rustls sets the ALPN protocols itself (`enable_http1`).
         let config = match &self.client_cert {
             None => builder.with_no_client_auth(),
-            Some((cert, key)) => {
-                let chain = pem_certificates(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| TlsSetupError(format!("{}: {e}", key.display())))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| TlsSetupError(format!("client certificate and key: {e}")))?
-            }
+            Some((cert, key)) => builder
+                .with_client_auth_cert(tls::certificates(cert)?, tls::private_key(key)?)
+                .map_err(|e| TlsSetupError(format!("client certificate and key: {e}")))?,
         };
         Ok(config)
     }
 }
 
-fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let refuse = |why: String| TlsSetupError(format!("{}: {why}", path.display()));
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| refuse(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refuse(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(refuse("holds no PEM certificate".to_owned()));
+impl From<PemError> for TlsSetupError {
+    fn from(pem: PemError) -> Self {
+        TlsSetupError(pem.to_string())
     }
-    Ok(certs)
 }
 
 /// Whether `url` names this host: plain HTTP there never crosses a network.

@@ -7,7 +7,7 @@ use crate::domain::{OpId, Release};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use dcbackup_agent::protocol::{PartUrl, UploadedPart};
+use dcbackup_protocol::{PartUrl, UploadedPart};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 

@@ -132,7 +132,7 @@ impl Config {
 
 /// `DCBACKUP_PART_SIZE_MIB` (`mib`) in bytes, within S3's part sizes.
 fn part_size(mib: u64) -> Result<u64, ConfigError> {
-    use dcbackup_agent::protocol::{MAX_PART_SIZE, MIN_PART_SIZE};
+    use dcbackup_protocol::{MAX_PART_SIZE, MIN_PART_SIZE};
     let (min, max) = (MIN_PART_SIZE >> 20, MAX_PART_SIZE >> 20);
     if (min..=max).contains(&mib) {
         Ok(mib << 20)

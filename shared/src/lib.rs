@@ -9,16 +9,22 @@
 //! - [`runtime`]: what a function's `main` calls — JSON logs, AWS clients from the
 //!   environment, the Lambda loop around the handler of its kind (HTTP route, worker,
 //!   scheduler, sweeper).
-//! - [`api`]: the HTTP routes (one [`api::Route`] per function) and `handle`, which
-//!   authenticates ([`auth`]: token extraction, JWT verification, oslo.policy rules), parses
-//!   the body into a typed command and renders dcmanager's answer ([`wire`]), with one
-//!   error → HTTP map (`api/error.rs`).
+//! - [`api`]: the HTTP routes, declared once in one table ([`api::ROUTES`]: each
+//!   [`api::Route`]'s function, method, path template, policy rule and handler), and
+//!   `handle`, which authenticates ([`auth`]: token extraction, JWT verification, oslo.policy
+//!   rules) and hands the request to its route's handler: it parses the body into a typed
+//!   command and renders dcmanager's answer ([`wire`]), with one error → HTTP map
+//!   (`api/error.rs`); `api/idempotency.rs` runs a subcloud-backup command once per
+//!   [`api::IdempotencyKey`].
 //! - [`operations`]: the one way to start backup/restore operations — the API's typed
 //!   commands, from the subcloud-backup routes and from the [`scheduler`] (which parses a
 //!   schedule's options as the API would): claims each subcloud's slot with one
 //!   conditional write, writes its operation record and sends its job ([`jobs`]) to the queue.
 //! - [`worker`]: takes a job from the queue and drives the operation through its states on
 //!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]).
+//!   The agent protocol's types, worker tokens and TLS files come from the small
+//!   `dcbackup-protocol` crate (`protocol/`), which the agent links too; [`domain::Release`]
+//!   is its `Release`.
 //! - [`sweeper`]: recovers slots whose lease expired and judges dead-lettered jobs;
 //!   [`retention`] trims scheduled backups beyond a schedule's `retain`.
 //! - [`store`]: the DynamoDB adapter, one facade ([`store::Store`]) over every table — every

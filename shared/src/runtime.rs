@@ -18,21 +18,14 @@ use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
+use dcbackup_protocol::logs::{init_json_logs, Timestamps};
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
 
-/// Structured JSON logs, one object a line; level from `RUST_LOG` (default `info`).
+/// Structured JSON logs, one object a line, without the time CloudWatch Logs stamps each
+/// line with; level from `RUST_LOG` (default `info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    init_json_logs(Timestamps::Omitted);
 }
 
 /// The AWS clients every function and tool shares, from the SDK's standard environment
@@ -171,7 +164,7 @@ pub const AGENT_SECRET_ARN_VARIABLE: &str = "DCBACKUP_AGENT_SECRET_ARN";
 /// The key the worker signs agent tokens with, read once per cold start: from the Secrets
 /// Manager secret `DCBACKUP_AGENT_SECRET_ARN` names when it is set (on AWS), else from
 /// `DCBACKUP_AGENT_SECRET` (local use).
-pub async fn agent_secret() -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+pub async fn agent_secret() -> Result<dcbackup_protocol::Secret, crate::config::ConfigError> {
     match std::env::var(AGENT_SECRET_ARN_VARIABLE) {
         Ok(arn) if !arn.is_empty() => {
             let shared = aws_config::load_from_env().await;
@@ -187,7 +180,7 @@ pub async fn agent_secret() -> Result<dcbackup_agent::Secret, crate::config::Con
 pub async fn fetch_agent_secret(
     client: &aws_sdk_secretsmanager::Client,
     arn: &str,
-) -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+) -> Result<dcbackup_protocol::Secret, crate::config::ConfigError> {
     let fail = |why: String| {
         crate::config::ConfigError(format!(
             "the agent key in Secrets Manager ({AGENT_SECRET_ARN_VARIABLE}={arn}): {why}"
@@ -204,17 +197,17 @@ pub async fn fetch_agent_secret(
         (None, Some(binary)) => binary.as_ref().to_vec(),
         (None, None) => return Err(fail("the secret has no value".into())),
     };
-    dcbackup_agent::Secret::new(bytes).map_err(|e| fail(e.to_string()))
+    dcbackup_protocol::Secret::new(bytes).map_err(|e| fail(e.to_string()))
 }
 
 /// The key the worker signs agent tokens with (`DCBACKUP_AGENT_SECRET`, at least 32 bytes).
-pub fn agent_secret_from_env() -> Result<dcbackup_agent::Secret, crate::config::ConfigError> {
+pub fn agent_secret_from_env() -> Result<dcbackup_protocol::Secret, crate::config::ConfigError> {
     let value = std::env::var("DCBACKUP_AGENT_SECRET").map_err(|_| {
         crate::config::ConfigError(
             "DCBACKUP_AGENT_SECRET (the agents' token key) is not set".into(),
         )
     })?;
-    dcbackup_agent::Secret::new(value.into_bytes())
+    dcbackup_protocol::Secret::new(value.into_bytes())
         .map_err(|e| crate::config::ConfigError(format!("DCBACKUP_AGENT_SECRET: {e}")))
 }
 
@@ -222,7 +215,7 @@ pub fn agent_secret_from_env() -> Result<dcbackup_agent::Secret, crate::config::
 pub fn worker(
     clients: &Clients,
     config: &Config,
-    agent_secret: dcbackup_agent::Secret,
+    agent_secret: dcbackup_protocol::Secret,
 ) -> Result<Worker, TlsSetupError> {
     Ok(Worker {
         inventory: Store::new(clients.dynamodb.clone(), config.resources.clone())

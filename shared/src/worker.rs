@@ -23,9 +23,9 @@ use crate::store::{
     StoreError, UploadRecord,
 };
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use dcbackup_agent::protocol::{
-    self, BackupRequest, JobState, JobView, PartUrls, RestoreRequest, UploadPlan, UploadProgress,
-    MAX_PARTS,
+use dcbackup_protocol::{
+    BackupRequest, JobResult, JobState, JobView, PartUrls, RestoreRequest, UploadPlan,
+    UploadProgress, MAX_PARTS,
 };
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -229,10 +229,6 @@ struct Step<'a> {
 impl Step<'_> {
     fn name(&self) -> &str {
         self.sc.name.as_str()
-    }
-
-    fn release(&self) -> Result<protocol::Release, String> {
-        self.job.release.as_str().parse()
     }
 
     /// Where the agent is reached: the restore's bootstrap address on the registered port,
@@ -542,10 +538,6 @@ impl Step<'_> {
     }
 
     async fn start_backup(&self, agent: &AgentUrl) -> Result<(), Retry> {
-        let release = match self.release() {
-            Ok(release) => release,
-            Err(why) => return self.fail_prep(Followed::Backup, why).await,
-        };
         let upload = if self.job.options.local_only {
             None
         } else {
@@ -569,7 +561,7 @@ impl Step<'_> {
         };
         let request = BackupRequest {
             op_id: op_uuid(self.job)?,
-            release,
+            release: self.job.release.clone(),
             upload,
         };
         if let Err(e) = self
@@ -719,10 +711,7 @@ impl Step<'_> {
 
     /// Completes the upload from the parts the agent reports. `Err(why)`: the backup fails
     /// (the upload is aborted with it).
-    async fn complete_upload(
-        &self,
-        result: &protocol::JobResult,
-    ) -> Result<Result<(), String>, Retry> {
+    async fn complete_upload(&self, result: &JobResult) -> Result<Result<(), String>, Retry> {
         let Some(upload_id) = self.recorded_upload().await? else {
             return Ok(Err(format!(
                 "operation {} records no upload to complete",
@@ -800,10 +789,6 @@ impl Step<'_> {
     }
 
     async fn start_restore(&self, agent: &AgentUrl) -> Result<(), Retry> {
-        let release = match self.release() {
-            Ok(release) => release,
-            Err(why) => return self.fail_prep(Followed::Restore, why).await,
-        };
         let (download_url, sha256) = if self.job.options.local_only {
             (None, None)
         } else {
@@ -831,7 +816,7 @@ impl Step<'_> {
         };
         let request = RestoreRequest {
             op_id: op_uuid(self.job)?,
-            release,
+            release: self.job.release.clone(),
             download_url,
             sha256,
         };
@@ -861,14 +846,10 @@ impl Step<'_> {
                 Ok(agent) => agent,
                 Err(why) => return self.fail(deleting.failed(), why).await,
             };
-            let agent_release = match self.release() {
-                Ok(r) => r,
-                Err(why) => return self.fail(deleting.failed(), why).await,
-            };
             if let Err(e) = self
                 .worker
                 .agents
-                .delete_local(&agent, self.name(), &agent_release)
+                .delete_local(&agent, self.name(), release)
                 .await
             {
                 return self.fail(deleting.failed(), e.to_string()).await;

@@ -32,19 +32,10 @@ impl Drop for Server {
     }
 }
 
-/// The route whose pattern matches `path` (one trailing slash allowed), preferring the one
-/// of `method`; `None` when no route has this path.
+/// The route whose template matches `path` (`Route::for_path`: one trailing slash allowed),
+/// preferring the one of `method`; `None` when no route has this path.
 pub fn route_for(method: &http::Method, path: &str) -> Option<Route> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let matches = |route: &Route| {
-        let pattern: Vec<&str> = route.pattern().split('/').collect();
-        pattern.len() == segments.len()
-            && pattern
-                .iter()
-                .zip(&segments)
-                .all(|(want, got)| want.starts_with('{') || want == got)
-    };
-    let candidates: Vec<Route> = Route::ALL.into_iter().filter(matches).collect();
+    let candidates = Route::for_path(path);
     candidates
         .iter()
         .copied()

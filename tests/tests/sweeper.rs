@@ -7,7 +7,7 @@ use dcbackup::api::Route;
 use dcbackup::config::Config;
 use dcbackup::runtime;
 use dcbackup::sweeper::SweepReport;
-use dcbackup_agent::protocol::JobState;
+use dcbackup_protocol::JobState;
 use dcbackup_tests::lab::Lab;
 use dcbackup_tests::standin::{Hold, StandIn};
 use http::StatusCode;

@@ -444,7 +444,7 @@ async fn a_job_delivered_again_during_backing_up_leaves_one_poll_chain() {
 #[tokio::test]
 async fn a_start_the_agent_does_not_answer_is_asked_again() {
     let mut lab = Lab::new().await;
-    let secret = dcbackup_agent::Secret::new(AGENT_SECRET.as_bytes().to_vec()).unwrap();
+    let secret = dcbackup_protocol::Secret::new(AGENT_SECRET.as_bytes().to_vec()).unwrap();
     lab.worker.agents = dcbackup::agent_client::AgentClient::new(
         secret,
         &dcbackup::agent_client::AgentTls::default(),
@@ -689,7 +689,7 @@ fn incompressible(bytes: usize) -> Vec<u8> {
 /// A lab whose worker uploads in S3's smallest parts, signing URLs `ahead` parts ahead.
 async fn small_parts_lab(ahead: u32) -> Lab {
     let mut lab = Lab::new().await;
-    lab.worker.part_size = dcbackup_agent::protocol::MIN_PART_SIZE;
+    lab.worker.part_size = dcbackup_protocol::MIN_PART_SIZE;
     lab.worker.part_urls_ahead = ahead;
     lab
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::Engine as _;
-use dcbackup_agent::protocol::{JobState, JobView};
-use dcbackup_agent::{mint_worker_token, serve, Agent, Config};
+use dcbackup_agent::{serve, Agent, Config};
+use dcbackup_protocol::mint_worker_token;
+use dcbackup_protocol::{JobState, JobView};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -327,7 +328,7 @@ impl ObjectServer {
     /// A backup request's `upload`: S3's smallest part size, with URLs for parts 1 to `parts`.
     pub fn upload(&self, key: &str, parts: u32) -> Value {
         serde_json::json!({
-            "part_size": dcbackup_agent::protocol::MIN_PART_SIZE,
+            "part_size": dcbackup_protocol::MIN_PART_SIZE,
             "parts": (1..=parts).map(|n| self.part(key, n)).collect::<Vec<_>>(),
         })
     }

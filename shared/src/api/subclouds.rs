@@ -65,7 +65,9 @@ pub(super) async fn delete(app: &App, r: &Ref) -> Result<Response<Body>, ApiErro
 fn parse_new(mut f: Fields) -> Result<NewSubcloud, ApiError> {
     let new = NewSubcloud {
         name: f.required("name", Name::parse)?,
-        software_version: f.required("software-version", Release::parse)?,
+        software_version: f.required("software-version", |field, value| {
+            Ok(Release::parse(field, value)?)
+        })?,
         description: f.text("description", TEXT_MAX)?,
         location: f.text("location", TEXT_MAX)?,
         group: f.reference("group_id")?,

@@ -9,8 +9,9 @@ mod schedule;
 mod state;
 mod subcloud;
 
+pub use dcbackup_protocol::Release;
 pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME};
-pub use names::{AgentUrl, Name, Ref, Release};
+pub use names::{AgentUrl, Name, Ref};
 pub use operation::{
     check_values_fit, without_secrets, ByteProgress, ClaimedState, OpId, OpKind, OpOptions,
     OpState, Operation, Retired, SlotState,
@@ -28,6 +29,12 @@ pub struct Invalid(pub String);
 impl Invalid {
     pub fn field(field: &str, why: impl std::fmt::Display) -> Self {
         Invalid(format!("Invalid value for '{field}': {why}"))
+    }
+}
+
+impl From<dcbackup_protocol::InvalidRelease> for Invalid {
+    fn from(invalid: dcbackup_protocol::InvalidRelease) -> Self {
+        Invalid::field(&invalid.field, &invalid)
     }
 }
 

@@ -69,31 +69,6 @@ impl fmt::Display for Ref {
     }
 }
 
-/// A software release such as `24.09` (two or three dot-separated numbers).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Release(String);
-
-impl Release {
-    pub fn parse(field: &str, value: &str) -> Result<Release, Invalid> {
-        let parts: Vec<&str> = value.split('.').collect();
-        let numeric = parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()));
-        if !(2..=3).contains(&parts.len()) || !numeric {
-            return Err(Invalid::field(
-                field,
-                format!("'{value}' is not a release; expected a form like 24.09"),
-            ));
-        }
-        Ok(Release(value.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Where a subcloud's agent listens: an `http` or `https` URL with a host and a port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -162,16 +137,6 @@ mod tests {
             Ref::Name(_)
         ));
         assert!(Ref::parse("subcloud", "99999999999999999999999").is_err());
-    }
-
-    #[test]
-    fn releases() {
-        for good in ["24.09", "22.12", "10.0.1"] {
-            assert!(Release::parse("release", good).is_ok(), "{good}");
-        }
-        for bad in ["", "24", "24.", "a.b", "24.09.1.2", "24..09"] {
-            assert!(Release::parse("release", bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

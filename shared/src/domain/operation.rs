@@ -1,7 +1,7 @@
 //! Backup/restore operations: what kind, which options, and the record kept of each one.
 
 use super::{BackupStatus, DeployStatus, Invalid, Release, Subcloud};
-pub use dcbackup_agent::protocol::ByteProgress;
+pub use dcbackup_protocol::ByteProgress;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;

@@ -7,7 +7,7 @@
 //! job is done. Fails if either peak reaches 64 MiB.
 
 use anyhow::{bail, ensure, Context};
-use dcbackup_agent::mint_worker_token;
+use dcbackup_protocol::mint_worker_token;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};

@@ -1,5 +1,5 @@
-//! The agent protocol's wire types, shared with the worker that drives the agent. Every value
-//! that crosses the wire is parsed into one of these once: a release that is a safe directory
+//! The requests and answers of the agent's HTTP API (`agent/README.md`). Every value that
+//! crosses the wire is parsed into one of these once: a release that is a safe directory
 //! name, a digest that is 32 bytes, a transfer URL that is http(s) — nothing downstream
 //! re-checks strings.
 
@@ -10,10 +10,7 @@ use http::Uri;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The `iss` of every worker token.
-pub const ISSUER: &str = "dcbackup-worker";
-/// The longest lifetime (`exp - iat`) a worker token may have.
-pub const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+use crate::Release;
 
 /// `POST /v1/backups`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,57 +218,6 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// A software release such as `24.09`. It names a directory of the local store, so it is
-/// limited to ASCII letters, digits, `.`, `_` and `-`, starting with a letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Release(String);
-
-impl Release {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Release {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        let valid = (1..=64).contains(&value.len())
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if valid {
-            Ok(Release(value))
-        } else {
-            Err(format!(
-                "invalid release {value:?}: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            ))
-        }
-    }
-}
-
-impl FromStr for Release {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Release::try_from(s.to_owned())
-    }
-}
-
-impl From<Release> for String {
-    fn from(value: Release) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for Release {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A SHA-256 digest; on the wire, 64 hex digits (either case accepted, lower case written).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -327,7 +273,8 @@ impl From<Sha256> for String {
 pub struct TransferUrl(Uri);
 
 impl TransferUrl {
-    pub(crate) fn uri(&self) -> &Uri {
+    /// The whole URL, query (credentials) included: for the request only, never a log line.
+    pub fn uri(&self) -> &Uri {
         &self.0
     }
 }
@@ -377,26 +324,6 @@ impl fmt::Debug for TransferUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn releases_are_safe_directory_names() {
-        for good in ["24.09", "22.12", "stx-10.0", "R1_2"] {
-            assert!(good.parse::<Release>().is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../x",
-            "a/b",
-            ".hidden",
-            "-x",
-            "24 09",
-            &"9".repeat(65),
-        ] {
-            assert!(bad.parse::<Release>().is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn digests_round_trip_as_lower_case_hex() {
