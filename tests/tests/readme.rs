@@ -55,21 +55,33 @@ fn blocks() -> BTreeMap<String, Vec<String>> {
     sections
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// The first port of the kernel's ephemeral range, from which `bind(0)` and every outgoing
+/// connection take theirs.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
-/// A port with the next two free as well (the three demo agents).
-fn free_ports_3() -> u16 {
+/// `count` consecutive loopback ports, free now and below the ephemeral range. `make run`
+/// binds them many seconds later (after LocalStack's start, 15-35 s): a port of the ephemeral
+/// range is soon some connection's own, and on LocalStack, whose gateway opens a connection
+/// per request to its DynamoDB Local, a demo agent's port was taken so ("cannot listen").
+/// Below that range only an explicit bind takes a port.
+fn free_ports(count: u16) -> u16 {
+    let high = ephemeral_start().saturating_sub(count);
+    let low = high / 2;
     loop {
-        let base = free_port();
-        if base < 65533 && (1..3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        let base = low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16;
+        if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
+}
+
+fn free_port() -> u16 {
+    free_ports(1)
 }
 
 /// A running `make run` stack; dropping it stops everything it started.
@@ -109,7 +121,7 @@ impl Stack {
                 "LOCALSTACK_ENDPOINT",
                 format!("http://127.0.0.1:{sqs_port}"),
             )
-            .env("AGENT_BASE_PORT", free_ports_3().to_string())
+            .env("AGENT_BASE_PORT", free_ports(3).to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
