@@ -10,7 +10,7 @@
 //! blocks run in a scratch directory (where `values.yaml` lands) with `make` pointed at the
 //! checkout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -68,13 +68,19 @@ fn ephemeral_start() -> u16 {
 /// binds them many seconds later (after LocalStack's start, 15-35 s): a port of the ephemeral
 /// range is soon some connection's own, and on LocalStack, whose gateway opens a connection
 /// per request to its DynamoDB Local, a demo agent's port was taken so ("cannot listen").
-/// Below that range only an explicit bind takes a port.
+/// Below that range only an explicit bind takes a port. Ports handed to one stack are never
+/// handed to the other: the two start side by side and bind theirs later.
 fn free_ports(count: u16) -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let high = ephemeral_start().saturating_sub(count);
     let low = high / 2;
     loop {
         let base = low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16;
-        if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        let mut given = GIVEN.lock().unwrap();
+        if (base..base + count)
+            .all(|p| !given.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            given.extend(base..base + count);
             return base;
         }
     }
