@@ -23,7 +23,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
 
-use super::{AuthConfig, AuthConfigError, AuthError, JwksSource, Principal, SigningAlgorithm};
+use super::config::JwksSource;
+use super::{AuthConfig, AuthConfigError, AuthError, Principal, SigningAlgorithm};
 
 /// A JWKS document is a few keys; anything much larger is not one.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
