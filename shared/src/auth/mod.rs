@@ -1,12 +1,13 @@
 //! Authentication and authorization, done by every function before it touches any data (SPEC
 //! §6). A request's token is taken from its headers ([`extract`]), verified as a JWT against
-//! algorithms, keys and claims pinned by configuration ([`jwt`]), and the resulting [`Principal`]
-//! is checked against an oslo.policy rule ([`policy`]). An [`Authenticator`] holds all three; it
+//! algorithms, keys and claims pinned by configuration ([`jwt`]; RS256/ES256 keys from a JWKS
+//! file or URL, cached by `auth/jwks.rs`), and the resulting [`Principal`] is checked against an oslo.policy rule ([`policy`]). An [`Authenticator`] holds all three; it
 //! is built once per cold start without network I/O from an [`AuthConfig`] (`auth/config.rs`)
 //! and shared by every invocation.
 
 mod config;
 pub mod extract;
+mod jwks;
 pub mod jwt;
 pub mod policy;
 
@@ -135,13 +136,13 @@ impl Authenticator {
     /// Loads the JWKS file (if configured) and the policy file over the defaults. A JWKS URL is
     /// not fetched here but on first use.
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthConfigError> {
-        Self::with_clock(config, jwt::Clock::default())
+        Self::with_clock(config, jwks::Clock::default())
     }
 
     /// [`Authenticator::new`] with the JWKS cache reading time from `clock`.
     pub(crate) fn with_clock(
         config: AuthConfig,
-        clock: jwt::Clock,
+        clock: jwks::Clock,
     ) -> Result<Authenticator, AuthConfigError> {
         let policy = match &config.policy_file {
             Some(path) => Policy::with_overrides_file(path)?,
