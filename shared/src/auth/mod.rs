@@ -2,8 +2,9 @@
 //! §6). A request's token is taken from its headers ([`extract`]), verified as a JWT against
 //! algorithms, keys and claims pinned by configuration ([`jwt`]; RS256/ES256 keys from a JWKS
 //! file or URL, cached by `auth/jwks.rs`), and the resulting [`Principal`] is checked against
-//! an oslo.policy rule ([`policy`]). An [`Authenticator`] holds all three; it is built once per cold start without network I/O from an [`AuthConfig`] (`auth/config.rs`)
-//! and shared by every invocation.
+//! an oslo.policy rule ([`policy`]). An [`Authenticator`] holds all three; it is built once per
+//! cold start without network I/O from an [`AuthConfig`] (`auth/config.rs`) and shared by every
+//! invocation.
 
 mod config;
 pub mod extract;
