@@ -11,20 +11,25 @@
 //!   scheduler, sweeper).
 //! - [`api`]: the HTTP routes, declared once in one table ([`api::ROUTES`]: each
 //!   [`api::Route`]'s function, method, path template, policy rule and handler), and
-//!   `handle`, which authenticates ([`auth`]: token extraction, JWT verification, oslo.policy
-//!   rules) and hands the request to its route's handler: it parses the body into a typed
-//!   command and renders dcmanager's answer ([`wire`]), with one error → HTTP map
-//!   (`api/error.rs`); `api/idempotency.rs` runs a subcloud-backup command once per
-//!   [`api::IdempotencyKey`].
+//!   `handle`, which authenticates and hands the request to its route's handler: it parses
+//!   the body into a typed command and renders dcmanager's answer ([`wire`]), with one
+//!   error → HTTP map (`api/error.rs`); `api/idempotency.rs` runs a subcloud-backup command
+//!   once per [`api::IdempotencyKey`].
+//! - [`auth`]: the [`auth::Authenticator`] every route calls first — its configuration
+//!   (`auth/config.rs`), token extraction, JWT verification ([`auth::jwt`]) with RS256/ES256
+//!   keys read, fetched and cached by `auth/jwks.rs`, and oslo.policy: the check-string parser
+//!   (`auth/policy/parser.rs`), loading and evaluation ([`auth::policy`]) and dcmanager's
+//!   default rules ([`auth::policy::rules`]).
 //! - [`operations`]: the one way to start backup/restore operations — the API's typed
 //!   commands, from the subcloud-backup routes and from the [`scheduler`] (which parses a
 //!   schedule's options as the API would): claims each subcloud's slot with one
 //!   conditional write, writes its operation record and sends its job ([`jobs`]) to the queue.
 //! - [`worker`]: takes a job from the queue and drives the operation through its states on
-//!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]).
-//!   The agent protocol's types, worker tokens and TLS files come from the small
-//!   `dcbackup-protocol` crate (`protocol/`), which the agent links too; [`domain::Release`]
-//!   is its `Release`.
+//!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]):
+//!   the batch handler and shared poll machinery in `worker/mod.rs`, each operation's flow in
+//!   `worker/backup.rs` (create), `worker/restore.rs` and `worker/delete.rs`. The agent
+//!   protocol's types, worker tokens and TLS files come from the small `dcbackup-protocol`
+//!   crate (`protocol/`), which the agent links too; [`domain::Release`] is its `Release`.
 //! - [`sweeper`]: recovers slots whose lease expired and judges dead-lettered jobs;
 //!   [`retention`] trims scheduled backups beyond a schedule's `retain`.
 //! - [`store`]: the DynamoDB adapter, one facade ([`store::Store`]) over every table — every
