@@ -27,7 +27,7 @@ endif
 # The engines' installs the chosen ENGINES need before test and run.
 ENGINE_DEPS := engines-deps $(if $(filter localstack,$(ENGINES)),localstack)
 
-.PHONY: help prerequisites engines-deps cargo-lambda lint-tools localstack py-baseline run stop test lint package token invoke bench
+.PHONY: help prerequisites engines-deps cargo-lambda lint-tools localstack py-baseline run stop test lint lint-rust lint-template package token invoke bench
 
 help:
 	@echo "make run    serve the API on 127.0.0.1:9000 with local engines, a demo inventory, its agents and the worker"
@@ -88,9 +88,16 @@ run: $(ENGINE_DEPS) cargo-lambda
 stop:
 	@tools/run-local stop
 
-lint: lint-tools
+# The Rust code (format, clippy) and the template (its linters, installed first) side by
+# side: the installs and the Python linters take little CPU beside clippy's build.
+lint:
+	@$(MAKE) --no-print-directory -j2 lint-rust lint-template
+
+lint-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+lint-template: lint-tools
 	"$(TOOLS)/sam/bin/cfn-lint" infra/template.yaml
 	SAM_CLI_TELEMETRY=0 "$(TOOLS)/sam/bin/sam" validate --lint --template-file infra/template.yaml --region us-east-1
 	"$(TOOLS)/checkov/bin/checkov" --quiet --compact --skip-download --framework cloudformation \
@@ -102,7 +109,9 @@ package: cargo-lambda
 
 # With cargo-nextest (on the CI machines), test binaries run side by side as .config/nextest.toml
 # orders them; without it, cargo test runs them one after another.
-test: $(ENGINE_DEPS) cargo-lambda lint
+# The installs run beside the lint (one make, so each runs once).
+test:
+	@$(MAKE) --no-print-directory -j4 $(ENGINE_DEPS) cargo-lambda lint-rust lint-template
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		tools/with-engines cargo nextest run --workspace --locked; \
 	else \
@@ -137,10 +146,12 @@ bench: engines-deps py-baseline
 ROLES ?= admin
 PROJECT ?= admin
 SUB ?= admin
+# `--bin`, not `-p`: features resolved over the whole workspace, as make run built it, so
+# nothing is compiled again (-p dcbackup-dev alone rebuilt ~70 crates: tests/tests/build.rs).
 token:
 	@[ -f "$(RUN_DIR)/lambda.env" ] || { echo "start the stack with make run first" >&2; exit 1; }
 	@set -a && source "$(RUN_DIR)/lambda.env" && set +a && \
-		cargo run --quiet --locked -p dcbackup-dev -- mint-token --sub "$(SUB)" --roles "$(ROLES)" --project "$(PROJECT)"
+		cargo run --quiet --locked --bin dcbackup-dev -- mint-token --sub "$(SUB)" --roles "$(ROLES)" --project "$(PROJECT)"
 
 # The sample event of a function through cargo lambda invoke; an HTTP event (one with headers)
 # gets a fresh admin token, queue and schedule events go as they are. A function with several
