@@ -6,8 +6,7 @@
 
 use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
 use crate::domain::{
-    epoch_now, BackupStatus, Group, OpId, OpKind, OpState, Operation, SlotHolder, SlotState,
-    Subcloud,
+    epoch_now, BackupStatus, Group, OpId, OpKind, Operation, SlotHolder, SlotState, Subcloud,
 };
 use crate::jobs::{JobMessage, JobQueue};
 use crate::store::{
@@ -270,25 +269,9 @@ fn prepare(
         key: origin.key.clone(),
     };
     let record = Operation {
-        op_id: request.op_id.clone(),
-        kind: command.kind,
-        subcloud_id: sc.id,
-        subcloud_name: sc.name.to_string(),
-        release: request.release.clone(),
-        fence: 0,
-        options: command.options.clone(),
-        requested_by: origin.requested_by.clone(),
         group: group.map(str::to_owned),
         schedule_id: origin.schedule_id,
-        state: OpState::Queued,
-        error: None,
-        created_at: String::new(),
-        updated_at: String::new(),
-        started_at: None,
-        finished_at: None,
-        retention: Vec::new(),
-        bytes: None,
-        upload_id: None,
+        ..request.record(sc, command.options.clone(), origin.requested_by.clone())
     };
     (request, record)
 }

@@ -392,30 +392,14 @@ pub fn record_for(
     seen: &dcbackup::domain::Subcloud,
     req: &dcbackup::store::ClaimRequest,
 ) -> dcbackup::domain::Operation {
-    dcbackup::domain::Operation {
-        op_id: req.op_id.clone(),
-        kind: req.kind,
-        subcloud_id: seen.id,
-        subcloud_name: seen.name.to_string(),
-        release: req.release.clone(),
-        fence: 0,
-        options: dcbackup::domain::OpOptions {
+    req.record(
+        seen,
+        dcbackup::domain::OpOptions {
             local_only: req.local_only,
             ..Default::default()
         },
-        requested_by: "test".into(),
-        group: None,
-        schedule_id: None,
-        state: dcbackup::domain::OpState::Queued,
-        error: None,
-        created_at: String::new(),
-        updated_at: String::new(),
-        started_at: None,
-        finished_at: None,
-        retention: Vec::new(),
-        bytes: None,
-        upload_id: None,
-    }
+        "test".into(),
+    )
 }
 
 pub fn json_request(method: http::Method, path: &str, body: Option<Value>) -> Request {

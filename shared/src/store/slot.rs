@@ -14,8 +14,8 @@ use super::attributes::{
 use super::{from_item, n, s, to_item, Expr, StoreError};
 use crate::domain::{
     timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpState, Operation, Release, SlotHolder, SlotState,
-    Subcloud, NO_ERRORS,
+    ManagementState, Name, OpId, OpKind, OpOptions, OpState, Operation, Release, SlotHolder,
+    SlotState, Subcloud, NO_ERRORS,
 };
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -46,6 +46,40 @@ pub struct ClaimRequest {
     /// over: it was claimed by an earlier attempt of this request, which is dead, because
     /// this one holds the key now (held for the function's timeout and more).
     pub key: Option<String>,
+}
+
+impl ClaimRequest {
+    /// The operation record this claim writes beside it, for `subcloud` as it was read:
+    /// `queued`, with no fence or times yet (the claim's transaction sets them, SPEC §3).
+    /// The caller adds the group and schedule it came from, if any.
+    pub fn record(
+        &self,
+        subcloud: &Subcloud,
+        options: OpOptions,
+        requested_by: String,
+    ) -> Operation {
+        Operation {
+            op_id: self.op_id.clone(),
+            kind: self.kind,
+            subcloud_id: subcloud.id,
+            subcloud_name: subcloud.name.to_string(),
+            release: self.release.clone(),
+            fence: 0,
+            options,
+            requested_by,
+            group: None,
+            schedule_id: None,
+            state: OpState::Queued,
+            error: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            retention: Vec::new(),
+            bytes: None,
+            upload_id: None,
+        }
+    }
 }
 
 #[derive(Debug)]
