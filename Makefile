@@ -89,7 +89,8 @@ stop:
 	@tools/run-local stop
 
 # The Rust code (format, clippy) and the template (its linters, installed first) side by
-# side: the installs and the Python linters take little CPU beside clippy's build.
+# side, so a first install's downloads overlap clippy's build (with warm caches it is about
+# even: the installs and linters take CPU too).
 lint:
 	@$(MAKE) --no-print-directory -j2 lint-rust lint-template
 
