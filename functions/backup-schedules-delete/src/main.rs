@@ -1,6 +1,7 @@
 //! `DELETE /v1.0/backup-schedules/{ref}`: wiring only; the handler is `dcbackup::api::handle`.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    dcbackup::runtime::serve_http(dcbackup::api::Route::SchedulesDelete).await
+use dcbackup::api::Route;
+
+fn main() -> Result<(), lambda_http::Error> {
+    dcbackup::runtime::start(dcbackup::runtime::serve_http(Route::SchedulesDelete))
 }

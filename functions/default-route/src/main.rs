@@ -1,6 +1,5 @@
 //! The HTTP API's `$default` route: wiring only; the handler is `dcbackup::api::default_route`.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    dcbackup::runtime::serve_default_route().await
+fn main() -> Result<(), lambda_http::Error> {
+    dcbackup::runtime::start(dcbackup::runtime::serve_default_route())
 }

@@ -1,6 +1,7 @@
 //! `POST /v1.0/subcloud-backup`: wiring only; the handler is `dcbackup::api::handle`.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    dcbackup::runtime::serve_http(dcbackup::api::Route::BackupCreate).await
+use dcbackup::api::Route;
+
+fn main() -> Result<(), lambda_http::Error> {
+    dcbackup::runtime::start(dcbackup::runtime::serve_http(Route::BackupCreate))
 }
