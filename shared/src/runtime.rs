@@ -25,8 +25,9 @@ use std::sync::Arc;
 /// Runs a function's `main` (one of the `serve_*` below) on a single-threaded tokio runtime
 /// until it returns. A Lambda function takes one event at a time on a share of one vCPU (a
 /// 256 MB function gets about a seventh), so worker threads buy it nothing, and starting them
-/// made the start to the first `/next` 1-1.6 ms slower here (issue #17, P3: 5.4-5.7 ms against
-/// 3.9-4.7, median of 40 starts each). Errors: the runtime could not be built, or `main`'s own.
+/// made the release build's start to the first `/next` ~0.8 ms slower here (issue #17, P3:
+/// medians of 40 starts, 4.3-4.7 ms against 3.6-4.0). Errors: the runtime could not be built,
+/// or `main`'s own.
 pub fn start(main: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
