@@ -63,8 +63,9 @@ async fn operations_end_to_end_log_no_secret() {
             Some(delete),
         )
         .await;
-    assert!(reply.status.is_success(), "{:?}", reply.body);
-    lab.run_to_end("log1").await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
+    let done = lab.run_to_end("log1").await;
+    assert_eq!(done["backup-status"], serde_json::Value::Null, "{done}");
 
     let text = logs.text();
     for expected in ["operation finished", "restore", "delete"] {
