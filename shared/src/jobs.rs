@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 /// SendMessageBatch takes at most 10 entries a call.
-const SEND_BATCH_MAX: usize = 10;
+pub const SEND_BATCH_MAX: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobMessage {

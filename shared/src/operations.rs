@@ -1,17 +1,17 @@
-//! The one way to start operations (SPEC §3, §5): each target subcloud's slot is claimed
-//! together with its operation record in one transaction (a group's members up to ten to a
-//! transaction, several transactions at once, bounded); each batch of claims then gets its
-//! jobs on the queue, and a claim whose job cannot be sent is rolled back at once. The API handlers and the scheduler both call `start`; nothing else
-//! claims a slot.
+//! The one way to start operations (SPEC §3, §5): each target subcloud's slot is claimed by
+//! one conditional write that also keeps its operation's record, group members up to
+//! `claim_concurrency` at once; each ten claims then get their jobs on the queue (one
+//! SendMessageBatch), and a claim whose job cannot be sent is rolled back at once. A single
+//! subcloud is claimed without reading it first. The API handlers and the scheduler both
+//! call `start`; nothing else claims a slot.
 
 use crate::api::{Command, ReasonStatus, SubcloudReason, Target};
 use crate::domain::{
-    epoch_now, BackupStatus, Group, OpId, OpKind, Operation, SlotHolder, SlotState, Subcloud,
+    epoch_now, timestamp_now, BackupStatus, Group, Name, OpId, OpKind, OpState, Operation, Ref,
+    SlotHolder, SlotState, Subcloud,
 };
-use crate::jobs::{JobMessage, JobQueue};
-use crate::store::{
-    ClaimOutcome, ClaimRequest, InventoryError, Store, StoreError, MAX_CLAIMS_PER_TRANSACTION,
-};
+use crate::jobs::{JobMessage, JobQueue, SEND_BATCH_MAX};
+use crate::store::{ClaimOutcome, ClaimRequest, InventoryError, Store, StoreError};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,8 +23,8 @@ pub struct Starter<'a> {
     pub jobs: &'a JobQueue,
     /// How long a claimed slot is held before it may be recovered.
     pub lease_seconds: u64,
-    /// About how many members of a group are claimed at once (rounded up to whole
-    /// transactions of `MAX_CLAIMS_PER_TRANSACTION`).
+    /// About how many members of a group are claimed at once (rounded up to whole batches
+    /// of `jobs::SEND_BATCH_MAX`).
     pub claim_concurrency: usize,
 }
 
@@ -76,8 +76,6 @@ enum Verdict {
     Accepted {
         subcloud: Box<Subcloud>,
         prior: SlotState,
-        /// The operation record the claim wrote with it.
-        record: Box<Operation>,
         /// Where a restore reaches the agent instead of its registered address.
         bootstrap_address: Option<IpAddr>,
     },
@@ -106,14 +104,21 @@ async fn hand_over_batch(starter: Starter<'_>, verdicts: Vec<Verdict>) -> Handed
             Verdict::Accepted {
                 subcloud,
                 prior,
-                record,
                 bootstrap_address,
-            } => claimed.push(Claimed {
-                subcloud: *subcloud,
-                prior,
-                record: *record,
-                bootstrap_address,
-            }),
+            } => match (Operation::queued(&subcloud), &subcloud.op_request) {
+                (Some(record), Some(request)) => claimed.push(Claimed {
+                    expires_at: request.expires_at,
+                    subcloud: *subcloud,
+                    prior,
+                    record,
+                    bootstrap_address,
+                }),
+                _ => refused.push(reason(
+                    &subcloud,
+                    ReasonStatus::Failed,
+                    "the claim kept no operation record; try again".into(),
+                )),
+            },
             Verdict::Refused(r, sc) => {
                 refused.push(r);
                 standing.extend(sc.map(|sc| *sc));
@@ -133,7 +138,9 @@ async fn hand_over_batch(starter: Starter<'_>, verdicts: Vec<Verdict>) -> Handed
 struct Claimed {
     subcloud: Subcloud,
     prior: SlotState,
+    /// The record the claim keeps, and when it expires (Unix seconds).
     record: Operation,
+    expires_at: u64,
     bootstrap_address: Option<IpAddr>,
 }
 
@@ -153,58 +160,53 @@ pub async fn start(
     command: &Command,
     origin: &Origin,
 ) -> Result<Started, StartError> {
-    let (members, group) = match &command.target {
-        Target::Subcloud(r) => (vec![starter.inventory.subcloud(r).await?], None),
+    let now = epoch_now();
+    let (batches, as_read, group) = match &command.target {
+        Target::Subcloud(r) => {
+            let (request, outcome) = claim_named(starter, command, origin, r, now).await?;
+            let name = r.to_string();
+            let verdict = verdict(command, request.subcloud_id, &name, None, Ok(outcome));
+            let batch = hand_over_batch(starter, vec![verdict]).await;
+            (vec![batch], HashMap::new(), None)
+        }
         Target::Group(r) => {
             let group = starter.inventory.group(r).await?;
             let members = starter.inventory.members(group.id).await?;
             if members.is_empty() {
                 return Err(StartError::EmptyGroup(group.name.to_string()));
             }
-            (members, Some(group))
+            // Rolled-back claims are answered as they were read.
+            let as_read: HashMap<u64, Subcloud> =
+                members.iter().map(|sc| (sc.id, sc.clone())).collect();
+            let of = Of {
+                name: Some(group.name.to_string()),
+                id: Some(group.id),
+            };
+            // Each batch's jobs go out as soon as its claims complete, so the queue's calls
+            // overlap the claims instead of following them all.
+            let in_flight = starter.claim_concurrency.div_ceil(SEND_BATCH_MAX).max(1);
+            let batches = futures::stream::iter(members)
+                .chunks(SEND_BATCH_MAX)
+                .map(|batch| {
+                    let of = &of;
+                    async move {
+                        let verdicts = batch.into_iter().map(|sc| async move {
+                            let target = (sc.id, Some(&sc.name));
+                            let request = prepare(starter, command, origin, target, of, now);
+                            let outcome = starter.inventory.claim(&request).await;
+                            let name = sc.name.to_string();
+                            verdict(command, sc.id, &name, Some(sc), outcome)
+                        });
+                        let verdicts = futures::future::join_all(verdicts).await;
+                        hand_over_batch(starter, verdicts).await
+                    }
+                })
+                .buffer_unordered(in_flight)
+                .collect()
+                .await;
+            (batches, as_read, Some(group))
         }
     };
-    // Rolled-back claims are answered as they were read.
-    let as_read: HashMap<u64, Subcloud> = members.iter().map(|sc| (sc.id, sc.clone())).collect();
-    let now = epoch_now();
-    let group_id = group.as_ref().map(|g| g.id);
-    let group_name = group.as_ref().map(|g| g.name.to_string());
-    // Members are claimed ten to a transaction (fewer when their records are large), and
-    // each batch's jobs go out as soon as its claims complete, so the queue's calls overlap
-    // the claims instead of following them all. About `claim_concurrency` members at once.
-    let per_transaction = claims_per_transaction(command);
-    let in_flight = starter.claim_concurrency.div_ceil(per_transaction).max(1);
-    let batches: Vec<Handed> = futures::stream::iter(members)
-        .chunks(per_transaction)
-        .map(|batch| {
-            let claims: Vec<(Subcloud, ClaimRequest, Operation)> = batch
-                .into_iter()
-                .map(|sc| {
-                    let (request, record) = prepare(
-                        starter,
-                        command,
-                        origin,
-                        &sc,
-                        group_name.as_deref(),
-                        group_id,
-                        now,
-                    );
-                    (sc, request, record)
-                })
-                .collect();
-            async move {
-                let outcomes = starter.inventory.claim_together(&claims).await;
-                let verdicts = claims
-                    .into_iter()
-                    .zip(outcomes)
-                    .map(|((sc, _, record), outcome)| verdict(command, sc, record, outcome))
-                    .collect();
-                hand_over_batch(starter, verdicts).await
-            }
-        })
-        .buffer_unordered(in_flight)
-        .collect()
-        .await;
     let mut accepted = Vec::new();
     let mut failed = Vec::new();
     let mut refused = Vec::new();
@@ -236,65 +238,113 @@ pub async fn start(
     })
 }
 
-/// The claims one transaction takes: `MAX_CLAIMS_PER_TRANSACTION`, fewer when large values
-/// would take the records past DynamoDB's 4 MB a transaction.
-fn claims_per_transaction(command: &Command) -> usize {
-    const TRANSACTION_BUDGET: usize = 3 * 1024 * 1024;
-    // A record's own attributes, and the subcloud update beside it.
-    const PER_CLAIM: usize = 8 * 1024;
-    let options = serde_json::to_vec(&command.options).map_or(0, |v| v.len());
-    (TRANSACTION_BUDGET / (options + PER_CLAIM)).clamp(1, MAX_CLAIMS_PER_TRANSACTION)
+/// The group a request targeted, if it did.
+struct Of {
+    name: Option<String>,
+    id: Option<u64>,
 }
 
-/// The claim of one target subcloud and the operation record it writes (the claim sets the
-/// record's fence, state and times).
+/// Claims the one subcloud `r` names, without reading it: an id as given, a name by this
+/// instance's cached id (the claim's condition checks the name; a stale id finds it gone,
+/// and the name is resolved again) or its reservation. The claim request, and its outcome.
+async fn claim_named(
+    starter: Starter<'_>,
+    command: &Command,
+    origin: &Origin,
+    r: &Ref,
+    now: u64,
+) -> Result<(ClaimRequest, ClaimOutcome), StartError> {
+    let inventory = starter.inventory;
+    let alone = Of {
+        name: None,
+        id: None,
+    };
+    let name = match r {
+        Ref::Name(name) => Some(name.clone()),
+        // A restore's bootstrap addresses are given by name: its claim must know the name.
+        Ref::Id(_) if command.kind == OpKind::Restore && !command.bootstrap.is_empty() => {
+            Some(inventory.subcloud(r).await?.name)
+        }
+        Ref::Id(_) => None,
+    };
+    let name = name.as_ref();
+    let claim = |id: u64| {
+        let request = prepare(starter, command, origin, (id, name), &alone, now);
+        async move {
+            let outcome = inventory.claim(&request).await;
+            outcome
+                .map(|outcome| (request, outcome))
+                .map_err(|e| StartError::Inventory(e.into()))
+        }
+    };
+    if let Some(name) = name {
+        if let Some(id) = inventory.cached_subcloud_id(name) {
+            match claim(id).await? {
+                (_, ClaimOutcome::Gone) => inventory.forget_subcloud_name(name),
+                claimed => return Ok(claimed),
+            }
+        }
+    }
+    match inventory
+        .subcloud_id(r)
+        .await
+        .map_err(InventoryError::from)?
+    {
+        Some(id) => claim(id).await,
+        None => Err(StartError::Inventory(InventoryError::SubcloudNotFound(
+            r.clone(),
+        ))),
+    }
+}
+
+/// The claim of subcloud `subcloud_id` (named `name`, when known) a command makes.
 fn prepare(
     starter: Starter<'_>,
     command: &Command,
     origin: &Origin,
-    sc: &Subcloud,
-    group: Option<&str>,
-    group_id: Option<u64>,
+    (subcloud_id, name): (u64, Option<&Name>),
+    of: &Of,
     now: u64,
-) -> (ClaimRequest, Operation) {
-    let request = ClaimRequest {
-        op_id: OpId::new(),
-        kind: command.kind,
-        local_only: command.options.local_only,
-        release: command.release_for(sc),
-        group_id,
-        has_bootstrap_address: command.bootstrap.contains_key(sc.name.as_str()),
-        now,
-        lease_seconds: starter.lease_seconds,
+) -> ClaimRequest {
+    ClaimRequest {
+        name: name.cloned(),
+        options: command.options.clone(),
+        release: command
+            .release
+            .clone()
+            .filter(|_| command.kind == OpKind::Delete),
+        group_id: of.id,
+        has_bootstrap_address: name
+            .is_some_and(|name| command.bootstrap.contains_key(name.as_str())),
         key: origin.key.clone(),
-    };
-    let record = Operation {
-        group: group.map(str::to_owned),
+        requested_by: origin.requested_by.clone(),
+        group: of.name.clone(),
         schedule_id: origin.schedule_id,
-        ..request.record(sc, command.options.clone(), origin.requested_by.clone())
-    };
-    (request, record)
+        ..ClaimRequest::new(subcloud_id, command.kind, now, starter.lease_seconds)
+    }
 }
 
-/// One target subcloud's fate, from its claim's outcome.
+/// One target subcloud's fate, from its claim's outcome: subcloud `id`, named `name` in the
+/// request, as it was `read` (a group member) if it was.
 fn verdict(
     command: &Command,
-    sc: Subcloud,
-    record: Operation,
+    id: u64,
+    name: &str,
+    read: Option<Subcloud>,
     outcome: Result<ClaimOutcome, StoreError>,
 ) -> Verdict {
     let refused = |status, why, standing: Option<Box<Subcloud>>| {
-        Verdict::Refused(reason(&sc, status, why), standing)
+        let reason = SubcloudReason {
+            id,
+            name: name.to_owned(),
+            status,
+            reason: why,
+        };
+        Verdict::Refused(reason, standing)
     };
     match outcome {
         Ok(ClaimOutcome::Claimed { subcloud, prior }) => Verdict::Accepted {
-            bootstrap_address: command.bootstrap.get(sc.name.as_str()).copied(),
-            record: Box::new(Operation {
-                fence: subcloud.fence,
-                created_at: subcloud.op_since.clone().unwrap_or_default(),
-                updated_at: subcloud.op_since.clone().unwrap_or_default(),
-                ..record
-            }),
+            bootstrap_address: command.bootstrap.get(subcloud.name.as_str()).copied(),
             subcloud,
             prior,
         },
@@ -305,7 +355,7 @@ fn verdict(
         Ok(ClaimOutcome::Contended { name }) => refused(
             ReasonStatus::Busy,
             format!("Subcloud {name} changed while it was being claimed; try again"),
-            Some(Box::new(sc.clone())),
+            read.map(Box::new),
         ),
         Ok(ClaimOutcome::Invalid {
             subcloud,
@@ -313,15 +363,15 @@ fn verdict(
         }) => refused(ReasonStatus::Invalid, why, Some(subcloud)),
         Ok(ClaimOutcome::Gone) => refused(
             ReasonStatus::Gone,
-            format!("Subcloud {} no longer exists", sc.name),
+            format!("Subcloud {name} no longer exists"),
             None,
         ),
         Err(e) => {
-            tracing::error!(error = %e, subcloud = %sc.name, "claim failed");
+            tracing::error!(error = %e, subcloud = %name, "claim failed");
             refused(
                 ReasonStatus::Failed,
                 "the database is unavailable; try again".into(),
-                Some(Box::new(sc.clone())),
+                read.map(Box::new),
             )
         }
     }
@@ -376,20 +426,28 @@ async fn hand_over(
     (accepted, failed)
 }
 
-/// Undoes claims whose jobs will never run, all at once: each claim is released and its
-/// record marked failed. If a release fails too, the lease expires and the slot is
-/// recovered by the next claim (or the sweeper), which fails the record then.
+/// Undoes claims whose jobs will never run, all at once: each operation's record is
+/// written as failed, then its claim released. If a release fails, the lease expires and the
+/// slot is recovered by the next claim (or the sweeper).
 async fn undo(starter: Starter<'_>, claims: Vec<Claimed>, why: &str) -> Vec<SubcloudReason> {
     futures::stream::iter(claims)
         .map(|c| async move {
-            let op = &c.record;
+            let at = timestamp_now();
+            let failed = Operation {
+                state: OpState::Failed,
+                error: Some(why.to_owned()),
+                updated_at: at.clone(),
+                finished_at: Some(at),
+                ..c.record.clone()
+            };
+            let op_id = &failed.op_id;
+            if let Err(e) = starter.inventory.put_record(&failed, c.expires_at).await {
+                tracing::error!(op_id = %op_id, error = %e, "operation record not written as failed");
+            }
             match starter.inventory.release_claim(&c.subcloud, &c.prior).await {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(op_id = %op.op_id, "claim was already gone when rolled back"),
-                Err(e) => tracing::error!(op_id = %op.op_id, error = %e, "claim not rolled back; its lease will expire"),
-            }
-            if let Err(e) = starter.inventory.fail_operation(&op.op_id, why).await {
-                tracing::error!(op_id = %op.op_id, error = %e, "operation record not marked failed");
+                Ok(false) => tracing::warn!(op_id = %op_id, "claim was already gone when rolled back"),
+                Err(e) => tracing::error!(op_id = %op_id, error = %e, "claim not rolled back; its lease will expire"),
             }
             reason(&c.subcloud, ReasonStatus::Failed, why.to_owned())
         })

@@ -155,24 +155,13 @@ impl Stack {
         dcbackup::runtime::scheduler(&self.clients, &Config::new(self.resources.clone()))
     }
 
-    /// Claims subcloud `id` directly, as `operations::start` does (with its record, in one
-    /// transaction), for tests that need a claim no job follows: a worker that died.
+    /// Claims a subcloud directly, as `operations::start` does (its record kept in the
+    /// claim), for tests that need a claim no job follows: a worker that died.
     pub async fn claim(
         &self,
-        id: u64,
         req: &dcbackup::store::ClaimRequest,
     ) -> dcbackup::store::ClaimOutcome {
-        let seen = self
-            .app
-            .inventory
-            .subcloud(&dcbackup::domain::Ref::Id(id))
-            .await
-            .expect("subcloud");
-        self.app
-            .inventory
-            .claim(&seen, req, &record_for(&seen, req))
-            .await
-            .expect("claim")
+        self.app.inventory.claim(req).await.expect("claim")
     }
 
     /// Runs a request through the route's handler, exactly as its Lambda would.
@@ -346,8 +335,40 @@ impl Stack {
             .sum()
     }
 
-    /// Every operation record, from the table itself.
+    /// Every operation record wherever it is kept: the operations table's, and those the
+    /// claims on subclouds still keep (`Operation::queued`, with their `expires_at`).
     pub async fn operations(&self) -> Vec<Value> {
+        let mut all = self.recorded_operations().await;
+        let scanned = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.resources.subclouds_table)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect("scanning subclouds");
+        for item in scanned {
+            let sc: dcbackup::domain::Subcloud = serde_dynamo::from_item(item).expect("a subcloud");
+            let (Some(op), Some(request)) =
+                (dcbackup::domain::Operation::queued(&sc), &sc.op_request)
+            else {
+                continue;
+            };
+            if all.iter().all(|r| r["op_id"] != op.op_id.as_str()) {
+                let mut record = serde_json::to_value(&op).expect("a record");
+                record["expires_at"] = request.expires_at.into();
+                all.push(record);
+            }
+        }
+        all
+    }
+
+    /// Every operation record in the operations table.
+    pub async fn recorded_operations(&self) -> Vec<Value> {
         let mut all = Vec::new();
         let mut start = None;
         loop {
@@ -384,22 +405,6 @@ impl Stack {
         );
         reply.body
     }
-}
-
-/// The operation record a claim of `seen` writes, as `operations::start` builds it (the
-/// claim sets its fence, state and times).
-pub fn record_for(
-    seen: &dcbackup::domain::Subcloud,
-    req: &dcbackup::store::ClaimRequest,
-) -> dcbackup::domain::Operation {
-    req.record(
-        seen,
-        dcbackup::domain::OpOptions {
-            local_only: req.local_only,
-            ..Default::default()
-        },
-        "test".into(),
-    )
 }
 
 pub fn json_request(method: http::Method, path: &str, body: Option<Value>) -> Request {

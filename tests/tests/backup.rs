@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
 use dcbackup::config::Config;
-use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, Ref, Release, SlotState};
+use dcbackup::domain::{epoch_now, timestamp_of_epoch, OpId, OpKind, OpState, SlotState};
 use dcbackup::jobs::JobQueue;
 use dcbackup::resources::Resources;
 use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Store};
@@ -448,17 +448,10 @@ async fn deleting_a_subcloud_is_refused_in_every_deploy_state_dcmanager_forbids(
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
 }
 
-fn claim_request(kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
+fn claim_request(id: u64, kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
     ClaimRequest {
-        op_id: OpId::new(),
-        kind,
-        local_only: false,
-        release: Release::parse("release", "24.09").unwrap(),
-        group_id: None,
-        has_bootstrap_address: false,
-        now,
-        lease_seconds,
-        key: None,
+        requested_by: "test".into(),
+        ..ClaimRequest::new(id, kind, now, lease_seconds)
     }
 }
 
@@ -467,11 +460,11 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     let stack = Stack::new().await;
     let id = backup_ready(&stack, "e1", "Default").await;
     // A claim made long ago whose lease has run out (its worker died).
-    let old = claim_request(OpKind::Create, epoch_now() - 3600, 60);
+    let old = claim_request(id, OpKind::Create, epoch_now() - 3600, 60);
     let ClaimOutcome::Claimed {
         subcloud: stale,
         prior,
-    } = stack.claim(id, &old).await
+    } = stack.claim(&old).await
     else {
         panic!("the first claim succeeds");
     };
@@ -520,9 +513,9 @@ async fn an_expired_operation_leaves_no_in_progress_state_behind() {
     stack
         .call(Route::SubcloudsUpdate, "/v1.0/subclouds/z1", Some(ready))
         .await;
-    let old = claim_request(OpKind::Create, epoch_now() - 3600, 60);
+    let old = claim_request(id, OpKind::Create, epoch_now() - 3600, 60);
     assert!(matches!(
-        stack.claim(id, &old).await,
+        stack.claim(&old).await,
         ClaimOutcome::Claimed { .. }
     ));
     // Unmanaging first recovers the expired slot: the dead create falls to validate-failed.
@@ -723,10 +716,10 @@ async fn a_dead_requests_key_and_claim_are_taken_over_once_their_time_is_up() {
     // queueing the job. Its lease is the full default: only the key frees the slot early.
     let dead = ClaimRequest {
         key: Some("k2-key".into()),
-        ..claim_request(OpKind::Create, t0, Config::DEFAULT_LEASE_SECONDS)
+        ..claim_request(id, OpKind::Create, t0, Config::DEFAULT_LEASE_SECONDS)
     };
     assert!(matches!(
-        stack.claim(id, &dead).await,
+        stack.claim(&dead).await,
         ClaimOutcome::Claimed { .. }
     ));
     for now in [t0 + 1, t0 + hold] {
@@ -754,18 +747,18 @@ async fn a_dead_requests_key_and_claim_are_taken_over_once_their_time_is_up() {
     for key in [None, Some("k2-other".to_owned())] {
         let other = ClaimRequest {
             key,
-            ..claim_request(OpKind::Create, retry_at, 60)
+            ..claim_request(id, OpKind::Create, retry_at, 60)
         };
         assert!(matches!(
-            stack.claim(id, &other).await,
+            stack.claim(&other).await,
             ClaimOutcome::Busy { .. }
         ));
     }
     let retry = ClaimRequest {
         key: Some("k2-key".into()),
-        ..claim_request(OpKind::Create, retry_at, 60)
+        ..claim_request(id, OpKind::Create, retry_at, 60)
     };
-    let ClaimOutcome::Claimed { subcloud, .. } = stack.claim(id, &retry).await else {
+    let ClaimOutcome::Claimed { subcloud, .. } = stack.claim(&retry).await else {
         panic!("the retry claims the slot");
     };
     assert_eq!(subcloud.op_id.as_ref(), Some(&retry.op_id));
@@ -781,36 +774,55 @@ async fn a_dead_requests_key_and_claim_are_taken_over_once_their_time_is_up() {
     assert_eq!(state(&retry.op_id), Some(json!("queued")));
 }
 
+/// SPEC §3: the claim is one write, and its operation's record is in it. The record is found
+/// by its op id on the claimed item until a worker starts the operation, which moves it to
+/// the operations table; the claim touches no other table (here: there is none).
 #[tokio::test]
-async fn a_claim_whose_record_cannot_be_written_does_not_happen() {
+async fn a_claim_keeps_its_record_in_its_one_write_until_a_worker_starts_it() {
     let stack = Stack::new().await;
     let id = backup_ready(&stack, "k3", "Default").await;
-    // The failure injected at the record: its table is not there.
     let resources = Resources {
         operations_table: format!("{}-no-operations", stack.prefix),
         ..stack.resources.clone()
     };
-    let broken = Store::new(stack.clients.dynamodb.clone(), resources);
-    let seen = stack.app.inventory.subcloud(&Ref::Id(id)).await.unwrap();
-    let request = claim_request(OpKind::Create, epoch_now(), 60);
-    let record = dcbackup_tests::record_for(&seen, &request);
-    assert!(broken.claim(&seen, &request, &record).await.is_err());
-    let item = stack.item(id).await;
-    assert!(!item.contains_key("op_id"), "no claim without its record");
-    assert!(!item.contains_key("backup_status"));
-    assert_eq!(item["fence"].as_n().map(String::as_str).unwrap_or("0"), "0");
-    assert!(records_of(&stack, id).await.is_empty());
-    // The same claim with its record's table there goes through.
-    assert!(matches!(
-        stack
-            .app
-            .inventory
-            .claim(&seen, &request, &record)
-            .await
-            .unwrap(),
-        ClaimOutcome::Claimed { .. }
-    ));
-    assert_eq!(records_of(&stack, id).await.len(), 1);
+    let alone = Store::new(stack.clients.dynamodb.clone(), resources);
+    let request = ClaimRequest {
+        group: Some("edge".into()),
+        schedule_id: Some(7),
+        ..claim_request(id, OpKind::Create, epoch_now(), 60)
+    };
+    let ClaimOutcome::Claimed { subcloud, .. } = alone.claim(&request).await.unwrap() else {
+        panic!("the claim succeeds without the operations table");
+    };
+    let apart = stack.recorded_operations().await;
+    assert!(apart.is_empty(), "nothing recorded apart: {apart:?}");
+    let inventory = &stack.app.inventory;
+    let kept = inventory.operation(&request.op_id).await.unwrap();
+    let kept = kept.expect("the record is found through its op id");
+    assert_eq!(kept.state, OpState::Queued);
+    assert_eq!(kept.subcloud_id, id);
+    assert_eq!(kept.subcloud_name, "k3");
+    assert_eq!(kept.release.as_str(), "24.09");
+    assert_eq!(kept.fence, 1);
+    assert_eq!(kept.requested_by, "test");
+    assert_eq!(kept.group.as_deref(), Some("edge"));
+    assert_eq!(kept.schedule_id, Some(7));
+    assert_eq!(Some(&kept.created_at), subcloud.op_since.as_ref());
+    let history = inventory.operation_history(&subcloud).await.unwrap();
+    assert_eq!(history, vec![kept.clone()]);
+    // The worker's start moves it; read back from the table, it is the same record.
+    inventory.keep_record(&subcloud).await.unwrap();
+    let records = stack.recorded_operations().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["op_id"], request.op_id.as_str());
+    assert_eq!(
+        inventory.operation(&request.op_id).await.unwrap(),
+        Some(kept)
+    );
+    // An id that names no subcloud, or another operation on this one, finds nothing.
+    let other = OpId::for_subcloud(id);
+    assert_eq!(inventory.operation(&other).await.unwrap(), None);
+    assert_eq!(inventory.operation(&OpId::new()).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -1554,18 +1566,14 @@ async fn operation_records_expire_after_the_history_period() {
         "expires_at {expires}, not {history} s after the request ({before}..={after})"
     );
 
-    // The record written inside the claim's transaction expires as the inventory is told.
+    // The record written inside the claim expires as the inventory is told.
     let id2 = backup_ready(&stack, "ttl2", "Default").await;
     let inventory = Store::new(stack.clients.dynamodb.clone(), stack.resources.clone())
         .with_operation_history_days(20);
-    let seen = inventory.subcloud(&Ref::Id(id2)).await.expect("subcloud");
     let before = epoch_now();
-    let req = claim_request(OpKind::Create, before, Config::DEFAULT_LEASE_SECONDS);
+    let req = claim_request(id2, OpKind::Create, before, Config::DEFAULT_LEASE_SECONDS);
     assert!(matches!(
-        inventory
-            .claim(&seen, &req, &dcbackup_tests::record_for(&seen, &req))
-            .await
-            .expect("claim"),
+        inventory.claim(&req).await.expect("claim"),
         ClaimOutcome::Claimed { .. }
     ));
     let after = epoch_now();

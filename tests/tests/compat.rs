@@ -266,18 +266,13 @@ async fn error_description_starts_as_no_errors_and_a_new_operation_resets_it() {
     // operation's claim resets error-description.
     let subcloud4 = Ref::parse("ref", "subcloud4").unwrap();
     let id = stack.app.inventory.subcloud(&subcloud4).await.unwrap().id;
-    let expired = dcbackup::store::ClaimRequest {
-        op_id: dcbackup::domain::OpId::new(),
-        kind: dcbackup::domain::OpKind::Create,
-        local_only: false,
-        release: dcbackup::domain::Release::parse("r", "24.09").unwrap(),
-        group_id: None,
-        has_bootstrap_address: false,
-        now: dcbackup::domain::epoch_now() - 10,
-        lease_seconds: 1,
-        key: None,
-    };
-    stack.claim(id, &expired).await;
+    let expired = dcbackup::store::ClaimRequest::new(
+        id,
+        dcbackup::domain::OpKind::Create,
+        dcbackup::domain::epoch_now() - 10,
+        1,
+    );
+    stack.claim(&expired).await;
     let sc = stack.app.inventory.subcloud(&subcloud4).await.unwrap();
     assert!(stack
         .app

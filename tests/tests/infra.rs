@@ -90,8 +90,9 @@ fn grants(route: Route) -> Grants {
             backup_bucket: &[],
             agent_secret: false,
         },
-        // The slot claim (subclouds), the operation records, `Idempotency-Key` replays; the
-        // target is only resolved (groups, names); one job per claimed subcloud.
+        // The slot claim, which keeps its record (subclouds); the record of a claim rolled
+        // back (operations); `Idempotency-Key` replays; the target is only resolved (groups,
+        // names); one job per claimed subcloud.
         Route::BackupCreate | Route::BackupDelete | Route::BackupRestore => Grants {
             crud: &["SubcloudsTable", "OperationsTable", "IdempotencyTable"],
             read: &["GroupsTable", "NamesTable"],
@@ -100,10 +101,11 @@ fn grants(route: Route) -> Grants {
             backup_bucket: &[],
             agent_secret: false,
         },
-        // One record by its id.
+        // One record by its id: in the operations table, or kept by the claim on the
+        // subcloud the id names.
         Route::OperationsShow => Grants {
             crud: &[],
-            read: &["OperationsTable"],
+            read: &["OperationsTable", "SubcloudsTable"],
             sends_jobs: false,
             takes_dead_letters: false,
             backup_bucket: &[],

@@ -18,7 +18,7 @@ pub(super) async fn show(app: &App, op_id: &OpId) -> Result<Response<Body>, ApiE
 
 pub(super) async fn history(app: &App, r: &Ref) -> Result<Response<Body>, ApiError> {
     let subcloud = app.inventory.subcloud(r).await?;
-    let ops = app.inventory.operation_history(subcloud.id).await?;
+    let ops = app.inventory.operation_history(&subcloud).await?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "operations": ops.iter().map(wire::operation).collect::<Vec<_>>() }),

@@ -14,7 +14,7 @@ pub use group::{ApplyType, Group, GroupPatch, NewGroup, DEFAULT_GROUP_ID, DEFAUL
 pub use names::{AgentUrl, Name, Ref};
 pub use operation::{
     check_values_fit, without_secrets, ByteProgress, ClaimedState, OpId, OpKind, OpOptions,
-    OpState, Operation, Retired, SlotState,
+    OpRequest, OpState, Operation, Retired, SlotState,
 };
 pub use schedule::{CronSpec, FiringState, LastRun, Schedule, ScheduleTarget, Skipped};
 pub use state::{AvailabilityStatus, BackupStatus, DeployStatus, ManagementState};

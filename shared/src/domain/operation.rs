@@ -122,14 +122,43 @@ impl From<ClaimedState> for SlotState {
     }
 }
 
-/// An operation id: a UUID, so ids never collide across function instances.
+/// An operation id: a UUID, so ids never collide across function instances. An operation's
+/// id carries its subcloud's id (`for_subcloud`): until a worker starts it, an operation's
+/// record is kept in the claim on its subcloud's item (SPEC §3: the claim is one write), and
+/// the id says which item that is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OpId(String);
 
+/// The bits of an operation id that hold its subcloud's id (ids are allocated from 1 up).
+const SUBCLOUD_ID_BITS: u32 = 48;
+
 impl OpId {
+    /// A random id (version 4 UUID) that names no subcloud: for what is not an operation on
+    /// one (tests, examples).
     pub fn new() -> OpId {
         OpId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// A new id for an operation on subcloud `subcloud_id`: a version 8 UUID (RFC 9562)
+    /// whose first 48 bits are the subcloud's id and whose other 74 free bits are random.
+    pub fn for_subcloud(subcloud_id: u64) -> OpId {
+        // A version 4 UUID's bytes are random but for its version and variant bits, which
+        // `new_v8` sets again.
+        let mut bytes = uuid::Uuid::new_v4().into_bytes();
+        let id = subcloud_id & ((1 << SUBCLOUD_ID_BITS) - 1);
+        bytes[..6].copy_from_slice(&id.to_be_bytes()[2..]);
+        OpId(uuid::Uuid::new_v8(bytes).to_string())
+    }
+
+    /// The subcloud an id made by `for_subcloud` names; `None` for any other id.
+    pub fn subcloud_id(&self) -> Option<u64> {
+        let uuid = uuid::Uuid::parse_str(&self.0).ok()?;
+        (uuid.get_version_num() == 8).then(|| {
+            let mut id = [0; 8];
+            id[2..].copy_from_slice(&uuid.as_bytes()[..6]);
+            u64::from_be_bytes(id)
+        })
     }
 
     pub fn parse(field: &str, value: &str) -> Result<OpId, Invalid> {
@@ -373,6 +402,63 @@ pub struct Operation {
     pub upload_id: Option<String>,
 }
 
+impl Operation {
+    /// The record of the operation holding `sc`'s slot as its claim keeps it on the item
+    /// (queued: no worker has started it); `None` if no claim's record is there. The claim
+    /// keeps only what the item does not already say; the release is the subcloud's
+    /// software-version unless the request named one (`software_version` and `name` are
+    /// never written after registration).
+    pub fn queued(sc: &Subcloud) -> Option<Operation> {
+        let op_id = sc.op_id.clone()?;
+        let kind = sc.op_kind?;
+        let since = sc.op_since.clone()?;
+        let request = sc.op_request.as_ref()?;
+        Some(Operation {
+            op_id,
+            kind,
+            subcloud_id: sc.id,
+            subcloud_name: sc.name.to_string(),
+            release: request
+                .release
+                .clone()
+                .unwrap_or_else(|| sc.software_version.clone()),
+            fence: sc.fence,
+            options: sc.op_options.clone().unwrap_or_default(),
+            requested_by: request.requested_by.clone(),
+            group: request.group.clone(),
+            schedule_id: request.schedule_id,
+            state: OpState::Queued,
+            error: None,
+            created_at: since.clone(),
+            updated_at: since,
+            started_at: None,
+            finished_at: None,
+            retention: Vec::new(),
+            bytes: None,
+            upload_id: None,
+        })
+    }
+}
+
+/// What a claim keeps of its request on the subcloud's item, beside the options
+/// (`Subcloud::op_options`): with the item's own attributes, the operation's record
+/// (`Operation::queued`), written in the claim's one write (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpRequest {
+    /// The `sub` of the caller (or `schedule:<name>`).
+    pub requested_by: String,
+    /// The group the request targeted, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<u64>,
+    /// The release the request named (a delete's); otherwise it is the subcloud's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+    /// Unix seconds: when the record expires, the operation history period after the claim.
+    pub expires_at: u64,
+}
+
 /// A central backup removed by a schedule's retention: its record id and S3 object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retired {
@@ -386,6 +472,18 @@ pub struct Retired {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_operation_id_names_its_subcloud() {
+        for id in [1, 42, 1 << 40, (1 << 48) - 1] {
+            let op = OpId::for_subcloud(id);
+            assert_eq!(op.subcloud_id(), Some(id), "{op}");
+            // Still a UUID to every caller, and a different one each time.
+            assert_eq!(OpId::parse("op_id", op.as_str()).unwrap(), op);
+            assert_ne!(OpId::for_subcloud(id), op);
+        }
+        assert_eq!(OpId::new().subcloud_id(), None);
+    }
 
     #[test]
     fn claimed_states_fall_to_their_failure_states() {

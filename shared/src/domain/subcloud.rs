@@ -2,7 +2,7 @@
 
 use super::{
     AgentUrl, AvailabilityStatus, BackupStatus, DeployStatus, Invalid, ManagementState, Name, OpId,
-    OpKind, Ref, Release,
+    OpKind, OpOptions, OpRequest, Ref, Release,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -73,6 +73,12 @@ pub struct Subcloud {
     /// central storage: the sweeper or the next worker on this subcloud discards it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_upload: Option<OpId>,
+    /// The claim's record of its request (`Operation::queued`), part of the slot: the
+    /// options, and who asked, from where, and when the record expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_options: Option<OpOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_request: Option<OpRequest>,
     /// The running backup's progress in bytes, as its last poll found it (part of the slot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_bytes: Option<crate::domain::ByteProgress>,

@@ -46,6 +46,8 @@ pub const OP_KIND: &str = "op_kind";
 pub const OP_SINCE: &str = "op_since";
 pub const OP_KEY: &str = "op_key";
 pub const OP_BYTES: &str = "op_bytes";
+pub const OP_OPTIONS: &str = "op_options";
+pub const OP_REQUEST: &str = "op_request";
 pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
 /// Set (to [`super::LEASE_HELD`]) while a lease is held: the expiring-leases index's key.
 pub const LEASE_HELD: &str = "lease_held";
@@ -138,6 +140,8 @@ mod tests {
             "op_since": "t", "lease_expires_at": 1, "seat": 1, "poll_seq": 1,
             "poll_token": "x", "op_key": "k", "orphan_upload": "6f1c1e2a-8d4b-4a57-9b1e-0c2f3d4e5f60",
             "fence": 1, "central_backups": ["24.09"], "local_backups": ["24.09"],
+            "op_options": {"local_only": false, "registry_images": false},
+            "op_request": {"requested_by": "admin", "expires_at": 1},
         });
         let sc: Subcloud = serde_json::from_value(item).unwrap();
         let written = serde_json::to_value(&sc).unwrap();
@@ -165,6 +169,8 @@ mod tests {
             POLL_SEQ,
             POLL_TOKEN,
             OP_KEY,
+            OP_OPTIONS,
+            OP_REQUEST,
             ORPHAN_UPLOAD,
             FENCE,
             CENTRAL_BACKUPS,

@@ -26,9 +26,7 @@ pub use expr::Expr;
 pub use idempotency::Begin;
 pub use progress::{BackupSet, HandOff, Holder, Outcome, UploadRecord};
 pub use seats::Seat;
-pub use slot::{
-    ClaimOutcome, ClaimRequest, FailWhen, HELD, MAX_CLAIMS_PER_TRANSACTION, SLOT_ATTRIBUTES,
-};
+pub use slot::{ClaimOutcome, ClaimRequest, FailWhen, HELD, SLOT_ATTRIBUTES};
 
 use crate::domain::{DeployStatus, Name, Ref, SlotHolder, DEFAULT_GROUP_ID};
 use crate::resources::Resources;
@@ -290,6 +288,15 @@ pub(crate) fn n(value: impl ToString) -> AttributeValue {
 
 pub(crate) fn to_item<T: serde::Serialize>(what: &str, value: &T) -> Result<Item, StoreError> {
     serde_dynamo::to_item(value)
+        .map_err(|e| StoreError::Failed(format!("{what} does not encode: {e}")))
+}
+
+/// `value` as one attribute (a map, a list, …).
+pub(crate) fn to_value<T: serde::Serialize + ?Sized>(
+    what: &str,
+    value: &T,
+) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value)
         .map_err(|e| StoreError::Failed(format!("{what} does not encode: {e}")))
 }
 

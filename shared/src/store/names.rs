@@ -87,6 +87,27 @@ impl super::Store {
             .transpose()
     }
 
+    /// The id of the subcloud `r` names, from the name reservation (and cached), without
+    /// reading the subcloud; `None` if no subcloud has that name.
+    pub async fn subcloud_id(&self, r: &Ref) -> Result<Option<u64>, StoreError> {
+        let id = self.resolve(Kind::Subcloud, r).await?;
+        if let (Ref::Name(name), Some(id)) = (r, id) {
+            self.names.put(Kind::Subcloud, name, id);
+        }
+        Ok(id)
+    }
+
+    /// The id this instance last resolved the subcloud name to: only a hint (see
+    /// `NameCache`), for a write whose condition checks the name.
+    pub fn cached_subcloud_id(&self, name: &Name) -> Option<u64> {
+        self.names.get(Kind::Subcloud, name)
+    }
+
+    /// Drops a hint that named the wrong subcloud.
+    pub fn forget_subcloud_name(&self, name: &Name) {
+        self.names.forget(Kind::Subcloud, name);
+    }
+
     pub(super) async fn resolve(&self, kind: Kind, r: &Ref) -> Result<Option<u64>, StoreError> {
         match r {
             Ref::Id(id) => Ok(Some(*id)),

@@ -8,7 +8,7 @@ use super::attributes::{
     LEASE_EXPIRES_AT, LOCAL_BACKUPS, OP_BYTES, OP_ID, POLL_SEQ, POLL_TOKEN, RETENTION, SEAT,
     STARTED_AT, STATE, UPDATED_AT, UPLOAD_ID,
 };
-use super::{conditional, failed_conditions, n, s, Expr, StoreError};
+use super::{conditional, failed_conditions, n, s, to_value, Expr, StoreError};
 use crate::domain::{
     epoch_now, timestamp_now, ByteProgress, ClaimedState, OpId, OpState, Release, Retired,
     SlotState,
@@ -171,8 +171,7 @@ impl super::Store {
         op_id: &OpId,
         retired: &[Retired],
     ) -> Result<(), StoreError> {
-        let value = serde_dynamo::to_attribute_value(retired)
-            .map_err(|e| StoreError::Failed(format!("retention does not encode: {e}")))?;
+        let value = to_value("retention", retired)?;
         Expr::new()
             .append(RETENTION, value)
             .update_item(self.operation_update(op_id))
@@ -258,26 +257,19 @@ impl super::Store {
         Ok(failed_conditions(tx.send().await)?.is_none())
     }
 
-    /// Moves an operation record on (running, succeeded, failed with why).
-    pub async fn set_operation_state(
-        &self,
-        op_id: &OpId,
-        state: OpState,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
+    /// Marks an operation's record running, since now. Only a queued operation starts: a
+    /// duplicate job cannot reopen a finished one.
+    pub async fn set_operation_running(&self, op_id: &OpId) -> Result<(), StoreError> {
         let now = timestamp_now();
-        let mut e = Expr::new();
-        e.exists(OP_ID)
-            .set(STATE, s(state_name(state)))
-            .set(UPDATED_AT, s(&now));
-        match error {
-            Some(error) => e.set(ERROR, s(error)),
-            // Only a queued operation starts: a duplicate job cannot reopen a finished one.
-            None => e
-                .eq(STATE, s(state_name(OpState::Queued)))
-                .set(STARTED_AT, s(&now)),
-        };
-        let result = e.update_item(self.operation_update(op_id)).send().await;
+        let result = Expr::new()
+            .exists(OP_ID)
+            .eq(STATE, s(state_name(OpState::Queued)))
+            .set(STATE, s(state_name(OpState::Running)))
+            .set(UPDATED_AT, s(&now))
+            .set(STARTED_AT, s(&now))
+            .update_item(self.operation_update(op_id))
+            .send()
+            .await;
         conditional(result, "UpdateItem operations").map(drop)
     }
 }
@@ -293,7 +285,7 @@ impl super::Store {
         let result = Expr::new()
             .exists(OP_ID)
             .eq(STATE, s(state_name(OpState::Running)))
-            .set(BYTES, byte_progress(bytes)?)
+            .set(BYTES, to_value("byte progress", bytes)?)
             .set(UPDATED_AT, s(timestamp_now()))
             .update_item(self.operation_update(op_id))
             .send()
@@ -316,11 +308,6 @@ impl super::Store {
             .table_name(&self.res.operations_table)
             .key(OP_ID, s(op_id.as_str()))
     }
-}
-
-fn byte_progress(bytes: &ByteProgress) -> Result<AttributeValue, StoreError> {
-    serde_dynamo::to_attribute_value(bytes)
-        .map_err(|e| StoreError::Failed(format!("byte progress does not encode: {e}")))
 }
 
 fn state_name(state: OpState) -> String {
@@ -381,7 +368,7 @@ impl super::Store {
         bytes: &ByteProgress,
     ) -> Result<bool, StoreError> {
         let result = still_ours(holder, epoch_now())
-            .set(OP_BYTES, byte_progress(bytes)?)
+            .set(OP_BYTES, to_value("byte progress", bytes)?)
             .update_item(self.subcloud_update(holder.subcloud_id))
             .send()
             .await;

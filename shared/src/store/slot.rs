@@ -1,37 +1,44 @@
-//! The operation slot (SPEC §3): the one transaction that claims a subcloud for an
-//! operation and writes its record, the conditional write that gives it back, and the recovery of a slot whose
-//! lease expired. Whether the subcloud is free *and* valid for the operation is decided
-//! inside the claim's condition; when it fails, the item as it was
-//! (ReturnValuesOnConditionCheckFailure = ALL_OLD) says why, without a second read.
-//! `explain` mirrors each validity condition in Rust for that purpose only.
+//! The operation slot (SPEC §3): the one conditional write that claims a subcloud for an
+//! operation and keeps its record on the subcloud's item, the conditional write that gives
+//! it back, and the recovery of a slot whose lease expired. Whether the subcloud is free
+//! *and* valid for the operation is decided inside the claim's condition; the item as it was
+//! comes back either way (ReturnValues and ReturnValuesOnConditionCheckFailure = ALL_OLD):
+//! on success it gives the fence and the state the claim replaced, on failure it says why,
+//! so a claim needs no read before or after it. `explain` mirrors each validity condition in
+//! Rust for that purpose only.
 
 use super::attributes::{
     AGENT_URL, AVAILABILITY_STATUS, BACKUP_STATUS, CENTRAL_BACKUPS, DEPLOY_STATUS,
-    ERROR_DESCRIPTION, EXPIRES_AT, FENCE, GROUP_ID, ID, LEASE_EXPIRES_AT, LEASE_HELD,
-    LOCAL_BACKUPS, MANAGEMENT_STATE, OP_BYTES, OP_ID, OP_KEY, OP_KIND, OP_SINCE, ORPHAN_UPLOAD,
-    POLL_SEQ, POLL_TOKEN, SEAT, SOFTWARE_VERSION, UPDATED_AT,
+    ERROR_DESCRIPTION, FENCE, GROUP_ID, ID, LEASE_EXPIRES_AT, LEASE_HELD, LOCAL_BACKUPS,
+    MANAGEMENT_STATE, NAME, OP_BYTES, OP_ID, OP_KEY, OP_KIND, OP_OPTIONS, OP_REQUEST, OP_SINCE,
+    ORPHAN_UPLOAD, POLL_SEQ, POLL_TOKEN, SEAT, SOFTWARE_VERSION, UPDATED_AT,
 };
-use super::{from_item, n, s, to_item, Expr, StoreError};
+use super::{from_item, n, s, to_value, Expr, StoreError};
 use crate::domain::{
     timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, DeployStatus,
-    ManagementState, Name, OpId, OpKind, OpOptions, OpState, Operation, Release, SlotHolder,
+    ManagementState, Name, OpId, OpKind, OpOptions, OpRequest, OpState, Release, SlotHolder,
     SlotState, Subcloud, NO_ERRORS,
 };
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-/// What a claim asks for, beyond the operation kind.
+/// What a claim asks for: the subcloud, the operation, and what the claim keeps of its
+/// request for the operation's record (`Operation::queued`).
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
+    pub subcloud_id: u64,
+    /// The subcloud's name, when the request named it: the claim's condition checks it, so
+    /// an id from the instance's name cache is safe (a stale one finds the subcloud gone).
+    pub name: Option<Name>,
+    /// Made by `OpId::for_subcloud(subcloud_id)`: the record is found through it while the
+    /// claim keeps it.
     pub op_id: OpId,
     pub kind: OpKind,
-    pub local_only: bool,
-    /// The release the operation is about: for a restore, the one the subcloud must be at
-    /// and have a backup of (its software-version when it was read); for a delete, the one
-    /// whose backups go; for a create, the subcloud's.
-    pub release: Release,
+    /// Holds `local_only`, which decides validity for a delete and a restore.
+    pub options: OpOptions,
+    /// The release the request named (a delete's); otherwise the operation is about the
+    /// subcloud's software-version (a restore: the one it must have a backup of).
+    pub release: Option<Release>,
     /// For a group request: the group the subcloud must still be in (the member list comes
     /// from an eventually consistent index).
     pub group_id: Option<u64>,
@@ -46,46 +53,41 @@ pub struct ClaimRequest {
     /// over: it was claimed by an earlier attempt of this request, which is dead, because
     /// this one holds the key now (held for the function's timeout and more).
     pub key: Option<String>,
+    /// The caller's `sub`, or `schedule:<name>`.
+    pub requested_by: String,
+    /// The group targeted, and the schedule that fired the request, if any.
+    pub group: Option<String>,
+    pub schedule_id: Option<u64>,
 }
 
 impl ClaimRequest {
-    /// The operation record this claim writes beside it, for `subcloud` as it was read:
-    /// `queued`, with no fence or times yet (the claim's transaction sets them, SPEC §3).
-    /// The caller adds the group and schedule it came from, if any.
-    pub fn record(
-        &self,
-        subcloud: &Subcloud,
-        options: OpOptions,
-        requested_by: String,
-    ) -> Operation {
-        Operation {
-            op_id: self.op_id.clone(),
-            kind: self.kind,
-            subcloud_id: subcloud.id,
-            subcloud_name: subcloud.name.to_string(),
-            release: self.release.clone(),
-            fence: 0,
-            options,
-            requested_by,
+    /// A claim of subcloud `subcloud_id` for `kind` at `now` (Unix seconds), under a new
+    /// operation id, with nothing else asked: the fields are public for the rest.
+    pub fn new(subcloud_id: u64, kind: OpKind, now: u64, lease_seconds: u64) -> ClaimRequest {
+        ClaimRequest {
+            subcloud_id,
+            name: None,
+            op_id: OpId::for_subcloud(subcloud_id),
+            kind,
+            options: OpOptions::default(),
+            release: None,
+            group_id: None,
+            has_bootstrap_address: false,
+            now,
+            lease_seconds,
+            key: None,
+            requested_by: String::new(),
             group: None,
             schedule_id: None,
-            state: OpState::Queued,
-            error: None,
-            created_at: String::new(),
-            updated_at: String::new(),
-            started_at: None,
-            finished_at: None,
-            retention: Vec::new(),
-            bytes: None,
-            upload_id: None,
         }
     }
 }
 
 #[derive(Debug)]
 pub enum ClaimOutcome {
-    /// The slot is ours; the subcloud as the claim left it, and the state it replaced (so
-    /// a claim whose job cannot be queued can be undone exactly).
+    /// The slot is ours; the subcloud as the claim left it (its operation's record is
+    /// `Operation::queued` of it), and the state it replaced (so a claim whose job cannot be
+    /// queued can be undone exactly).
     Claimed {
         subcloud: Box<Subcloud>,
         prior: SlotState,
@@ -100,7 +102,7 @@ pub enum ClaimOutcome {
         subcloud: Box<Subcloud>,
         reason: String,
     },
-    /// The subcloud was deleted meanwhile.
+    /// The subcloud was deleted meanwhile (or, claimed by name, is not at that id).
     Gone,
     /// The subcloud kept changing under the claim (another writer won each attempt) and is
     /// free and valid as it stands.
@@ -116,7 +118,7 @@ pub(crate) fn slot_free(e: &mut Expr) -> &mut Expr {
 
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
-pub const SLOT_ATTRIBUTES: [&str; 10] = [
+pub const SLOT_ATTRIBUTES: [&str; 12] = [
     OP_ID,
     OP_KIND,
     OP_SINCE,
@@ -127,6 +129,8 @@ pub const SLOT_ATTRIBUTES: [&str; 10] = [
     POLL_TOKEN,
     OP_KEY,
     OP_BYTES,
+    OP_OPTIONS,
+    OP_REQUEST,
 ];
 /// The value of `lease_held` while a lease is held.
 pub const HELD: &str = "held";
@@ -139,13 +143,10 @@ pub(crate) fn free_slot(e: &mut Expr) -> &mut Expr {
     e
 }
 
-/// The most claims `claim_together` writes in one transaction (two items each; DynamoDB
-/// takes 100 items and 4 MB a transaction).
-pub const MAX_CLAIMS_PER_TRANSACTION: usize = 10;
-
 /// How many times a claim tries: after recovering an expired lease, after finding the
-/// subcloud changed since it was read, after a concurrent transaction (with a random
-/// backoff: about 0.4 s in all at most, far inside the function's timeout).
+/// subcloud written at a time not before the claim's (a writer whose clock is ahead), after
+/// a concurrent transaction (with a random backoff: about 0.4 s in all at most, far inside
+/// the function's timeout).
 const CLAIM_ATTEMPTS: usize = 8;
 
 enum Attempt {
@@ -154,15 +155,18 @@ enum Attempt {
     Expired(Box<Subcloud>),
     /// The slot is held under this request's own key by an operation no worker started.
     Abandoned(Box<Subcloud>),
-    /// The subcloud is free and valid but not as seen: written since (by a writer whose
-    /// clock may be ahead of ours), or its fence or claimed state moved on.
+    /// The subcloud is free and valid but was last written at a time not before the
+    /// claim's (by a writer whose clock is ahead of ours).
     Changed(Box<Subcloud>),
     /// A concurrent transaction on the same item cancelled ours.
     Conflict,
 }
 
-/// Why a claim conditional on `seen` (at time `since`) failed, from the item as it stands.
-fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Attempt {
+/// Why a claim at time `since` failed, from the item as it stands.
+fn judge(req: &ClaimRequest, old: Subcloud, since: &str) -> Attempt {
+    if req.name.as_ref().is_some_and(|name| *name != old.name) {
+        return Attempt::Done(ClaimOutcome::Gone);
+    }
     let never_started = old.op_since.as_ref() == Some(&old.updated_at)
         && old.seat.is_none()
         && old.poll_seq.is_none();
@@ -184,12 +188,8 @@ fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Att
             reason,
         });
     }
-    let claimed = req.kind.claimed_state();
-    // Valid and free: what failed was the fence, the state seen or the order of times.
-    if old.fence != seen.fence
-        || claimed.current(&old) != claimed.current(seen)
-        || old.updated_at.as_str() >= since
-    {
+    // Valid and free: what failed was the order of times.
+    if old.updated_at.as_str() >= since {
         Attempt::Changed(Box::new(old))
     } else {
         Attempt::Done(ClaimOutcome::Contended { name: old.name })
@@ -200,6 +200,9 @@ fn judge(req: &ClaimRequest, seen: &Subcloud, old: Subcloud, since: &str) -> Att
 /// free, and it is valid for the operation (SPEC §1).
 fn claim_condition<'e>(e: &'e mut Expr, req: &ClaimRequest, since: &str) -> &'e mut Expr {
     e.exists(ID);
+    if let Some(name) = &req.name {
+        e.eq(NAME, s(name.as_str()));
+    }
     slot_free(e);
     // Every write records `updated_at`; a claim that comes after them says so in its times
     // too (SPEC §3: the write establishes the order).
@@ -216,22 +219,23 @@ fn claim_condition<'e>(e: &'e mut Expr, req: &ClaimRequest, since: &str) -> &'e 
             managed_online(e);
             e.eq(DEPLOY_STATUS, s(DeployStatus::COMPLETE));
         }
-        OpKind::Delete if req.local_only => managed_online(e),
+        OpKind::Delete if req.options.local_only => managed_online(e),
         OpKind::Delete => {}
         OpKind::Restore => {
             e.eq(MANAGEMENT_STATE, s(ManagementState::Unmanaged.as_str()));
             not_in(e, DEPLOY_STATUS, DeployStatus::forbidding_restore());
-            let backups = if req.local_only {
+            let backups = if req.options.local_only {
                 LOCAL_BACKUPS
             } else {
                 CENTRAL_BACKUPS
             };
+            // A backup of the release the subcloud is at, whatever that is: the claim needs
+            // no read to know it.
             e.when(|e| {
-                let release = e.value(s(req.release.as_str()));
                 format!(
-                    "{} = {release} AND contains({}, {release})",
-                    e.name(SOFTWARE_VERSION),
-                    e.name(backups)
+                    "contains({}, {})",
+                    e.name(backups),
+                    e.name(SOFTWARE_VERSION)
                 )
             });
             if !req.has_bootstrap_address {
@@ -270,21 +274,22 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
                     sc.name
                 )
             }),
-        OpKind::Delete => (req.local_only && !managed_online).then(|| {
+        OpKind::Delete => (req.options.local_only && !managed_online).then(|| {
             format!(
                 "Subcloud {} must be online and managed for the subcloud-backup delete operation with --local-only option.",
                 sc.name
             )
         }),
         OpKind::Restore => {
-            let backups = if req.local_only { &sc.local_backups } else { &sc.central_backups };
+            let local_only = req.options.local_only;
+            let backups = if local_only { &sc.local_backups } else { &sc.central_backups };
             if sc.management_state != ManagementState::Unmanaged || sc.deploy_status.forbids_restore() {
                 Some(format!(
                     "Subcloud {} must be unmanaged and in a valid deploy state for the subcloud-backup restore operation.",
                     sc.name
                 ))
-            } else if sc.software_version != req.release || !backups.contains(req.release.as_str()) {
-                let location = if req.local_only { "local" } else { "central" };
+            } else if !backups.contains(sc.software_version.as_str()) {
+                let location = if local_only { "local" } else { "central" };
                 Some(format!(
                     "Subcloud {}: no {location} backup found for release {}.",
                     sc.name,
@@ -302,76 +307,19 @@ fn explain(req: &ClaimRequest, sc: &Subcloud) -> Option<String> {
     }
 }
 
-/// One claim as transaction items, and the subcloud as it leaves it.
-struct ClaimWrites {
-    update: TransactWriteItem,
-    put: TransactWriteItem,
-    claimed: Subcloud,
-    prior: SlotState,
-}
-
-/// A cancellation reason's code ("" when there is none).
-fn code(reason: Option<&CancellationReason>) -> &str {
-    reason
-        .and_then(CancellationReason::code)
-        .unwrap_or_default()
-}
-
-/// What a cancelled claim's reasons (its subcloud update's and its record put's) say.
-fn cancelled(
-    req: &ClaimRequest,
-    seen: &Subcloud,
-    since: &str,
-    update: Option<&CancellationReason>,
-    put: Option<&CancellationReason>,
-) -> Result<Attempt, StoreError> {
-    if code(update) == "TransactionConflict" || code(put) == "TransactionConflict" {
-        return Ok(Attempt::Conflict);
-    }
-    if code(update) != "ConditionalCheckFailed" {
-        let detail = format!("TransactWriteItems claim cancelled: {update:?}, {put:?}");
-        let throttled = ["ThrottlingError", "ProvisionedThroughputExceeded"];
-        return Err(
-            if throttled.contains(&code(update)) || throttled.contains(&code(put)) {
-                StoreError::Unavailable(detail)
-            } else {
-                StoreError::Failed(detail)
-            },
-        );
-    }
-    let old = update
-        .and_then(|r| r.item())
-        .cloned()
-        .filter(|item| !item.is_empty());
-    let Some(old) = old else {
-        return Ok(Attempt::Done(ClaimOutcome::Gone));
-    };
-    let old: Subcloud = from_item("subcloud", old)?;
-    Ok(judge(req, seen, old, since))
-}
-
 impl super::Store {
-    /// Claims the slot of subcloud `seen` for an operation and writes its record, in one
-    /// transaction: a claim never exists without its record, nor a record without its claim
-    /// (SPEC §3). The claim also resets `error-description` to "No errors present" (SPEC §1).
-    /// `seen` is the subcloud as last read; the claim is conditional on its fence and
-    /// claimed-state attribute being unchanged, so the record's fence and the state the claim
-    /// replaced are known without reading the item back. When they changed, the item as it
-    /// was (ALL_OLD) is the next attempt's `seen`. A slot held under an expired lease is first
-    /// recovered, then claimed. `record` is the operation as it is kept; the claim sets its
-    /// fence, state (queued) and times.
-    /// The claim's time (`op_since`) is after every earlier write to the subcloud, the end
-    /// of the previous operation included, even when that writer's clock was ahead.
-    pub async fn claim(
-        &self,
-        seen: &Subcloud,
-        req: &ClaimRequest,
-        record: &Operation,
-    ) -> Result<ClaimOutcome, StoreError> {
-        let mut seen = seen.clone();
-        let mut since = timestamp_after(&seen.updated_at);
+    /// Claims the slot of subcloud `req.subcloud_id` for an operation, in one conditional
+    /// write on its item that also keeps the operation's record there (SPEC §3: a claim never
+    /// exists without its record). The record moves to the operations table when a worker
+    /// starts the operation, or when whoever ends it first does (`keep_record`); until then
+    /// `operation` finds it on the item. The claim also resets `error-description` to "No
+    /// errors present" (SPEC §1). A slot held under an expired lease is first recovered, then
+    /// claimed. The claim's time (`op_since`) is after every earlier write to the subcloud,
+    /// the end of the previous operation included, even when that writer's clock was ahead.
+    pub async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        let mut since = timestamp_now();
         for attempt in 0..CLAIM_ATTEMPTS {
-            match self.try_claim(&seen, req, record, &since).await? {
+            match self.try_claim(req, &since).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::Expired(old) => {
                     match self.recover_expired(&old, req.now).await {
@@ -381,7 +329,6 @@ impl super::Store {
                         Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
                         Err(e) => return Err(e),
                     }
-                    seen = *old;
                     since = timestamp_now();
                 }
                 Attempt::Abandoned(old) => {
@@ -396,224 +343,96 @@ impl super::Store {
                         Err(StoreError::Conflict(_)) => super::conflict_backoff(attempt).await,
                         Err(e) => return Err(e),
                     }
-                    seen = *old;
                     since = timestamp_now();
                 }
-                Attempt::Changed(old) => {
-                    since = timestamp_after(&old.updated_at);
-                    seen = *old;
-                }
-                // Another transaction on the same item at the same moment: let it land.
+                Attempt::Changed(old) => since = timestamp_after(&old.updated_at),
+                // A transaction on the same item at the same moment: let it land.
                 Attempt::Conflict => super::conflict_backoff(attempt).await,
             }
         }
         // Every attempt lost a race: as the item stands now, which is most often held by
         // the winner (busy, in dcmanager's words).
         let now: Option<Subcloud> = self
-            .get(&self.res.subclouds_table, "subcloud", seen.id)
+            .get(&self.res.subclouds_table, "subcloud", req.subcloud_id)
             .await?;
-        Ok(match now.map(|now| judge(req, &seen, now, &since)) {
-            None => ClaimOutcome::Gone,
-            Some(Attempt::Done(outcome)) => outcome,
-            Some(_) => ClaimOutcome::Contended { name: seen.name },
+        let Some(now) = now else {
+            return Ok(ClaimOutcome::Gone);
+        };
+        let name = now.name.clone();
+        Ok(match judge(req, now, &since) {
+            Attempt::Done(outcome) => outcome,
+            _ => ClaimOutcome::Contended { name },
         })
     }
 
-    async fn try_claim(
-        &self,
-        seen: &Subcloud,
-        req: &ClaimRequest,
-        record: &Operation,
-        since: &str,
-    ) -> Result<Attempt, StoreError> {
-        let writes = self.claim_writes(seen, req, record, since)?;
-        let result = self
-            .ddb
-            .transact_write_items()
-            .transact_items(writes.update)
-            .transact_items(writes.put)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Attempt::Done(ClaimOutcome::Claimed {
-                subcloud: Box::new(writes.claimed),
-                prior: writes.prior,
-            })),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    let reasons = c.cancellation_reasons();
-                    cancelled(req, seen, since, reasons.first(), reasons.get(1))
-                }
-                _ => Err(StoreError::from_sdk("TransactWriteItems claim", e)),
-            },
-        }
-    }
-
-    /// Claims several subclouds of one request, each with its record, in one transaction:
-    /// a group whose members are free costs one write per batch instead of one per member
-    /// (#17). Every claim keeps its own condition; when one fails, the whole transaction is
-    /// cancelled and each member's reasons say what became of it: judged from its ALL_OLD
-    /// (busy, not valid, gone), or claimed again alone through `claim`. One result per
-    /// member, in order. At most `MAX_CLAIMS_PER_TRANSACTION` members.
-    pub async fn claim_together(
-        &self,
-        claims: &[(Subcloud, ClaimRequest, Operation)],
-    ) -> Vec<Result<ClaimOutcome, StoreError>> {
-        let alone = || {
-            futures::future::join_all(
-                claims
-                    .iter()
-                    .map(|(seen, req, record)| self.claim(seen, req, record)),
-            )
-        };
-        if claims.len() < 2 || claims.len() > MAX_CLAIMS_PER_TRANSACTION {
-            return alone().await;
-        }
-        let mut writes = Vec::with_capacity(claims.len());
-        for (seen, req, record) in claims {
-            let since = timestamp_after(&seen.updated_at);
-            match self.claim_writes(seen, req, record, &since) {
-                Ok(w) => writes.push((w, since)),
-                Err(_) => return alone().await,
-            }
-        }
-        let mut tx = self.ddb.transact_write_items();
-        for (w, _) in &writes {
-            tx = tx
-                .transact_items(w.update.clone())
-                .transact_items(w.put.clone());
-        }
-        let reasons = match tx.send().await {
-            Ok(_) => {
-                return writes
-                    .into_iter()
-                    .map(|(w, _)| {
-                        Ok(ClaimOutcome::Claimed {
-                            subcloud: Box::new(w.claimed),
-                            prior: w.prior,
-                        })
-                    })
-                    .collect()
-            }
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    c.cancellation_reasons().to_vec()
-                }
-                // Whatever it was (a size limit, a failure), each claim alone says.
-                _ => return alone().await,
-            },
-        };
-        let each =
-            claims
-                .iter()
-                .zip(&writes)
-                .enumerate()
-                .map(|(i, ((seen, req, record), (_, since)))| {
-                    let (update, put) = (reasons.get(2 * i), reasons.get(2 * i + 1));
-                    let judged = if code(update) == "ConditionalCheckFailed" {
-                        cancelled(req, seen, since, update, put)
-                    } else {
-                        // Cancelled for the others' sake, or by a concurrent writer: alone.
-                        Ok(Attempt::Conflict)
-                    };
-                    async move {
-                        match judged {
-                            Ok(Attempt::Done(outcome)) => Ok(outcome),
-                            Ok(_) => self.claim(seen, req, record).await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                });
-        futures::future::join_all(each).await
-    }
-
-    /// A claim of `seen` at `since` as transaction items: the subcloud's conditional update
-    /// (ALL_OLD when its condition fails) and the operation record's put, and what the
-    /// subcloud is once they are written.
-    fn claim_writes(
-        &self,
-        seen: &Subcloud,
-        req: &ClaimRequest,
-        record: &Operation,
-        since: &str,
-    ) -> Result<ClaimWrites, StoreError> {
+    async fn try_claim(&self, req: &ClaimRequest, since: &str) -> Result<Attempt, StoreError> {
         let lease = req.now + req.lease_seconds;
-        let fence = seen.fence + 1;
         let claimed = req.kind.claimed_state();
+        let request = OpRequest {
+            requested_by: req.requested_by.clone(),
+            group: req.group.clone(),
+            schedule_id: req.schedule_id,
+            release: req.release.clone(),
+            // The table's TTL deletes the record once the operation history period has passed.
+            expires_at: req.now.saturating_add(self.operation_history.as_secs()),
+        };
         let mut e = Expr::new();
         claim_condition(&mut e, req, since);
-        // The fence and the state replaced are those seen, so the record and a rollback can
-        // name them without a read.
-        if seen.fence == 0 {
-            e.absent_or(FENCE, |e| e.compared(FENCE, "=", n(0)));
-        } else {
-            e.eq(FENCE, n(seen.fence));
-        }
-        let prior = claimed.current(seen);
-        e.eq_or_absent(claimed.attribute(), prior.as_str().map(s));
         e.set(OP_ID, s(req.op_id.as_str()))
             .set(OP_KIND, s(req.kind.as_str()))
             .set(OP_SINCE, s(since))
             .set(LEASE_EXPIRES_AT, n(lease))
             .set(LEASE_HELD, s(HELD))
-            .set(FENCE, n(fence))
+            .count(FENCE, 0, 1)
             .set(UPDATED_AT, s(since))
             .set(ERROR_DESCRIPTION, s(NO_ERRORS))
             .set(claimed.attribute(), s(claimed.as_str()))
-            .set_opt(OP_KEY, req.key.as_deref().map(s));
-        let claim = e
-            .update_builder(
-                Update::builder()
+            .set_opt(OP_KEY, req.key.as_deref().map(s))
+            .set(OP_OPTIONS, to_value("options", &req.options)?)
+            .set(OP_REQUEST, to_value("request", &request)?);
+        let result = e
+            .update_item(
+                self.ddb
+                    .update_item()
                     .table_name(&self.res.subclouds_table)
-                    .key(ID, n(seen.id))
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    ),
+                    .key(ID, n(req.subcloud_id)),
             )
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        let record = Operation {
-            fence,
-            state: OpState::Queued,
-            error: None,
-            // The claim's own time, which the claim made later than the subcloud's last write.
-            created_at: since.to_owned(),
-            updated_at: since.to_owned(),
-            started_at: None,
-            finished_at: None,
-            ..record.clone()
-        };
-        let mut item = to_item("operation", &record)?;
-        // The table's TTL deletes the record once the operation history period has passed.
-        item.insert(
-            EXPIRES_AT.to_owned(),
-            n(req.now.saturating_add(self.operation_history.as_secs())),
-        );
-        let put = Expr::new()
-            .not_exists(OP_ID)
-            .put_builder(
-                Put::builder()
-                    .table_name(&self.res.operations_table)
-                    .set_item(Some(item)),
-            )
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        let mut sc = seen.clone();
-        sc.op_id = Some(req.op_id.clone());
-        sc.op_kind = Some(req.kind);
-        sc.op_since = Some(since.to_owned());
-        sc.lease_expires_at = Some(lease);
-        sc.fence = fence;
-        sc.updated_at = since.to_owned();
-        sc.error_description = NO_ERRORS.to_owned();
-        sc.op_key = req.key.clone();
-        claimed.set(&mut sc);
-        Ok(ClaimWrites {
-            update: TransactWriteItem::builder().update(claim).build(),
-            put: TransactWriteItem::builder().put(put).build(),
-            claimed: sc,
-            prior,
-        })
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let old: Subcloud = from_item("subcloud", out.attributes.unwrap_or_default())?;
+                let prior = claimed.current(&old);
+                let mut sc = old;
+                sc.op_id = Some(req.op_id.clone());
+                sc.op_kind = Some(req.kind);
+                sc.op_since = Some(since.to_owned());
+                sc.lease_expires_at = Some(lease);
+                sc.fence += 1;
+                sc.updated_at = since.to_owned();
+                sc.error_description = NO_ERRORS.to_owned();
+                sc.op_key = req.key.clone();
+                sc.op_options = Some(req.options.clone());
+                sc.op_request = Some(request);
+                claimed.set(&mut sc);
+                Ok(Attempt::Done(ClaimOutcome::Claimed {
+                    subcloud: Box::new(sc),
+                    prior,
+                }))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item().filter(|item| !item.is_empty()) {
+                        None => Ok(Attempt::Done(ClaimOutcome::Gone)),
+                        Some(old) => Ok(judge(req, from_item("subcloud", old.clone())?, since)),
+                    }
+                }
+                Some(UpdateItemError::TransactionConflictException(_)) => Ok(Attempt::Conflict),
+                _ => Err(StoreError::from_sdk("UpdateItem claim", e)),
+            },
+        }
     }
 
     /// Gives a claimed slot back, restoring the state the claim replaced. Conditional on the
@@ -703,6 +522,8 @@ impl super::Store {
         let Some(op_id) = &sc.op_id else {
             return Ok(false);
         };
+        // Its record may still be on the item, which the end frees: moved out first.
+        self.keep_record(sc).await?;
         let at = timestamp_now();
         let mut e = Expr::new();
         e.eq(OP_ID, s(op_id.as_str()))

@@ -113,6 +113,8 @@ impl super::Store {
             op_key: None,
             orphan_upload: None,
             op_bytes: None,
+            op_options: None,
+            op_request: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),

@@ -164,6 +164,11 @@ impl Worker {
             tracing::info!(op_id = %job.op_id, attempt = job.attempt, live, "not the live message of the poll chain; dropped");
             return Ok(());
         }
+        // The operation starts here: its record leaves the claim for the operations table,
+        // before anything writes to it.
+        if job.attempt == 0 {
+            self.inventory.keep_record(&sc).await?;
+        }
         // A create before this one whose lease expired may have left an upload behind.
         if let Some(orphan) = &sc.orphan_upload {
             crate::sweeper::discard_orphan(&self.inventory, &self.central, &sc, orphan).await;
@@ -394,7 +399,7 @@ impl Step<'_> {
         if self.poll_later(Some(&followed.running()), 0).await? {
             self.worker
                 .inventory
-                .set_operation_state(&self.job.op_id, OpState::Running, None)
+                .set_operation_running(&self.job.op_id)
                 .await?;
         }
         Ok(())
