@@ -23,7 +23,8 @@
 //! - [`operations`]: the one way to start backup/restore operations — the API's typed
 //!   commands, from the subcloud-backup routes and from the [`scheduler`] (which parses a
 //!   schedule's options as the API would): claims each subcloud's slot with one
-//!   conditional write, writes its operation record and sends its job ([`jobs`]) to the queue.
+//!   conditional write that keeps its operation record, and sends its job ([`jobs`]) to the
+//!   queue.
 //! - [`worker`]: takes a job from the queue and drives the operation through its states on
 //!   the subcloud's agent ([`agent_client`]), with the central copies in S3 ([`central`]):
 //!   the batch handler and shared poll machinery in `worker/mod.rs`, each operation's flow in

@@ -13,7 +13,6 @@ use crate::domain::{
 use crate::jobs::{JobMessage, JobQueue, SEND_BATCH_MAX};
 use crate::store::{ClaimOutcome, ClaimRequest, InventoryError, Store, StoreError};
 use futures::StreamExt;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// What `start` needs: the store, the jobs queue and two settings.
@@ -48,7 +47,8 @@ pub struct Started {
     pub group: Option<Group>,
     /// Every subcloud of the target as it stands after the request, by id: the accepted in
     /// their claimed state, the others as their claim found them (SPEC §3, dcmanager's
-    /// answer); a member deleted meanwhile is left out.
+    /// answer); a member deleted meanwhile, or whose claim could not reach the store, is left
+    /// out.
     pub members: Vec<Subcloud>,
     /// Claimed, recorded and queued: in their claimed state, by id.
     pub accepted: Vec<Subcloud>,
@@ -126,6 +126,8 @@ async fn hand_over_batch(starter: Starter<'_>, verdicts: Vec<Verdict>) -> Handed
         }
     }
     let (accepted, failed) = hand_over(starter, claimed).await;
+    let (failed, rolled_back): (Vec<_>, Vec<_>) = failed.into_iter().unzip();
+    standing.extend(rolled_back.into_iter().flatten());
     Handed {
         accepted,
         failed,
@@ -161,23 +163,20 @@ pub async fn start(
     origin: &Origin,
 ) -> Result<Started, StartError> {
     let now = epoch_now();
-    let (batches, as_read, group) = match &command.target {
+    let (batches, group) = match &command.target {
         Target::Subcloud(r) => {
             let (request, outcome) = claim_named(starter, command, origin, r, now).await?;
             let name = r.to_string();
-            let verdict = verdict(command, request.subcloud_id, &name, None, Ok(outcome));
+            let verdict = verdict(command, request.subcloud_id, &name, Ok(outcome));
             let batch = hand_over_batch(starter, vec![verdict]).await;
-            (vec![batch], HashMap::new(), None)
+            (vec![batch], None)
         }
         Target::Group(r) => {
             let group = starter.inventory.group(r).await?;
-            let members = starter.inventory.members(group.id).await?;
+            let members = starter.inventory.member_names(group.id).await?;
             if members.is_empty() {
                 return Err(StartError::EmptyGroup(group.name.to_string()));
             }
-            // Rolled-back claims are answered as they were read.
-            let as_read: HashMap<u64, Subcloud> =
-                members.iter().map(|sc| (sc.id, sc.clone())).collect();
             let of = Of {
                 name: Some(group.name.to_string()),
                 id: Some(group.id),
@@ -190,12 +189,11 @@ pub async fn start(
                 .map(|batch| {
                     let of = &of;
                     async move {
-                        let verdicts = batch.into_iter().map(|sc| async move {
-                            let target = (sc.id, Some(&sc.name));
+                        let verdicts = batch.into_iter().map(|(id, name)| async move {
+                            let target = (id, Some(&name));
                             let request = prepare(starter, command, origin, target, of, now);
                             let outcome = starter.inventory.claim(&request).await;
-                            let name = sc.name.to_string();
-                            verdict(command, sc.id, &name, Some(sc), outcome)
+                            verdict(command, id, name.as_str(), outcome)
                         });
                         let verdicts = futures::future::join_all(verdicts).await;
                         hand_over_batch(starter, verdicts).await
@@ -204,7 +202,7 @@ pub async fn start(
                 .buffer_unordered(in_flight)
                 .collect()
                 .await;
-            (batches, as_read, Some(group))
+            (batches, Some(group))
         }
     };
     let mut accepted = Vec::new();
@@ -218,7 +216,6 @@ pub async fn start(
         standing.extend(batch.standing);
     }
     accepted.sort_by_key(|sc| sc.id);
-    standing.extend(failed.iter().filter_map(|r| as_read.get(&r.id).cloned()));
     refused.extend(failed);
     refused.sort_by_key(|r| r.id);
     let (failed, skipped): (Vec<_>, Vec<_>) = refused
@@ -325,12 +322,12 @@ fn prepare(
 }
 
 /// One target subcloud's fate, from its claim's outcome: subcloud `id`, named `name` in the
-/// request, as it was `read` (a group member) if it was.
+/// request. A subcloud whose claim failed or kept losing races is not in `members`: how it
+/// stands is not known.
 fn verdict(
     command: &Command,
     id: u64,
     name: &str,
-    read: Option<Subcloud>,
     outcome: Result<ClaimOutcome, StoreError>,
 ) -> Verdict {
     let refused = |status, why, standing: Option<Box<Subcloud>>| {
@@ -355,7 +352,7 @@ fn verdict(
         Ok(ClaimOutcome::Contended { name }) => refused(
             ReasonStatus::Busy,
             format!("Subcloud {name} changed while it was being claimed; try again"),
-            read.map(Box::new),
+            None,
         ),
         Ok(ClaimOutcome::Invalid {
             subcloud,
@@ -371,7 +368,7 @@ fn verdict(
             refused(
                 ReasonStatus::Failed,
                 "the database is unavailable; try again".into(),
-                read.map(Box::new),
+                None,
             )
         }
     }
@@ -395,11 +392,11 @@ fn busy_reason(requested: OpKind, sc: &Subcloud, holder: &SlotHolder) -> String 
 }
 
 /// Sends the jobs of the claimed (and recorded) subclouds. A claim whose job could not be
-/// sent is rolled back and reported as failed.
+/// sent is rolled back and reported as failed, with the subcloud as it stands then.
 async fn hand_over(
     starter: Starter<'_>,
     claimed: Vec<Claimed>,
-) -> (Vec<Subcloud>, Vec<SubcloudReason>) {
+) -> (Vec<Subcloud>, Vec<(SubcloudReason, Option<Subcloud>)>) {
     if claimed.is_empty() {
         return (Vec::new(), Vec::new());
     }
@@ -427,9 +424,14 @@ async fn hand_over(
 }
 
 /// Undoes claims whose jobs will never run, all at once: each operation's record is
-/// written as failed, then its claim released. If a release fails, the lease expires and the
-/// slot is recovered by the next claim (or the sweeper).
-async fn undo(starter: Starter<'_>, claims: Vec<Claimed>, why: &str) -> Vec<SubcloudReason> {
+/// written as failed, then its claim released, then the subcloud read as it stands (for the
+/// answer). If a release fails, the lease expires and the slot is recovered by the next claim
+/// (or the sweeper).
+async fn undo(
+    starter: Starter<'_>,
+    claims: Vec<Claimed>,
+    why: &str,
+) -> Vec<(SubcloudReason, Option<Subcloud>)> {
     futures::stream::iter(claims)
         .map(|c| async move {
             let at = timestamp_now();
@@ -449,7 +451,8 @@ async fn undo(starter: Starter<'_>, claims: Vec<Claimed>, why: &str) -> Vec<Subc
                 Ok(false) => tracing::warn!(op_id = %op_id, "claim was already gone when rolled back"),
                 Err(e) => tracing::error!(op_id = %op_id, error = %e, "claim not rolled back; its lease will expire"),
             }
-            reason(&c.subcloud, ReasonStatus::Failed, why.to_owned())
+            let standing = starter.inventory.subcloud(&Ref::Id(c.subcloud.id)).await.ok();
+            (reason(&c.subcloud, ReasonStatus::Failed, why.to_owned()), standing)
         })
         .buffer_unordered(starter.claim_concurrency)
         .collect()

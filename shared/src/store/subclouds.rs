@@ -4,14 +4,14 @@
 
 use super::attributes::{
     AGENT_URL, AVAILABILITY_STATUS, BACKUP_STATUS, DEPLOY_STATUS, DESCRIPTION, GROUP_ID, ID,
-    LOCATION, MANAGEMENT_STATE, UPDATED_AT,
+    LOCATION, MANAGEMENT_STATE, NAME, UPDATED_AT,
 };
 use super::names::Kind;
 use super::slot::{not_in, slot_free};
 use super::{failed_conditions, n, s, to_item, Expr, InventoryError, StoreError};
 use crate::domain::{
-    AvailabilityStatus, DeployStatus, ManagementState, NewSubcloud, Ref, Subcloud, SubcloudPatch,
-    DEFAULT_GROUP_ID,
+    AvailabilityStatus, DeployStatus, ManagementState, Name, NewSubcloud, Ref, Subcloud,
+    SubcloudPatch, DEFAULT_GROUP_ID,
 };
 use crate::resources::GROUP_MEMBERS_INDEX;
 
@@ -52,6 +52,29 @@ impl super::Store {
             .query_all("subcloud", "Query group-members", query)
             .await?;
         Ok(members)
+    }
+
+    /// The ids and names of a group's members, through the group-members index: a claim
+    /// returns each member whole, so the query reads no more.
+    pub async fn member_names(&self, group_id: u64) -> Result<Vec<(u64, Name)>, InventoryError> {
+        #[derive(serde::Deserialize)]
+        struct Member {
+            id: u64,
+            name: Name,
+        }
+        let mut e = Expr::new();
+        e.eq(GROUP_ID, n(group_id));
+        let projection = format!("{}, {}", e.name(ID), e.name(NAME));
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.res.subclouds_table)
+            .index_name(GROUP_MEMBERS_INDEX)
+            .projection_expression(projection);
+        let members: Vec<Member> = self
+            .query_all("group member", "Query group-members", e.query(query))
+            .await?;
+        Ok(members.into_iter().map(|m| (m.id, m.name)).collect())
     }
 
     pub async fn register(&self, new: NewSubcloud) -> Result<Subcloud, InventoryError> {
