@@ -502,6 +502,15 @@ async fn an_expired_lease_can_be_claimed_again_and_the_stale_claim_can_change_no
     assert_eq!(record["state"], "failed");
     let why = record["error"].as_str().unwrap();
     assert!(why.contains("lease expired"), "{why}");
+    // The whole record: moved out of the claim before the recovery freed the slot.
+    let ended = stack.app.inventory.operation(stale.op_id.as_ref().unwrap());
+    let ended = ended.await.unwrap().expect("the stale operation's record");
+    assert_eq!(ended.kind, OpKind::Create);
+    assert_eq!(
+        (ended.subcloud_id, ended.requested_by.as_str()),
+        (id, "test")
+    );
+    assert_eq!(ended.state, OpState::Failed);
 }
 
 #[tokio::test]
