@@ -306,10 +306,7 @@ fn prepare(
     ClaimRequest {
         name: name.cloned(),
         options: command.options.clone(),
-        release: command
-            .release
-            .clone()
-            .filter(|_| command.kind == OpKind::Delete),
+        release: command.named_release(),
         group_id: of.id,
         has_bootstrap_address: name
             .is_some_and(|name| command.bootstrap.contains_key(name.as_str())),
@@ -331,6 +328,8 @@ fn verdict(
     outcome: Result<ClaimOutcome, StoreError>,
 ) -> Verdict {
     let refused = |status, why, standing: Option<Box<Subcloud>>| {
+        // The stored name, when the claim found the subcloud (the request may give an id).
+        let name = standing.as_ref().map_or(name, |sc| sc.name.as_str());
         let reason = SubcloudReason {
             id,
             name: name.to_owned(),

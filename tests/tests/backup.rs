@@ -89,6 +89,16 @@ async fn concurrent_backup_create_cannot_be_triggered_on_one_subcloud() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["op_id"], sc["operation"]["id"]);
     assert_eq!(stack.drain_jobs().await.len(), 1, "one job on the queue");
+
+    // Asked by id (claimed without a read), the busy subcloud is still named as stored.
+    let by_id = create(&stack, json!({"subcloud": id})).await;
+    assert_eq!(by_id.status, StatusCode::CONFLICT, "{:?}", by_id.body);
+    assert!(by_id.message().contains("Subcloud sc1 current"));
+    let listed = &by_id.body["error"]["subclouds"][0];
+    assert_eq!(
+        (listed["id"].as_u64(), listed["name"].as_str()),
+        (Some(id), Some("sc1"))
+    );
 }
 
 #[tokio::test]

@@ -132,13 +132,10 @@ impl Command {
         })
     }
 
-    /// The release an operation on `sc` is about: the path's for a delete, else the
-    /// subcloud's own.
-    pub fn release_for(&self, sc: &Subcloud) -> Release {
-        match (&self.release, self.kind) {
-            (Some(release), OpKind::Delete) => release.clone(),
-            _ => sc.software_version.clone(),
-        }
+    /// The release the request names for its operations: the path's, for a delete. `None`:
+    /// each operation is about its subcloud's own software-version (`OpRequest::release`).
+    pub fn named_release(&self) -> Option<Release> {
+        self.release.clone().filter(|_| self.kind == OpKind::Delete)
     }
 
     /// What identifies the request for `Idempotency-Key`: everything but the secret.
