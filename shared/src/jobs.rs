@@ -50,7 +50,15 @@ pub struct JobMessage {
 }
 
 impl JobMessage {
-    pub const VERSION: u32 = 1;
+    /// 2: the claim keeps its operation's record on the subcloud, and the worker that takes
+    /// the API's job moves it to the operations table (a version-1 worker would not).
+    pub const VERSION: u32 = 2;
+
+    /// Whether this worker can act on a job of `version`: version 1's records are already in
+    /// the operations table, so its jobs are handled as they are.
+    pub fn readable(version: u32) -> bool {
+        (1..=Self::VERSION).contains(&version)
+    }
 
     /// The job of a recorded operation, with the restore's bootstrap address if it has one.
     pub fn for_operation(op: &Operation, bootstrap_address: Option<IpAddr>) -> JobMessage {
@@ -400,6 +408,17 @@ mod tests {
             schedule_id: None,
         };
         serde_json::to_value(&job).unwrap()
+    }
+
+    #[test]
+    fn a_worker_reads_the_versions_it_knows() {
+        assert!(
+            JobMessage::readable(1),
+            "queued before records moved to the claim"
+        );
+        assert!(JobMessage::readable(JobMessage::VERSION));
+        assert!(!JobMessage::readable(0));
+        assert!(!JobMessage::readable(JobMessage::VERSION + 1));
     }
 
     #[test]

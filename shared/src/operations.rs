@@ -424,8 +424,8 @@ async fn hand_over(
 
 /// Undoes claims whose jobs will never run, all at once: each operation's record is
 /// written as failed, then its claim released, then the subcloud read as it stands (for the
-/// answer). If a release fails, the lease expires and the slot is recovered by the next claim
-/// (or the sweeper).
+/// answer). If the record or the release cannot be written, the lease expires and the slot
+/// is recovered by the next claim (or the sweeper), which records the operation as failed.
 async fn undo(
     starter: Starter<'_>,
     claims: Vec<Claimed>,
@@ -442,13 +442,15 @@ async fn undo(
                 ..c.record.clone()
             };
             let op_id = &failed.op_id;
-            if let Err(e) = starter.inventory.put_record(&failed, c.expires_at).await {
-                tracing::error!(op_id = %op_id, error = %e, "operation record not written as failed");
-            }
-            match starter.inventory.release_claim(&c.subcloud, &c.prior).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(op_id = %op_id, "claim was already gone when rolled back"),
-                Err(e) => tracing::error!(op_id = %op_id, error = %e, "claim not rolled back; its lease will expire"),
+            // Releasing removes the record the claim keeps: only once it is written apart.
+            // Otherwise the claim is left to its lease, whose recovery writes the record.
+            match starter.inventory.put_record(&failed, c.expires_at).await {
+                Err(e) => tracing::error!(op_id = %op_id, error = %e, "operation record not written as failed; the claim is left to its lease"),
+                Ok(()) => match starter.inventory.release_claim(&c.subcloud, &c.prior).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(op_id = %op_id, "claim was already gone when rolled back"),
+                    Err(e) => tracing::error!(op_id = %op_id, error = %e, "claim not rolled back; its lease will expire"),
+                },
             }
             let standing = starter.inventory.subcloud(&Ref::Id(c.subcloud.id)).await.ok();
             (reason(&c.subcloud, ReasonStatus::Failed, why.to_owned()), standing)

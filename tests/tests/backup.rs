@@ -2,6 +2,11 @@
 //! and the SQS emulator: the seed's six scenarios, the cross-kind exclusions, lease expiry,
 //! fencing, rollback of a job the queue refuses, and every input rule.
 
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dcbackup::api::Route;
 use dcbackup::config::Config;
@@ -12,6 +17,7 @@ use dcbackup::store::{Begin, ClaimOutcome, ClaimRequest, Store};
 use dcbackup_tests::{token, Stack};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 const CREATE: &str = "/v1.0/subcloud-backup";
 const RESTORE: &str = "/v1.0/subcloud-backup/restore";
@@ -844,6 +850,131 @@ async fn a_claim_keeps_its_record_in_its_one_write_until_a_worker_starts_it() {
     assert_eq!(inventory.operation(&OpId::new()).await.unwrap(), None);
 }
 
+/// Lets the first claim (the UpdateItem that writes `op_request`) reach DynamoDB, then turns
+/// its answer into a 500, as a lost answer would be: the SDK sends the same write again.
+#[derive(Debug, Default)]
+struct LoseFirstClaimAnswer(AtomicU8);
+
+impl Intercept for LoseFirstClaimAnswer {
+    fn name(&self) -> &'static str {
+        "LoseFirstClaimAnswer"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let update = request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with(".UpdateItem"));
+        let claim = request
+            .body()
+            .bytes()
+            .is_some_and(|b| String::from_utf8_lossy(b).contains("op_request"));
+        if update && claim {
+            let _ = self
+                .0
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self
+            .0
+            .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            *context.response_mut().status_mut() = 500u16.try_into()?;
+        }
+        Ok(())
+    }
+}
+
+/// A claim that landed but whose answer was lost is sent again by the SDK; the second try
+/// finds the slot held by its own operation, which is the claim's, not a busy subcloud's
+/// (SPEC §3: no slot held without its job), and knows the state it replaced.
+#[tokio::test]
+async fn a_claim_sent_again_after_it_landed_is_the_same_claim() {
+    let stack = Stack::new().await;
+    let id = backup_ready(&stack, "r1", "Default").await;
+    let before = stack.item(id).await;
+    let lossy = stack.intercepted(LoseFirstClaimAnswer::default()).await;
+    let reply = lossy
+        .call(Route::BackupCreate, CREATE, Some(json!({"subcloud": "r1"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let op = reply.body["subclouds"][0]["operation"]["id"].clone();
+    let jobs = stack.drain_jobs().await;
+    assert_eq!(jobs.len(), 1, "the held slot has its job: {jobs:?}");
+    assert_eq!(jobs[0]["op_id"], op);
+    let item = stack.item(id).await;
+    let prior = before
+        .get("backup_status")
+        .map_or("", |b| b.as_s().unwrap());
+    assert_eq!(item["op_prior"].as_s().unwrap(), prior);
+
+    // With an Idempotency-Key the second try must not take its own claim for one a dead
+    // attempt left behind (and fail its own operation).
+    let id = backup_ready(&stack, "r2", "Default").await;
+    let lossy = stack.intercepted(LoseFirstClaimAnswer::default()).await;
+    let mut request =
+        dcbackup_tests::json_request(Method::POST, CREATE, Some(json!({"subcloud": "r2"})));
+    let headers = request.headers_mut();
+    headers.insert("x-auth-token", stack.admin_token.parse().unwrap());
+    headers.insert("idempotency-key", "k-r2".parse().unwrap());
+    let reply = lossy.request(Route::BackupCreate, request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let item = stack.item(id).await;
+    let op_id = OpId::parse("op_id", item["op_id"].as_s().unwrap()).unwrap();
+    let op = stack.app.inventory.operation(&op_id).await.unwrap();
+    let op = op.expect("the held operation's record");
+    assert_eq!((op.state, op.error), (OpState::Queued, None));
+    assert_eq!(records_of(&stack, id).await.len(), 1, "no other operation");
+}
+
+/// A rolled-back claim whose failed record cannot be written is not released: the claim
+/// keeps the record until its lease runs out and its recovery writes it.
+#[tokio::test]
+async fn a_rollback_that_cannot_write_the_record_leaves_the_claim_to_its_lease() {
+    let mut stack = Stack::new().await;
+    let id = backup_ready(&stack, "u1", "Default").await;
+    stack.app.jobs = JobQueue::new(
+        stack.clients.sqs.clone(),
+        "missing".into(),
+        Some("http://sqs.us-east-1.localhost:1/000000000000/missing".into()),
+    );
+    let resources = Resources {
+        operations_table: format!("{}-no-operations", stack.prefix),
+        ..stack.resources.clone()
+    };
+    stack.app.inventory = Store::new(stack.clients.dynamodb.clone(), resources);
+    let reply = create(&stack, json!({"subcloud": "u1"})).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    let item = stack.item(id).await;
+    assert!(
+        item.contains_key("op_id"),
+        "the claim keeps the only record"
+    );
+    let records = stack.operations().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["state"], "queued");
+}
+
 #[tokio::test]
 async fn a_job_the_queue_refuses_leaves_the_slot_free() {
     let mut stack = Stack::new().await;
@@ -909,7 +1040,7 @@ async fn jobs_and_records_carry_no_secret() {
     let jobs = stack.drain_jobs().await;
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
-    assert_eq!(job["version"], 1);
+    assert_eq!(job["version"], 2);
     assert_eq!(job["op_id"], op_id.as_str());
     assert_eq!(job["kind"], "create");
     assert_eq!(job["subcloud_id"], id);

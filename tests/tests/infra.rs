@@ -66,12 +66,26 @@ struct Grants {
 fn grants(route: Route) -> Grants {
     match route {
         // `store::Store`: items, name claims, id counters and the group-members index.
+        // A write that finds an expired lease recovers it first (`Store::recover_expired`):
+        // the operation's record is moved and ended (operations), its seat given back.
+        Route::SubcloudsUpdate | Route::SubcloudsDelete => Grants {
+            crud: &[
+                "SubcloudsTable",
+                "GroupsTable",
+                "NamesTable",
+                "CountersTable",
+                "OperationsTable",
+            ],
+            read: &[],
+            sends_jobs: false,
+            takes_dead_letters: false,
+            backup_bucket: &[],
+            agent_secret: false,
+        },
         Route::SubcloudsList
         | Route::SubcloudsRegister
         | Route::SubcloudsShow
         | Route::SubcloudsDetail
-        | Route::SubcloudsUpdate
-        | Route::SubcloudsDelete
         | Route::GroupsList
         | Route::GroupsCreate
         | Route::GroupsShow

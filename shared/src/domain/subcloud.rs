@@ -79,6 +79,9 @@ pub struct Subcloud {
     pub op_options: Option<OpOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_request: Option<OpRequest>,
+    /// The value the claim replaced in its state's attribute, "" for none (part of the slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_prior: Option<String>,
     /// The running backup's progress in bytes, as its last poll found it (part of the slot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_bytes: Option<crate::domain::ByteProgress>,

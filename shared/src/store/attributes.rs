@@ -48,6 +48,9 @@ pub const OP_KEY: &str = "op_key";
 pub const OP_BYTES: &str = "op_bytes";
 pub const OP_OPTIONS: &str = "op_options";
 pub const OP_REQUEST: &str = "op_request";
+/// The value the claim replaced in its state's attribute ("" for none), kept so that a claim
+/// whose answer was lost, and which is sent again, still knows it.
+pub const OP_PRIOR: &str = "op_prior";
 pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
 /// Set (to [`super::LEASE_HELD`]) while a lease is held: the expiring-leases index's key.
 pub const LEASE_HELD: &str = "lease_held";
@@ -141,7 +144,7 @@ mod tests {
             "poll_token": "x", "op_key": "k", "orphan_upload": "6f1c1e2a-8d4b-4a57-9b1e-0c2f3d4e5f60",
             "fence": 1, "central_backups": ["24.09"], "local_backups": ["24.09"],
             "op_options": {"local_only": false, "registry_images": false},
-            "op_request": {"requested_by": "admin", "expires_at": 1},
+            "op_request": {"requested_by": "admin", "expires_at": 1}, "op_prior": "",
         });
         let sc: Subcloud = serde_json::from_value(item).unwrap();
         let written = serde_json::to_value(&sc).unwrap();
@@ -171,6 +174,7 @@ mod tests {
             OP_KEY,
             OP_OPTIONS,
             OP_REQUEST,
+            OP_PRIOR,
             ORPHAN_UPLOAD,
             FENCE,
             CENTRAL_BACKUPS,

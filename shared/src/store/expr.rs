@@ -107,6 +107,15 @@ impl Expr {
         self
     }
 
+    /// `SET attr = if_not_exists(from, absent)`: a copy of `from` as the item was before this
+    /// write (`absent` when it had none).
+    pub fn copy_or(&mut self, attr: &str, from: &str, absent: AttributeValue) -> &mut Self {
+        self.set_to(attr, |e| {
+            let (from, absent) = (e.name(from), e.value(absent));
+            format!("if_not_exists({from}, {absent})")
+        })
+    }
+
     /// Adds `delta` to a number attribute that must exist (`SET a = a + d`: a missing one
     /// fails loudly instead of starting from zero).
     pub fn increment(&mut self, attr: &str, delta: i64) -> &mut Self {

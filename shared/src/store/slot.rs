@@ -10,12 +10,12 @@
 use super::attributes::{
     AGENT_URL, AVAILABILITY_STATUS, BACKUP_STATUS, CENTRAL_BACKUPS, DEPLOY_STATUS,
     ERROR_DESCRIPTION, FENCE, GROUP_ID, ID, LEASE_EXPIRES_AT, LEASE_HELD, LOCAL_BACKUPS,
-    MANAGEMENT_STATE, NAME, OP_BYTES, OP_ID, OP_KEY, OP_KIND, OP_OPTIONS, OP_REQUEST, OP_SINCE,
-    ORPHAN_UPLOAD, POLL_SEQ, POLL_TOKEN, SEAT, SOFTWARE_VERSION, UPDATED_AT,
+    MANAGEMENT_STATE, NAME, OP_BYTES, OP_ID, OP_KEY, OP_KIND, OP_OPTIONS, OP_PRIOR, OP_REQUEST,
+    OP_SINCE, ORPHAN_UPLOAD, POLL_SEQ, POLL_TOKEN, SEAT, SOFTWARE_VERSION, UPDATED_AT,
 };
 use super::{from_item, n, s, to_value, Expr, StoreError};
 use crate::domain::{
-    timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, DeployStatus,
+    timestamp_after, timestamp_now, AvailabilityStatus, BackupStatus, ClaimedState, DeployStatus,
     ManagementState, Name, OpId, OpKind, OpOptions, OpRequest, OpState, Release, SlotHolder,
     SlotState, Subcloud, NO_ERRORS,
 };
@@ -118,7 +118,7 @@ pub(crate) fn slot_free(e: &mut Expr) -> &mut Expr {
 
 /// Every attribute of a held slot. `lease_held` exists only while the slot is held, so the
 /// expiring-leases index holds exactly the held slots (the sweeper's view, no scan).
-pub const SLOT_ATTRIBUTES: [&str; 12] = [
+pub const SLOT_ATTRIBUTES: [&str; 13] = [
     OP_ID,
     OP_KIND,
     OP_SINCE,
@@ -131,6 +131,7 @@ pub const SLOT_ATTRIBUTES: [&str; 12] = [
     OP_BYTES,
     OP_OPTIONS,
     OP_REQUEST,
+    OP_PRIOR,
 ];
 /// The value of `lease_held` while a lease is held.
 pub const HELD: &str = "held";
@@ -167,6 +168,14 @@ fn judge(req: &ClaimRequest, old: Subcloud, since: &str) -> Attempt {
     if req.name.as_ref().is_some_and(|name| *name != old.name) {
         return Attempt::Done(ClaimOutcome::Gone);
     }
+    // This very claim, landed by an earlier try whose answer was lost (the SDK sends a write
+    // again after a timeout or a 5xx): op ids are never reused.
+    if old.op_id.as_ref() == Some(&req.op_id) {
+        return Attempt::Done(ClaimOutcome::Claimed {
+            prior: kept_prior(&req.kind.claimed_state(), &old),
+            subcloud: Box::new(old),
+        });
+    }
     let never_started = old.op_since.as_ref() == Some(&old.updated_at)
         && old.seat.is_none()
         && old.poll_seq.is_none();
@@ -194,6 +203,26 @@ fn judge(req: &ClaimRequest, old: Subcloud, since: &str) -> Attempt {
     } else {
         Attempt::Done(ClaimOutcome::Contended { name: old.name })
     }
+}
+
+/// The state a claim replaced, as it kept it on `sc` (`op_prior`). One it cannot read is
+/// taken for the claimed state, which a rollback then settles as its failure state.
+fn kept_prior(claimed: &ClaimedState, sc: &Subcloud) -> SlotState {
+    let kept = sc.op_prior.clone().map(serde_json::Value::String);
+    let read = match claimed {
+        ClaimedState::Backup(_) => match kept {
+            Some(serde_json::Value::String(none)) if none.is_empty() => {
+                Some(SlotState::Backup(None))
+            }
+            kept => kept
+                .and_then(|v| serde_json::from_value(v).ok())
+                .map(|b| SlotState::Backup(Some(b))),
+        },
+        ClaimedState::Deploy(_) => kept
+            .and_then(|v| serde_json::from_value(v).ok())
+            .map(SlotState::Deploy),
+    };
+    read.unwrap_or_else(|| claimed.clone().into())
 }
 
 /// Adds to `e` the condition under which a subcloud may be claimed: it exists, its slot is
@@ -386,6 +415,7 @@ impl super::Store {
             .count(FENCE, 0, 1)
             .set(UPDATED_AT, s(since))
             .set(ERROR_DESCRIPTION, s(NO_ERRORS))
+            .copy_or(OP_PRIOR, claimed.attribute(), s(""))
             .set(claimed.attribute(), s(claimed.as_str()))
             .set_opt(OP_KEY, req.key.as_deref().map(s))
             .set(OP_OPTIONS, to_value("options", &req.options)?)
@@ -416,6 +446,7 @@ impl super::Store {
                 sc.op_key = req.key.clone();
                 sc.op_options = Some(req.options.clone());
                 sc.op_request = Some(request);
+                sc.op_prior = Some(prior.as_str().unwrap_or_default().to_owned());
                 claimed.set(&mut sc);
                 Ok(Attempt::Done(ClaimOutcome::Claimed {
                     subcloud: Box::new(sc),

@@ -138,6 +138,7 @@ impl super::Store {
             op_bytes: None,
             op_options: None,
             op_request: None,
+            op_prior: None,
             fence: 0,
             central_backups: Default::default(),
             local_backups: Default::default(),

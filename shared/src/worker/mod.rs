@@ -99,7 +99,7 @@ impl Worker {
             let id = record.message_id.clone().unwrap_or_default();
             let body = record.body.unwrap_or_default();
             match serde_json::from_str::<JobMessage>(&body) {
-                Ok(job) if job.version == JobMessage::VERSION => match self.handle(&job).await {
+                Ok(job) if JobMessage::readable(job.version) => match self.handle(&job).await {
                     Ok(()) => None,
                     Err(retry) => {
                         tracing::warn!(op_id = %job.op_id, error = %retry, "job will be retried");
