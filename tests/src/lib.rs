@@ -339,19 +339,7 @@ impl Stack {
     /// claims on subclouds still keep (`Operation::queued`, with their `expires_at`).
     pub async fn operations(&self) -> Vec<Value> {
         let mut all = self.recorded_operations().await;
-        let scanned = self
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(&self.resources.subclouds_table)
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .expect("scanning subclouds");
-        for item in scanned {
+        for item in self.scan(&self.resources.subclouds_table).await {
             let sc: dcbackup::domain::Subcloud = serde_dynamo::from_item(item).expect("a subcloud");
             let (Some(op), Some(request)) =
                 (dcbackup::domain::Operation::queued(&sc), &sc.op_request)
@@ -369,27 +357,26 @@ impl Stack {
 
     /// Every operation record in the operations table.
     pub async fn recorded_operations(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .clients
-                .dynamodb
-                .scan()
-                .table_name(&self.resources.operations_table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .expect("scanning operations");
-            for item in out.items.unwrap_or_default() {
-                all.push(serde_dynamo::from_item(item).expect("an operation record"));
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return all,
-            }
-        }
+        self.scan(&self.resources.operations_table)
+            .await
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).expect("an operation record"))
+            .collect()
+    }
+
+    /// Every item of `table`, read consistently.
+    async fn scan(&self, table: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .unwrap_or_else(|e| panic!("scanning {table}: {e}"))
     }
 
     pub async fn create_group(&self, name: &str) -> Value {

@@ -208,19 +208,17 @@ fn judge(req: &ClaimRequest, old: Subcloud, since: &str) -> Attempt {
 /// The state a claim replaced, as it kept it on `sc` (`op_prior`). One it cannot read is
 /// taken for the claimed state, which a rollback then settles as its failure state.
 fn kept_prior(claimed: &ClaimedState, sc: &Subcloud) -> SlotState {
-    let kept = sc.op_prior.clone().map(serde_json::Value::String);
-    let read = match claimed {
-        ClaimedState::Backup(_) => match kept {
-            Some(serde_json::Value::String(none)) if none.is_empty() => {
-                Some(SlotState::Backup(None))
-            }
-            kept => kept
-                .and_then(|v| serde_json::from_value(v).ok())
-                .map(|b| SlotState::Backup(Some(b))),
-        },
-        ClaimedState::Deploy(_) => kept
-            .and_then(|v| serde_json::from_value(v).ok())
-            .map(SlotState::Deploy),
+    let read = match (claimed, sc.op_prior.as_deref()) {
+        (ClaimedState::Backup(_), Some("")) => Some(SlotState::Backup(None)),
+        (ClaimedState::Backup(_), Some(kept)) => serde_json::from_value(kept.into())
+            .ok()
+            .map(|b| SlotState::Backup(Some(b))),
+        (ClaimedState::Deploy(_), Some(kept)) if !kept.is_empty() => {
+            serde_json::from_value(kept.into())
+                .ok()
+                .map(SlotState::Deploy)
+        }
+        _ => None,
     };
     read.unwrap_or_else(|| claimed.clone().into())
 }
